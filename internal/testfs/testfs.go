@@ -1,0 +1,285 @@
+package testfs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// FS is a filesystem made for one test and torn down by its cleanup.
+type FS struct {
+	Dir   string // mount point (symlinks resolved, so it matches /proc/self/mountinfo)
+	Type  string // "xfs", "btrfs", "ext4" or "tmpfs"
+	Image string // backing image file; empty for tmpfs
+	Loop  string // /dev/loopN; empty for tmpfs
+}
+
+// The images are sparse, so generous defaults cost nothing but let tests
+// write several files of a few MiB. The minimums are what the mkfs tools
+// accept: xfsprogs ≥ 5.19 refuses anything under 300 MiB, and btrfs needs
+// room for its duplicated metadata chunks (~114 MiB with btrfs-progs 6.2).
+const (
+	MiB = int64(1) << 20
+
+	defaultXFSSize   = 512 * MiB
+	defaultBtrfsSize = 256 * MiB
+	defaultExt4Size  = 128 * MiB
+	defaultTmpfsSize = 128 * MiB
+
+	minXFSSize   = 300 * MiB
+	minBtrfsSize = 128 * MiB
+	minExt4Size  = 4 * MiB
+	minTmpfsSize = 1 * MiB
+)
+
+// tmpfsSource names our tmpfs mounts so a leak is easy to spot in `mount`.
+const tmpfsSource = "cfs-testfs"
+
+type loopSpec struct {
+	defaultSize, minSize int64
+	mkfs                 string
+	mkfsArgs             []string // the image path is appended
+}
+
+var loopSpecs = map[string]loopSpec{
+	"xfs":   {defaultXFSSize, minXFSSize, "mkfs.xfs", []string{"-q", "-m", "reflink=1"}},
+	"btrfs": {defaultBtrfsSize, minBtrfsSize, "mkfs.btrfs", []string{"-q"}},
+	"ext4":  {defaultExt4Size, minExt4Size, "mkfs.ext4", []string{"-q", "-F"}},
+}
+
+// Types lists every filesystem New can make, for table-driven tests.
+var Types = []string{"xfs", "btrfs", "ext4", "tmpfs"}
+
+// XFS makes a loop-mounted XFS with reflink=1. size 0 means a default.
+func XFS(t testing.TB, size int64) *FS { t.Helper(); return newLoop(t, "xfs", size) }
+
+// Btrfs makes a loop-mounted btrfs. size 0 means a default.
+func Btrfs(t testing.TB, size int64) *FS { t.Helper(); return newLoop(t, "btrfs", size) }
+
+// Ext4 makes a loop-mounted ext4, the usual filesystem without reflinks.
+// size 0 means a default.
+func Ext4(t testing.TB, size int64) *FS { t.Helper(); return newLoop(t, "ext4", size) }
+
+// Tmpfs mounts a tmpfs (no FICLONE, no FIEMAP). size 0 means a default.
+func Tmpfs(t testing.TB, size int64) *FS {
+	t.Helper()
+	RequirePrivileged(t)
+	size = checkSize(t, "tmpfs", size, defaultTmpfsSize, minTmpfsSize)
+	fs := &FS{Type: "tmpfs", Dir: makeMountPoint(t)}
+	opts := fmt.Sprintf("size=%d,mode=0755", size)
+	if err := retryOnce(func() error { return unix.Mount(tmpfsSource, fs.Dir, "tmpfs", 0, opts) }); err != nil {
+		t.Fatalf("testfs: mount tmpfs on %s: %v", fs.Dir, err)
+	}
+	t.Cleanup(func() { unmount(t, fs.Dir) })
+	return fs
+}
+
+// New makes a filesystem of the named type ("xfs", "btrfs", "ext4", "tmpfs").
+func New(t testing.TB, fstype string, size int64) *FS {
+	t.Helper()
+	switch fstype {
+	case "xfs":
+		return XFS(t, size)
+	case "btrfs":
+		return Btrfs(t, size)
+	case "ext4":
+		return Ext4(t, size)
+	case "tmpfs":
+		return Tmpfs(t, size)
+	}
+	t.Fatalf("testfs: unknown filesystem type %q (want one of %v)", fstype, Types)
+	return nil
+}
+
+// Path joins elem onto the mount point.
+func (fs *FS) Path(elem ...string) string {
+	return filepath.Join(append([]string{fs.Dir}, elem...)...)
+}
+
+func newLoop(t testing.TB, fstype string, size int64) *FS {
+	t.Helper()
+	RequirePrivileged(t)
+	spec := loopSpecs[fstype]
+	mkfs := RequireTool(t, spec.mkfs)
+	losetup := RequireTool(t, "losetup")
+	size = checkSize(t, fstype, size, spec.defaultSize, spec.minSize)
+
+	// The image lives outside the mount point, which would hide it.
+	fs := &FS{Type: fstype, Image: filepath.Join(t.TempDir(), fstype+".img")}
+	img, err := os.OpenFile(fs.Image, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatalf("testfs: %v", err)
+	}
+	err = img.Truncate(size)
+	if cerr := img.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("testfs: sparse image %s: %v", fs.Image, err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(fs.Image); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("testfs: remove image: %v", err)
+		}
+	})
+	if out, err := exec.Command(mkfs, append(spec.mkfsArgs, fs.Image)...).CombinedOutput(); err != nil {
+		t.Fatalf("testfs: %s %s: %v\n%s", spec.mkfs, fs.Image, err, out)
+	}
+
+	// Parallel tests race for the first free loop device; losetup retries
+	// internally, and one more attempt covers the rare case it gives up.
+	err = retryOnce(func() error {
+		out, err := exec.Command(losetup, "--find", "--show", fs.Image).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("losetup --find --show %s: %v: %s", fs.Image, err, strings.TrimSpace(string(out)))
+		}
+		fs.Loop = strings.TrimSpace(string(out))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("testfs: %v", err)
+	}
+	// Registered before mounting so that a failed mount still detaches;
+	// cleanups run last-in first-out, so this runs after the unmount below.
+	t.Cleanup(func() { detach(t, losetup, fs.Loop, fs.Image) })
+
+	fs.Dir = makeMountPoint(t)
+	if err := retryOnce(func() error { return unix.Mount(fs.Loop, fs.Dir, fstype, 0, "") }); err != nil {
+		t.Fatalf("testfs: mount %s (%s) on %s: %v", fs.Loop, fstype, fs.Dir, err)
+	}
+	t.Cleanup(func() { unmount(t, fs.Dir) })
+	return fs
+}
+
+func checkSize(t testing.TB, fstype string, size, def, min int64) int64 {
+	t.Helper()
+	if size == 0 {
+		return def
+	}
+	if size < min {
+		t.Fatalf("testfs: %s needs at least %d MiB, asked for %d bytes", fstype, min/MiB, size)
+	}
+	return size
+}
+
+func makeMountPoint(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatalf("testfs: %v", err)
+	}
+	return dir
+}
+
+// retryOnce gives a racing resource (loop device, fresh block device that
+// udev is still probing) a second chance before failing the test.
+func retryOnce(f func() error) error {
+	if err := f(); err == nil {
+		return nil
+	}
+	time.Sleep(200 * time.Millisecond)
+	return f()
+}
+
+// unmount retries on EBUSY because a just-closed file or udev's blkid can
+// hold the filesystem for a moment after the test is done with it.
+func unmount(t testing.TB, dir string) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		err = unix.Unmount(dir, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) && !mountedOrFalse(dir) {
+			return
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("testfs: umount %s: %v", dir, err)
+}
+
+// detach checks the loop device really let go of our image: losetup -d on a
+// device that is still open only sets autoclear and succeeds, and a loop
+// device reused by another test must not be detached by us.
+func detach(t testing.TB, losetup, dev, image string) {
+	t.Helper()
+	if backing := loopBackingFile(dev); backing != image {
+		if backing != "" {
+			t.Errorf("testfs: %s now backs %s, not our %s; leaving it alone", dev, backing, image)
+		}
+		return
+	}
+	if out, err := exec.Command(losetup, "-d", dev).CombinedOutput(); err != nil {
+		t.Errorf("testfs: losetup -d %s: %v: %s", dev, err, strings.TrimSpace(string(out)))
+		return
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if loopBackingFile(dev) != image {
+			return
+		}
+	}
+	t.Errorf("testfs: %s still attached to %s after losetup -d", dev, image)
+}
+
+// loopBackingFile returns the file a loop device is attached to, or "" if
+// it is detached. The kernel appends " (deleted)" once the image is removed.
+func loopBackingFile(dev string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+}
+
+func mountedOrFalse(dir string) bool {
+	m, _ := isMounted(dir)
+	return m
+}
+
+// isMounted reports whether dir is a mount point in this mount namespace.
+func isMounted(dir string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// Field 5 is the mount point, with space, tab, newline and backslash
+		// octal-escaped.
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,106 @@
+package testfs
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func fsTypeOf(t *testing.T, dir string) string {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	switch uint32(st.Type) {
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	}
+	return "unknown"
+}
+
+// TestTeardown makes each kind of filesystem in a subtest, so that by the
+// time the subtest returns its cleanups have run, and then checks from the
+// outside that nothing is left mounted or attached.
+func TestTeardown(t *testing.T) {
+	RequirePrivileged(t)
+	for _, fstype := range Types {
+		t.Run(fstype, func(t *testing.T) {
+			var made *FS
+			t.Run("use", func(t *testing.T) {
+				made = New(t, fstype, 0)
+				if made.Type != fstype {
+					t.Errorf("Type = %q, want %q", made.Type, fstype)
+				}
+				if m, err := isMounted(made.Dir); err != nil || !m {
+					t.Fatalf("%s not mounted after New (err %v)", made.Dir, err)
+				}
+				if got := fsTypeOf(t, made.Dir); got != fstype {
+					t.Errorf("statfs(%s) says %s, want %s", made.Dir, got, fstype)
+				}
+				want := bytes.Repeat([]byte("cfs"), 10000)
+				p := made.Path("hello")
+				if err := os.WriteFile(p, want, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("read back %d bytes, err %v", len(got), err)
+				}
+				if fstype != "tmpfs" && (made.Loop == "" || loopBackingFile(made.Loop) != made.Image) {
+					t.Errorf("%s should be attached to %s, backing file is %q", made.Loop, made.Image, loopBackingFile(made.Loop))
+				}
+			})
+			if made == nil {
+				return
+			}
+			if m, err := isMounted(made.Dir); err != nil || m {
+				t.Errorf("%s still mounted after cleanup (err %v)", made.Dir, err)
+			}
+			if made.Loop != "" && loopBackingFile(made.Loop) == made.Image {
+				t.Errorf("%s still attached to %s after cleanup", made.Loop, made.Image)
+			}
+			if made.Image != "" {
+				if _, err := os.Stat(made.Image); !os.IsNotExist(err) {
+					t.Errorf("image %s not removed (stat: %v)", made.Image, err)
+				}
+			}
+		})
+	}
+}
+
+// TestParallel makes several loop filesystems at once, the situation where
+// losetup --find races with itself.
+func TestParallel(t *testing.T) {
+	RequirePrivileged(t)
+	for i := range 4 {
+		fstype := []string{"xfs", "btrfs", "ext4", "ext4"}[i]
+		t.Run(fstype, func(t *testing.T) {
+			t.Parallel()
+			fs := New(t, fstype, 0)
+			if err := os.WriteFile(fs.Path("f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/tmp/a\040b`:  "/tmp/a b",
+		`/x\134y`:      `/x\y`,
+		`/plain`:       "/plain",
+		`/trailing\04`: `/trailing\04`,
+	} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
