@@ -2,7 +2,10 @@ package testfs
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -102,5 +105,68 @@ func TestUnescapeMountinfo(t *testing.T) {
 		if got := unescapeMountinfo(in); got != want {
 			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// fakeTB stands in for a test whose setup fails, so we can watch what its
+// cleanups do afterwards.
+type fakeTB struct {
+	testing.TB
+	cleanups []func()
+	fatal    string
+	errors   []string
+}
+
+func (f *fakeTB) Helper()              {}
+func (f *fakeTB) Cleanup(fn func())    { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeTB) Skipf(string, ...any) { f.fatal = "skipped"; runtime.Goexit() }
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (f *fakeTB) Errorf(format string, args ...any) {
+	f.errors = append(f.errors, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeTB) runCleanups() {
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+}
+
+// TestFailedMountStillDetaches formats an ext4 image but mounts it with a
+// filesystem type the kernel does not know, so setup dies after attaching the
+// loop device; the cleanup must still detach it and remove the image.
+func TestFailedMountStillDetaches(t *testing.T) {
+	RequirePrivileged(t)
+	RequireTool(t, "mkfs.ext4")
+	loopSpecs["cfs-no-such-fs"] = loopSpecs["ext4"]
+	defer delete(loopSpecs, "cfs-no-such-fs")
+
+	fake := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newLoop(fake, "cfs-no-such-fs", 0)
+		t.Error("newLoop returned although mount must fail")
+	}()
+	<-done
+	if !strings.Contains(fake.fatal, "mount") {
+		t.Fatalf("setup failed with %q, want a mount failure", fake.fatal)
+	}
+	i := strings.Index(fake.fatal, "/dev/loop")
+	if i < 0 {
+		t.Fatalf("no loop device in %q", fake.fatal)
+	}
+	loop := strings.Fields(fake.fatal[i:])[0]
+	if loopBackingFile(loop) == "" {
+		t.Fatalf("%s not attached before cleanup; the test proves nothing", loop)
+	}
+	fake.runCleanups()
+	if len(fake.errors) > 0 {
+		t.Errorf("cleanup reported: %v", fake.errors)
+	}
+	if b := loopBackingFile(loop); strings.HasSuffix(b, "cfs-no-such-fs.img") {
+		t.Errorf("%s still attached to %s after cleanup", loop, b)
 	}
 }
