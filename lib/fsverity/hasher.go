@@ -43,6 +43,13 @@ type Hasher struct {
 	// levels[i] blocks. A level is appended only when the one below it
 	// fills a block, so len(levels) tells whether a higher level exists.
 	levels []*treeLevel
+
+	// Scratch space for Sum. It lives here rather than on Sum's stack
+	// because slices passed to hash.Hash methods escape, which would cost
+	// allocations for every file digested.
+	root       [maxDigestSize]byte
+	carry      [maxDigestSize]byte
+	descriptor [descriptorSize]byte
 }
 
 // New returns a Hasher for alg. It panics if alg is not SHA256 or SHA512:
@@ -110,10 +117,15 @@ func (h *Hasher) addBlock(block []byte) {
 	ds := h.alg.Size()
 	for lvl := 0; ; lvl++ {
 		if lvl == len(h.levels) {
+			// Reslicing first reuses a buffer that Reset kept; append's
+			// spare capacity holds nils, which get a new buffer.
 			if lvl < cap(h.levels) {
-				h.levels = h.levels[:lvl+1] // buffer kept by Reset
+				h.levels = h.levels[:lvl+1]
 			} else {
-				h.levels = append(h.levels, new(treeLevel))
+				h.levels = append(h.levels, nil)
+			}
+			if h.levels[lvl] == nil {
+				h.levels[lvl] = new(treeLevel)
 			}
 		}
 		l := h.levels[lvl]
@@ -137,23 +149,24 @@ func (h *Hasher) addBlock(block []byte) {
 // fly, not flushed, so Write may continue afterwards and a later Sum covers
 // all of the data. It costs O(tree depth) block hashes.
 func (h *Hasher) Sum(b []byte) []byte {
-	var root [maxDigestSize]byte
-	h.rootHash(root[:])
+	root := h.root[:h.alg.Size()]
+	h.rootHash(root)
 
-	var d [descriptorSize]byte // struct fsverity_descriptor, little-endian
-	d[0] = 1                   // version
-	d[1] = byte(h.alg)         // hash_algorithm
-	d[2] = log2BlockSize       // log_blocksize
-	d[3] = 0                   // salt_size; bytes 4..7 (sig_size) stay 0
+	d := &h.descriptor // struct fsverity_descriptor, little-endian
+	clear(d[:])
+	d[0] = 1             // version
+	d[1] = byte(h.alg)   // hash_algorithm
+	d[2] = log2BlockSize // log_blocksize
+	d[3] = 0             // salt_size; bytes 4..7 (sig_size) stay 0
 	binary.LittleEndian.PutUint64(d[8:16], h.size)
-	copy(d[16:16+maxDigestSize], root[:]) // salt[32] and reserved[144] stay zero
+	copy(d[16:16+maxDigestSize], root) // root_hash, zero-padded; salt[32] and reserved[144] stay zero
 
 	h.hash.Reset()
 	h.hash.Write(d[:])
 	return h.hash.Sum(b)
 }
 
-// rootHash writes the Merkle tree root into root (len ≥ Size) without
+// rootHash writes the Merkle tree root into root (len = Size) without
 // modifying the levels: each unfinished block is hashed as if zero-padded,
 // with the hash carried up from the level below appended virtually.
 func (h *Hasher) rootHash(root []byte) {
@@ -163,7 +176,7 @@ func (h *Hasher) rootHash(root []byte) {
 		clear(root[:ds])
 		return
 	}
-	var carry [maxDigestSize]byte
+	carry := &h.carry
 	carrying := false
 	if h.npend > 0 {
 		h.hashPadded(carry[:0], h.pending[:h.npend], nil)

@@ -33,6 +33,18 @@ func Enable(f *os.File, alg Algorithm) error {
 		Block_size:     BlockSize,
 	}
 	err := ioctlRetry(f, unix.FS_IOC_ENABLE_VERITY, unsafe.Pointer(&arg))
+	if errors.Is(err, unix.EINVAL) {
+		// EINVAL also means "not a regular file"; that is the caller's
+		// mistake, not a missing feature, so keep it out of ErrUnavailable.
+		if fi, statErr := f.Stat(); statErr == nil && !fi.Mode().IsRegular() {
+			return fmt.Errorf("fs-verity enable %s: not a regular file (%v): %w", f.Name(), fi.Mode().Type(), err)
+		}
+	}
+	return enableError(f.Name(), err)
+}
+
+// enableError turns FS_IOC_ENABLE_VERITY's errno into Enable's result.
+func enableError(name string, err error) error {
 	switch {
 	case err == nil, errors.Is(err, unix.EEXIST):
 		return nil
@@ -43,11 +55,9 @@ func Enable(f *os.File, alg Algorithm) error {
 		errors.Is(err, unix.EINVAL),
 		// The kernel knows the algorithm but was built without it.
 		errors.Is(err, unix.ENOPKG):
-		return fmt.Errorf("fs-verity enable %s: %w (%w)", f.Name(), ErrUnavailable, err)
-	case err != nil:
-		return fmt.Errorf("fs-verity enable %s: %w", f.Name(), err)
+		return fmt.Errorf("fs-verity enable %s: %w (%w)", name, ErrUnavailable, err)
 	}
-	return nil
+	return fmt.Errorf("fs-verity enable %s: %w", name, err)
 }
 
 // Measure returns the algorithm and digest the kernel holds for f
@@ -58,15 +68,8 @@ func Enable(f *os.File, alg Algorithm) error {
 func Measure(f *os.File) (Algorithm, []byte, error) {
 	var arg measureArg
 	arg.hdr.Size = maxDigestSize
-	err := ioctlRetry(f, unix.FS_IOC_MEASURE_VERITY, unsafe.Pointer(&arg))
-	switch {
-	case err == nil:
-	case errors.Is(err, unix.ENODATA):
-		return 0, nil, fmt.Errorf("fs-verity measure %s: %w (%w)", f.Name(), ErrNotEnabled, err)
-	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTTY):
-		return 0, nil, fmt.Errorf("fs-verity measure %s: %w (%w)", f.Name(), ErrUnavailable, err)
-	default:
-		return 0, nil, fmt.Errorf("fs-verity measure %s: %w", f.Name(), err)
+	if err := measureError(f.Name(), ioctlRetry(f, unix.FS_IOC_MEASURE_VERITY, unsafe.Pointer(&arg))); err != nil {
+		return 0, nil, err
 	}
 	alg := Algorithm(arg.hdr.Algorithm)
 	if uint16(alg) != arg.hdr.Algorithm || !alg.valid() || int(arg.hdr.Size) != alg.Size() {
@@ -74,6 +77,19 @@ func Measure(f *os.File) (Algorithm, []byte, error) {
 			f.Name(), arg.hdr.Algorithm, arg.hdr.Size)
 	}
 	return alg, append([]byte(nil), arg.digest[:alg.Size()]...), nil
+}
+
+// measureError turns FS_IOC_MEASURE_VERITY's errno into Measure's error.
+func measureError(name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.ENODATA):
+		return fmt.Errorf("fs-verity measure %s: %w (%w)", name, ErrNotEnabled, err)
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTTY):
+		return fmt.Errorf("fs-verity measure %s: %w (%w)", name, ErrUnavailable, err)
+	}
+	return fmt.Errorf("fs-verity measure %s: %w", name, err)
 }
 
 // ioctlRetry runs an ioctl whose argument is a pointer, through the
