@@ -1,0 +1,69 @@
+# cfs build, test and benchmark entry points. Everything is pure Go
+# (CGO_ENABLED=0); containers/image needs the openpgp tag to build without gpgme.
+GO       ?= go
+TAGS     := containers_image_openpgp
+GOFLAGS  := -tags=$(TAGS) -trimpath
+export CGO_ENABLED := 0
+
+CMDS     := $(notdir $(wildcard cmd/*))
+BINARIES := $(addprefix bin/,$(CMDS))
+
+# Test timeouts are generous for a 2-core machine; a hung mount must still end the run.
+TEST_TIMEOUT  ?= 25m
+FUZZ_TIME     ?= 10s
+BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
+
+.PHONY: all build test test-unit test-fuzz bench lint deps clean
+all: build
+
+build: $(BINARIES)
+
+bin/%: FORCE
+	@mkdir -p bin
+	$(GO) build $(GOFLAGS) -ldflags '-s -w' -o $@ ./cmd/$*
+FORCE:
+
+# Everything, privileged tests included when run as root. In CI,
+# CFS_REQUIRE_PRIVILEGED=1 turns a skipped privileged test into a failure.
+test: lint build
+	$(GO) test $(GOFLAGS) -timeout $(TEST_TIMEOUT) -count=1 ./...
+	$(MAKE) test-fuzz
+
+# Tests that need no root: privileged ones skip themselves.
+test-unit:
+	CFS_REQUIRE_PRIVILEGED= $(GO) test $(GOFLAGS) -short -count=1 ./...
+
+# A short run of every fuzz target (go test allows one -fuzz target per run).
+test-fuzz:
+	@set -e; for pkg in $$($(GO) list $(GOFLAGS) ./...); do \
+	  dir=$$($(GO) list $(GOFLAGS) -f '{{.Dir}}' $$pkg); \
+	  for fz in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$fz ($(FUZZ_TIME))"; \
+	    $(GO) test $(GOFLAGS) -run '^$$' -fuzz "^$$fz$$" -fuzztime $(FUZZ_TIME) $$pkg; \
+	  done; \
+	done
+
+# Benchmarks print our figures beside the peer tool's (fsverity, mkcomposefs, ostree ...).
+bench:
+	$(GO) test $(GOFLAGS) $(BENCH_FLAGS) ./... | tee bench.out | grep -E '^(Benchmark|ok|FAIL|---|\s+\S+_test.go)' || true
+	@! grep -q '^FAIL' bench.out
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(GOFLAGS) ./...
+
+# Debian packages the tests and the demo use as oracles and tools.
+DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd util-linux
+deps:
+	@if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then \
+	  echo "make deps: this is not a Debian-based system; install by hand: $(DEB_PACKAGES)" >&2; exit 1; fi
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	  if [ -z "$$missing" ]; then echo "make deps: all present"; exit 0; fi; \
+	  echo "make deps: installing $$missing"; \
+	  if [ -z "$$(find /var/lib/apt/lists -name '*Packages*' -newermt '-1 day' 2>/dev/null | head -1)" ]; then apt-get update -qq; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+clean:
+	rm -rf bin bench.out
