@@ -1,0 +1,239 @@
+package erofs
+
+import (
+	"math/bits"
+	"sort"
+)
+
+// image is a fully laid-out composefs image, ready to be emitted.
+type image struct {
+	version    int
+	inodes     []*inode // BFS order; index = i_ino
+	shared     []Xattr
+	sharedSize uint64
+	inodesEnd  uint64
+	dataStart  uint64
+	dataBlocks uint64
+	minSec     int64
+	minNsec    uint32
+	hasACL     bool
+}
+
+// chunking returns the chunk size bits and chunk count of an external
+// file, as mkcomposefs chooses them: one chunk covering the whole file when
+// possible (chunkbits = bitlen(size-1), at least one block).
+func chunking(size uint64) (chunkBits uint32, count uint64) {
+	chunkBits = uint32(bits.Len64(size - 1))
+	if chunkBits < blockBits {
+		chunkBits = blockBits
+	}
+	if chunkBits-blockBits > 31 {
+		chunkBits = 31 + blockBits
+	}
+	return chunkBits, (size + (1 << chunkBits) - 1) >> chunkBits
+}
+
+func layout(root *inode, version int) *image {
+	img := &image{version: version, inodes: []*inode{root}}
+	for i := 0; i < len(img.inodes); i++ {
+		img.inodes = append(img.inodes, img.inodes[i].children...)
+	}
+	img.minSec, img.minNsec = root.mtimeSec, root.mtimeNsec
+	for i, in := range img.inodes {
+		in.ino = uint32(i)
+		sortXattrs(in.xattrs)
+		if in.mtimeSec < img.minSec || (in.mtimeSec == img.minSec && in.mtimeNsec < img.minNsec) {
+			img.minSec, img.minNsec = in.mtimeSec, in.mtimeNsec
+		}
+		for _, x := range in.xattrs {
+			if x.Name == xattrACLAccess || x.Name == xattrACLDefault {
+				img.hasACL = true
+			}
+		}
+	}
+	img.computeShared()
+	img.place()
+	return img
+}
+
+// computeShared puts every (name, value) pair used by more than one inode
+// into the shared table.
+func (img *image) computeShared() {
+	count := map[string]int{}
+	var order []Xattr
+	for _, in := range img.inodes {
+		for _, x := range in.xattrs {
+			k := xattrKey(x)
+			if count[k] == 0 {
+				order = append(order, x)
+			}
+			count[k]++
+		}
+	}
+	var shared []Xattr
+	for _, x := range order {
+		if count[xattrKey(x)] > 1 {
+			shared = append(shared, x)
+		}
+	}
+	sort.Slice(shared, func(i, j int) bool { return sharedLess(shared[i], shared[j]) })
+	offsets := make(map[string]int64, len(shared))
+	var off uint64
+	for _, x := range shared {
+		offsets[xattrKey(x)] = int64(off)
+		off += xattrEntrySize(x.Name, len(x.Value))
+	}
+	img.shared, img.sharedSize = shared, off
+	for _, in := range img.inodes {
+		if len(in.xattrs) == 0 {
+			continue
+		}
+		in.sharedOffs = make([]int64, len(in.xattrs))
+		n := 0
+		for i, x := range in.xattrs {
+			o, ok := offsets[xattrKey(x)]
+			if ok && n < maxSharedPerInode {
+				in.sharedOffs[i] = o
+				n++
+			} else {
+				in.sharedOffs[i] = -1
+			}
+		}
+	}
+}
+
+func (in *inode) xattrCounts() (nShared int, local uint64) {
+	for i, x := range in.xattrs {
+		if in.sharedOffs[i] >= 0 {
+			nShared++
+		} else {
+			local += xattrEntrySize(x.Name, len(x.Value))
+		}
+	}
+	return
+}
+
+// dirGroups splits a directory's entries into the groups that fill one
+// block each; the last group is returned separately with its byte size.
+func dirGroups(d []dirent) (full []int, lastStart int, lastSize uint64) {
+	var size uint64
+	for i, e := range d {
+		l := uint64(direntSize + len(e.name))
+		if size+l > BlockSize {
+			full = append(full, i)
+			size = 0
+		}
+		size += l
+	}
+	// full holds the start index of each group after the first.
+	if len(full) > 0 {
+		lastStart = full[len(full)-1]
+	}
+	return full, lastStart, size
+}
+
+func (in *inode) sizeClass() {
+	in.nb, in.tail = 0, 0
+	switch in.typ() {
+	case TypeDir:
+		full, _, last := dirGroups(in.dirents)
+		in.nb = uint64(len(full))
+		in.tail = last
+		// Never inline more than half a block.
+		if in.tail > BlockSize/2 {
+			in.nb++
+			in.tail = 0
+		}
+	case TypeSymlink:
+		in.tail = uint64(len(in.symlink))
+	case TypeRegular:
+		if in.stSize == 0 {
+			return
+		}
+		if in.external {
+			_, count := chunking(in.stSize)
+			in.tail = count * 4
+		} else {
+			in.nb = in.stSize / BlockSize
+			in.tail = in.stSize % BlockSize
+			if in.tail > BlockSize/2 {
+				in.nb++
+				in.tail = 0
+			}
+		}
+	}
+}
+
+func (img *image) fitsCompact(in *inode) bool {
+	if in.mtimeSec != img.minSec || in.mtimeNsec != img.minNsec {
+		return false
+	}
+	if in.nlink > 0xFFFF || in.uid > 0xFFFF || in.gid > 0xFFFF {
+		return false
+	}
+	size := in.stSize
+	if in.typ() == TypeDir {
+		size = in.nb*BlockSize + in.tail
+	}
+	return size <= 0xFFFFFFFF
+}
+
+// place assigns each inode its position (nid), padding so that no inline
+// tail straddles a block, exactly as mkcomposefs compute_erofs_inodes.
+func (img *image) place() {
+	pos := uint64(superOffset + superSize)
+	for _, in := range img.inodes {
+		in.sizeClass()
+		in.compact = img.fitsCompact(in)
+		isz := uint64(extendedSize)
+		if in.compact {
+			isz = compactSize
+		}
+		in.xattrSize = 0
+		if len(in.xattrs) > 0 {
+			ns, local := in.xattrCounts()
+			in.xattrSize = roundUp(xattrHdrSize+uint64(ns)*4+local, 4)
+		}
+		ppos := pos
+		pos = roundUp(pos, slotSize)
+		var extra uint64
+		if in.typ() == TypeSymlink {
+			total := isz + in.xattrSize + in.tail
+			if total/BlockSize > 0 {
+				in.nb++
+				in.tail = 0
+			}
+			// The boundary test uses the size before promotion.
+			if pos/BlockSize != (pos+total-1)/BlockSize {
+				extra = roundUp(pos, BlockSize) - pos
+			}
+		} else {
+			rem := BlockSize - (pos+isz+in.xattrSize)%BlockSize
+			if rem < in.tail {
+				ep := roundUp(rem, slotSize)
+				rem2 := BlockSize - (pos+isz+in.xattrSize+ep)%BlockSize
+				if in.tail <= rem2 {
+					extra = ep
+				} else {
+					in.nb++
+					in.tail = 0
+					extra = roundUp(pos, BlockSize) - pos
+				}
+			}
+		}
+		in.ipad = pos - ppos + extra
+		pos += extra
+		in.nid = pos / slotSize
+		img.dataBlocks += in.nb
+		pos += isz + in.xattrSize + in.tail
+	}
+	img.inodesEnd = roundUp(pos, slotSize)
+	img.dataStart = roundUp(img.inodesEnd+img.sharedSize, BlockSize)
+	cur := img.dataStart / BlockSize
+	for _, in := range img.inodes {
+		if in.nb > 0 {
+			in.blkaddr = cur
+			cur += in.nb
+		}
+	}
+}
