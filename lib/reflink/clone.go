@@ -223,7 +223,7 @@ func Clone(dstPath, srcPath string, policy Policy) (Result, error) {
 // "") or, where O_TMPFILE is unsupported, a hidden one the caller removes.
 // Either way it is on dir's filesystem, which is what FICLONE cares about.
 func createUnlinked(dir, base string) (*os.File, string, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		return os.NewFile(uintptr(fd), dir), "", nil
 	}
