@@ -33,11 +33,12 @@ func Enable(f *os.File, alg Algorithm) error {
 		Block_size:     BlockSize,
 	}
 	err := ioctlRetry(f, unix.FS_IOC_ENABLE_VERITY, unsafe.Pointer(&arg))
-	if errors.Is(err, unix.EINVAL) {
-		// EINVAL also means "not a regular file"; that is the caller's
-		// mistake, not a missing feature, so keep it out of ErrUnavailable.
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		// Devices and pipes answer ENOTTY or EINVAL, the same errnos as a
+		// filesystem without verity; that is the caller's mistake, not a
+		// missing feature, so keep it out of ErrUnavailable.
 		if fi, statErr := f.Stat(); statErr == nil && !fi.Mode().IsRegular() {
-			return fmt.Errorf("fs-verity enable %s: not a regular file (%v): %w", f.Name(), fi.Mode().Type(), err)
+			return fmt.Errorf("fs-verity enable %s: not a regular file: %w", f.Name(), err)
 		}
 	}
 	return enableError(f.Name(), err)
