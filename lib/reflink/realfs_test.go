@@ -21,6 +21,7 @@ var reflinkCapable = map[string]bool{"xfs": true, "btrfs": true, "ext4": false, 
 const fewMiB = 3<<20 + 17 // not a multiple of the block size, so EOF is unaligned
 
 func TestAlwaysSharesExtents(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	for _, fstype := range []string{"xfs", "btrfs"} {
 		t.Run(fstype, func(t *testing.T) {
 			fs := testfs.New(t, fstype, 0)
@@ -54,6 +55,7 @@ func TestAlwaysSharesExtents(t *testing.T) {
 }
 
 func TestAlwaysRefusedLeavesNothing(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	for _, fstype := range []string{"ext4", "tmpfs"} {
 		t.Run(fstype, func(t *testing.T) {
 			fs := testfs.New(t, fstype, 0)
@@ -79,6 +81,7 @@ func TestAlwaysRefusedLeavesNothing(t *testing.T) {
 }
 
 func TestAlwaysAcrossFilesystemsIsEXDEV(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	from, to := testfs.XFS(t, 0), testfs.Btrfs(t, 0)
 	src, dst := from.Path("src"), to.Path("dst")
 	writeRandom(t, src, fewMiB)
@@ -116,6 +119,7 @@ func TestAlwaysAcrossFilesystemsIsEXDEV(t *testing.T) {
 
 // Auto clones where it can and copies where it cannot, and says which.
 func TestAutoResultAndStats(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	var stats Stats
 	for _, fstype := range testfs.Types {
 		t.Run(fstype, func(t *testing.T) {
@@ -143,6 +147,7 @@ func TestAutoResultAndStats(t *testing.T) {
 // Never must produce an independent copy even where Go's own io.Copy would
 // have reflinked behind our back.
 func TestNeverSharesNothing(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	for _, fstype := range []string{"xfs", "btrfs"} {
 		t.Run(fstype, func(t *testing.T) {
 			fs := testfs.New(t, fstype, 0)
@@ -165,6 +170,7 @@ func TestNeverSharesNothing(t *testing.T) {
 // Every policy a filesystem allows gives byte-identical results, for the
 // sizes where block and EOF handling go wrong.
 func TestContentIdentical(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	sizes := []int64{0, 1, 4096, 4097, fewMiB}
 	for _, fstype := range testfs.Types {
 		t.Run(fstype, func(t *testing.T) {
@@ -210,6 +216,7 @@ func TestContentIdentical(t *testing.T) {
 }
 
 func TestSupported(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	for _, fstype := range testfs.Types {
 		t.Run(fstype, func(t *testing.T) {
 			fs := testfs.New(t, fstype, 0)
@@ -240,6 +247,7 @@ func TestSupported(t *testing.T) {
 }
 
 func TestSharedBytesUnsupportedOnTmpfs(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	fs := testfs.Tmpfs(t, 0)
 	p := fs.Path("f")
 	writeRandom(t, p, 4096)
@@ -252,6 +260,7 @@ func TestSharedBytesUnsupportedOnTmpfs(t *testing.T) {
 // FIEMAP answers in batches of fiemapBatch; a file with more extents than
 // that must come back whole.
 func TestExtentsMoreThanOneBatch(t *testing.T) {
+	testfs.RequirePrivileged(t)
 	fs := testfs.XFS(t, 0)
 	p := fs.Path("many")
 	chunks := map[int64][]byte{}

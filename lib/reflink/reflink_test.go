@@ -204,3 +204,21 @@ func assertOnlyFiles(t *testing.T, dir string, want ...string) {
 		t.Errorf("%s holds %v, want exactly %v (a temporary file left behind?)", dir, got, want)
 	}
 }
+
+// Without O_TMPFILE, Clone builds dst under a hidden name; that name must be
+// gone whether the clone succeeds or fails.
+func TestCloneWithoutTmpfile(t *testing.T) {
+	testWithoutTmpfile = true
+	defer func() { testWithoutTmpfile = false }()
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	writeRandom(t, src, 4097)
+	if r, err := Clone(dst, src, Never); err != nil || r != Copied {
+		t.Fatalf("Clone = %v, %v", r, err)
+	}
+	requireSameContent(t, dst, src)
+	if _, err := Clone(dst, src, Never); !errors.Is(err, os.ErrExist) {
+		t.Errorf("second Clone: %v, want EEXIST", err)
+	}
+	assertOnlyFiles(t, dir, "dst", "src")
+}
