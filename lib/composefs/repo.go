@@ -1,0 +1,174 @@
+// Package composefs is a composefs-rs compatible repository: objects named
+// by their fs-verity digest, splitstreams, EROFS images and the refs that
+// keep them alive through composefs-rs garbage collection. The on-disk
+// layout is composefs-rs's (see docs/composefs-repo.md); everything else in
+// cfs reaches the repository through this package.
+package composefs
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/fsverity"
+)
+
+// Repository is an open composefs repository. It holds a shared flock on
+// the repository directory for its lifetime, as composefs-rs does, so a
+// garbage collection (which takes it exclusively) never runs while we
+// write objects that nothing references yet.
+type Repository struct {
+	path     string
+	dir      *os.File
+	alg      fsverity.Algorithm
+	writable bool
+	// secure means meta.json has fs-verity enabled: every object must then
+	// carry verity too. Otherwise verity is enabled where the filesystem
+	// can and digests are computed in userspace.
+	secure bool
+}
+
+// ErrNotRepository is returned by Open for a directory without meta.json.
+var ErrNotRepository = errors.New("not a composefs repository (no meta.json)")
+
+// Create makes a repository at path, or opens the one there if its
+// configuration is the same. The directory is created with mode 0700, as
+// bootc does for /sysroot/composefs.
+func Create(path string, alg fsverity.Algorithm) (*Repository, error) {
+	if alg != fsverity.SHA256 && alg != fsverity.SHA512 {
+		return nil, fmt.Errorf("composefs repository %s: unsupported algorithm %v", path, alg)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("creating composefs repository: %w", err)
+	}
+	if err := writeMeta(path, newMeta(alg).encode(), alg); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"objects", "streams", "images"} {
+		if err := os.Mkdir(filepath.Join(path, d), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("composefs repository %s: %w", path, err)
+		}
+	}
+	r, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if r.alg != alg {
+		r.Close()
+		return nil, fmt.Errorf("composefs repository %s already exists with algorithm %v, not %v", path, r.alg, alg)
+	}
+	return r, nil
+}
+
+// writeMeta publishes meta.json whole or not at all: O_TMPFILE, write,
+// fsync, try to enable verity (secure mode), link into place. An existing
+// meta.json is fine when it is byte-identical.
+func writeMeta(repo string, data []byte, alg fsverity.Algorithm) error {
+	target := filepath.Join(repo, "meta.json")
+	if existing, err := os.ReadFile(target); err == nil {
+		if !bytes.Equal(existing, data) {
+			if _, _, _, perr := parseMeta(existing); perr != nil {
+				return fmt.Errorf("%s: %w", target, perr)
+			}
+		}
+		return nil
+	}
+	f, err := publishFile(repo, "meta.json", data, alg)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil // a concurrent init won; Open checks what it wrote
+		}
+		return fmt.Errorf("writing %s: %w", target, err)
+	}
+	f.Close()
+	return syncDir(repo)
+}
+
+// Open opens an existing repository and takes the shared lock.
+func Open(path string) (*Repository, error) {
+	data, err := os.ReadFile(filepath.Join(path, "meta.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", path, ErrNotRepository)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening composefs repository: %w", err)
+	}
+	_, alg, writable, err := parseMeta(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%w", path, err)
+	}
+	dir, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening composefs repository: %w", err)
+	}
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_SH); err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("locking composefs repository %s: %w", path, err)
+	}
+	r := &Repository{path: path, dir: dir, alg: alg, writable: writable}
+	if mf, err := os.Open(filepath.Join(path, "meta.json")); err == nil {
+		_, _, merr := fsverity.Measure(mf)
+		r.secure = merr == nil
+		mf.Close()
+	}
+	return r, nil
+}
+
+// Close releases the lock.
+func (r *Repository) Close() error {
+	if r.dir == nil {
+		return nil
+	}
+	err := r.dir.Close() // closing the descriptor drops the flock
+	r.dir = nil
+	return err
+}
+
+// Path is the repository directory.
+func (r *Repository) Path() string { return r.path }
+
+// Algorithm is the fs-verity algorithm naming objects.
+func (r *Repository) Algorithm() fsverity.Algorithm { return r.alg }
+
+// Secure reports whether the repository requires fs-verity on objects.
+func (r *Repository) Secure() bool { return r.secure }
+
+func (r *Repository) checkWritable() error {
+	if !r.writable {
+		return fmt.Errorf("composefs repository %s has features this tool cannot write; opened read-only", r.path)
+	}
+	return nil
+}
+
+// Sync makes everything written to the repository's filesystem durable.
+// composefs-rs calls syncfs before a stream name appears, so a name never
+// points at objects a crash could lose; so do we.
+func (r *Repository) Sync() error {
+	if err := unix.Syncfs(int(r.dir.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", r.path, err)
+	}
+	return nil
+}
+
+// ParseID parses a lowercase hex object id of the repository's algorithm.
+func (r *Repository) ParseID(s string) ([]byte, error) {
+	id, err := hex.DecodeString(s)
+	if err != nil || len(id) != r.alg.Size() || hex.EncodeToString(id) != s {
+		return nil, fmt.Errorf("%q is not a %d-digit lowercase hex %v fs-verity digest", s, 2*r.alg.Size(), r.alg)
+	}
+	return id, nil
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
