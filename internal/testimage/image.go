@@ -1,0 +1,299 @@
+// Package testimage generates deterministic OCI images that look like bootc
+// OS images (kernel and initramfs under /usr/lib/modules, merged /usr, /etc,
+// /var) and exercise everything an image unpacker can get wrong: whiteouts,
+// opaque directories, hardlinks, xattrs, odd modes and owners, non-UTF-8
+// names, type changes across layers. Each image comes with the filesystem it
+// must unpack to (ExpectedTree), computed independently of any unpacker.
+package testimage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression chooses the layer media types.
+type Compression int
+
+const (
+	// Mixed gives layer 0 gzip, layer 1 zstd and layer 2 no compression,
+	// so one image covers the three OCI layer media types.
+	Mixed Compression = iota
+	Gzip
+	Zstd
+	Uncompressed
+)
+
+func (c Compression) mediaTypes() ([]string, error) {
+	var one string
+	switch c {
+	case Mixed:
+		return []string{v1.MediaTypeImageLayerGzip, v1.MediaTypeImageLayerZstd, v1.MediaTypeImageLayer}, nil
+	case Gzip:
+		one = v1.MediaTypeImageLayerGzip
+	case Zstd:
+		one = v1.MediaTypeImageLayerZstd
+	case Uncompressed:
+		one = v1.MediaTypeImageLayer
+	default:
+		return nil, fmt.Errorf("testimage: unknown compression %d", c)
+	}
+	return []string{one, one, one}, nil
+}
+
+// Options select one image. The zero value is a valid small image.
+type Options struct {
+	// Seed drives file contents, names in the large directory and, above
+	// Scale 1, the bulk file sizes. The tree's structure does not depend
+	// on it, so feature tests can name paths.
+	Seed int64
+	// Scale 0 or 1 is the unit-test image (about 1,000 paths, 10 MiB);
+	// every step above adds 100 files and about 3.5 MiB. See Large.
+	Scale       int
+	Compression Compression
+	// Name and Version appear in os-release, the config labels and layer
+	// 2 only: images that differ just in them share layers 0 and 1, like
+	// two releases of one OS. Defaults: "cfs-test", "1.0".
+	Name    string
+	Version string
+}
+
+// LargeScale is the Scale of Large.
+const LargeScale = 300
+
+// Large is the benchmark image: about 30,000 files and 1 GiB. Blobs are
+// regenerated on demand instead of kept, so memory stays small, but every
+// pass over it (Generate itself, each WriteOCILayout or push) costs tens of
+// seconds.
+func Large(seed int64) (*Image, error) {
+	return Generate(Options{Seed: seed, Scale: LargeScale, Name: "cfs-large"})
+}
+
+// Layer is one layer blob of an Image.
+type Layer struct {
+	MediaType string
+	Digest    digest.Digest // of the blob as stored (compressed)
+	Size      int64
+	DiffID    digest.Digest // of the uncompressed tar
+	DiffSize  int64
+
+	spec *layerSpec
+	// blob caches small layers; nil means regenerate on each Open.
+	blob []byte
+}
+
+// maxCachedBlob bounds the blobs kept in memory: the unit-test image's all
+// are, the benchmark image's are regenerated.
+const maxCachedBlob = 64 * MiB
+
+// Descriptor returns the layer's manifest descriptor.
+func (l *Layer) Descriptor() v1.Descriptor {
+	return v1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
+}
+
+// Open returns the blob as stored in a registry or OCI layout. A
+// regenerated blob is checked against Digest as it streams, so a reader
+// never silently returns different bytes.
+func (l *Layer) Open() io.ReadCloser {
+	if l.blob != nil {
+		return io.NopCloser(bytes.NewReader(l.blob))
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		h := sha256.New()
+		err := writeBlob(io.MultiWriter(pw, h), io.Discard, l.spec)
+		if err == nil && digest.NewDigest(digest.SHA256, h) != l.Digest {
+			err = fmt.Errorf("testimage: regenerated layer does not match %s; generation is not deterministic", l.Digest)
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
+// OpenTar returns the layer's uncompressed tar, whose sha256 is DiffID.
+func (l *Layer) OpenTar() io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, l.spec.members)) }()
+	return pr
+}
+
+// Image is a generated image: its blobs, descriptors and expected tree.
+type Image struct {
+	Options        Options // with defaults filled in
+	Layers         []*Layer
+	Config         []byte
+	ConfigDigest   digest.Digest
+	Manifest       []byte
+	ManifestDigest digest.Digest
+	DiffIDs        []digest.Digest
+
+	tree Tree
+}
+
+// Generate builds an image. The same Options always give the same bytes
+// (checked by the tests through the manifest digest).
+func Generate(opts Options) (*Image, error) {
+	if opts.Scale < 1 {
+		opts.Scale = 1
+	}
+	if opts.Name == "" {
+		opts.Name = "cfs-test"
+	}
+	if opts.Version == "" {
+		opts.Version = "1.0"
+	}
+	mediaTypes, err := opts.Compression.mediaTypes()
+	if err != nil {
+		return nil, err
+	}
+	b := buildLayers(opts, mediaTypes)
+
+	img := &Image{Options: opts}
+	for _, spec := range b.layers {
+		l, err := serializeLayer(spec)
+		if err != nil {
+			return nil, err
+		}
+		img.Layers = append(img.Layers, l)
+		img.DiffIDs = append(img.DiffIDs, l.DiffID)
+	}
+	// Content digests are complete only now that every layer was written.
+	img.tree = b.applier.finish()
+
+	if err := img.makeConfigAndManifest(b); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func serializeLayer(spec *layerSpec) (*Layer, error) {
+	blobHash, diffHash := sha256.New(), sha256.New()
+	blob, diff := &countingWriter{w: blobHash}, &countingWriter{w: diffHash}
+	cache := &cappedBuffer{limit: maxCachedBlob}
+	if err := writeBlob(io.MultiWriter(blob, cache), diff, spec); err != nil {
+		return nil, err
+	}
+	l := &Layer{
+		MediaType: spec.mediaType,
+		Digest:    digest.NewDigest(digest.SHA256, blobHash),
+		Size:      blob.n,
+		DiffID:    digest.NewDigest(digest.SHA256, diffHash),
+		DiffSize:  diff.n,
+		spec:      spec,
+	}
+	if !cache.overflow {
+		l.blob = cache.buf.Bytes()
+	}
+	return l, nil
+}
+
+func (img *Image) makeConfigAndManifest(b *builder) error {
+	created := baseTime.Add(49 * time.Hour)
+	config := v1.Image{
+		Created:  &created,
+		Author:   "cfs testimage",
+		Platform: v1.Platform{Architecture: "amd64", OS: "linux"},
+		Config: v1.ImageConfig{
+			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"},
+			Cmd:        []string{"/sbin/init"},
+			StopSignal: "SIGRTMIN+3",
+			Labels: map[string]string{
+				"containers.bootc":                 "1",
+				"ostree.bootable":                  "true",
+				"org.opencontainers.image.title":   img.Options.Name,
+				"org.opencontainers.image.version": img.Options.Version,
+			},
+		},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: img.DiffIDs},
+	}
+	for i, spec := range b.layers {
+		t := baseTime.Add(time.Duration(i) * 24 * time.Hour)
+		config.History = append(config.History, v1.History{Created: &t, CreatedBy: spec.createdBy})
+	}
+	var err error
+	if img.Config, err = json.Marshal(config); err != nil {
+		return err
+	}
+	img.ConfigDigest = digest.FromBytes(img.Config)
+
+	manifest := v1.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: v1.MediaTypeImageManifest,
+		Config:    v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: img.ConfigDigest, Size: int64(len(img.Config))},
+	}
+	for _, l := range img.Layers {
+		manifest.Layers = append(manifest.Layers, l.Descriptor())
+	}
+	if img.Manifest, err = json.Marshal(manifest); err != nil {
+		return err
+	}
+	img.ManifestDigest = digest.FromBytes(img.Manifest)
+	return nil
+}
+
+// ManifestDescriptor describes the manifest, as an index or a registry
+// references it.
+func (img *Image) ManifestDescriptor() v1.Descriptor {
+	return v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: img.ManifestDigest, Size: int64(len(img.Manifest))}
+}
+
+// ExpectedTree returns the filesystem the image unpacks to, a fresh copy on
+// each call.
+func (img *Image) ExpectedTree() Tree {
+	return img.tree.clone()
+}
+
+// OpenBlob returns any blob of the image (config, manifest or layer) by
+// digest, with its size.
+func (img *Image) OpenBlob(d digest.Digest) (io.ReadCloser, int64, error) {
+	switch d {
+	case img.ManifestDigest:
+		return io.NopCloser(bytes.NewReader(img.Manifest)), int64(len(img.Manifest)), nil
+	case img.ConfigDigest:
+		return io.NopCloser(bytes.NewReader(img.Config)), int64(len(img.Config)), nil
+	}
+	for _, l := range img.Layers {
+		if l.Digest == d {
+			return l.Open(), l.Size, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("testimage: no blob %s in image %s", d, img.ManifestDigest)
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// cappedBuffer keeps what is written until it exceeds limit, then drops it
+// all and only swallows further writes.
+type cappedBuffer struct {
+	buf      bytes.Buffer
+	limit    int
+	overflow bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if !c.overflow {
+		if c.buf.Len()+len(p) > c.limit {
+			c.overflow = true
+			c.buf = bytes.Buffer{}
+		} else {
+			c.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
