@@ -1,0 +1,152 @@
+// Command cfs-image builds, dumps and mounts composefs EROFS images.
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cfs-project/cfs/lib/dumpfile"
+	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/fsverity"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "cfs-image",
+		Usage: "build, dump and mount composefs EROFS images",
+		Commands: []*cli.Command{
+			{
+				Name:      "mkfs",
+				Usage:     "build an image from a directory or a dumpfile; print its fs-verity digest",
+				ArgsUsage: "SRC IMAGE",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "from-dumpfile", Usage: "SRC is a composefs dumpfile (- for stdin)"},
+					&cli.StringFlag{Name: "digest-algo", Value: "sha512", Usage: "fs-verity algorithm for object ids and the image digest: sha256 or sha512"},
+					&cli.IntFlag{Name: "version", Value: 1, Usage: "composefs format version: 0 or 1"},
+					&cli.StringFlag{Name: "objects", Usage: "also store the external files in `DIR` (reflinked when possible)"},
+				},
+				Action: mkfs,
+			},
+			{
+				Name:      "dump",
+				Usage:     "print an image as a composefs dumpfile",
+				ArgsUsage: "IMAGE",
+				Action:    dump,
+			},
+			{
+				Name:      "mount",
+				Usage:     "mount an image read-only (EROFS + overlayfs)",
+				ArgsUsage: "IMAGE MOUNTPOINT",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "objects", Usage: "objects `DIR` the image's files point into"},
+					&cli.BoolFlag{Name: "verity", Usage: "require fs-verity on the objects (overlayfs verity=require)"},
+				},
+				Action: mount,
+			},
+			{
+				Name:      "umount",
+				Usage:     "unmount an image mounted by cfs-image mount",
+				ArgsUsage: "MOUNTPOINT",
+				Action:    umount,
+			},
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "cfs-image:", err)
+		os.Exit(1)
+	}
+}
+
+func args(c *cli.Context, n int) ([]string, error) {
+	if c.NArg() != n {
+		return nil, fmt.Errorf("%s: want %d arguments (%s), got %d", c.Command.Name, n, c.Command.ArgsUsage, c.NArg())
+	}
+	return c.Args().Slice(), nil
+}
+
+func mkfs(c *cli.Context) error {
+	a, err := args(c, 2)
+	if err != nil {
+		return err
+	}
+	src, image := a[0], a[1]
+	alg, err := fsverity.ParseAlgorithm(c.String("digest-algo"))
+	if err != nil {
+		return err
+	}
+	v := c.Int("version")
+	if v != 0 && v != 1 {
+		return fmt.Errorf("--version must be 0 or 1")
+	}
+	var root *erofs.Node
+	if c.Bool("from-dumpfile") {
+		root, err = parseDumpfile(src)
+	} else {
+		opts := erofs.DirOptions{Algorithm: alg}
+		if objs := c.String("objects"); objs != "" {
+			opts.Object = func(p string, d []byte) error { return erofs.StoreObject(objs, p, d) }
+		}
+		root, err = erofs.FromDir(src, opts)
+	}
+	if err != nil {
+		return err
+	}
+	digest, err := erofs.WriteFile(image, root, erofs.Options{Version: v, MaxVersion: v}, alg)
+	if err != nil {
+		return err
+	}
+	fmt.Println(hex.EncodeToString(digest))
+	return nil
+}
+
+func parseDumpfile(src string) (*erofs.Node, error) {
+	if src == "-" {
+		return dumpfile.Parse(os.Stdin, "<stdin>")
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return dumpfile.Parse(f, src)
+}
+
+func dump(c *cli.Context) error {
+	a, err := args(c, 1)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(a[0])
+	if err != nil {
+		return err
+	}
+	im, err := erofs.Read(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a[0], err)
+	}
+	w := bufio.NewWriter(os.Stdout)
+	if err := dumpfile.Write(w, im.Root); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func mount(c *cli.Context) error {
+	a, err := args(c, 2)
+	if err != nil {
+		return err
+	}
+	return erofs.Mount(a[0], a[1], erofs.MountOptions{ObjectsDir: c.String("objects"), Verity: c.Bool("verity")})
+}
+
+func umount(c *cli.Context) error {
+	a, err := args(c, 1)
+	if err != nil {
+		return err
+	}
+	return erofs.Unmount(a[0])
+}
