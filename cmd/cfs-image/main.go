@@ -15,7 +15,14 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "cfs-image:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "cfs-image",
 		Usage: "build, dump and mount composefs EROFS images",
 		Commands: []*cli.Command{
@@ -54,10 +61,6 @@ func main() {
 				Action:    umount,
 			},
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "cfs-image:", err)
-		os.Exit(1)
 	}
 }
 
