@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
 )
 
 const rootLine = "/ 4096 40755 2 0 0 0 0.0 - - -\n"
