@@ -1,0 +1,354 @@
+package ostree
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+)
+
+// ObjectType names the kinds of loose object this package writes; the
+// value is the file extension.
+type ObjectType string
+
+const (
+	ObjectFile    ObjectType = "file"
+	ObjectDirTree ObjectType = "dirtree"
+	ObjectDirMeta ObjectType = "dirmeta"
+	ObjectCommit  ObjectType = "commit"
+)
+
+// bareUserMetaXattr holds uid, gid, mode and xattrs of file objects in
+// bare-user repos, where the inode itself belongs to the writer.
+const bareUserMetaXattr = "user.ostreemeta"
+
+// ObjectPath is the path of a loose object relative to the repository.
+func ObjectPath(checksum string, typ ObjectType) string {
+	return "objects/" + checksum[:2] + "/" + checksum[2:] + "." + string(typ)
+}
+
+// HasObject reports whether the object is present.
+func (r *Repo) HasObject(checksum string, typ ObjectType) (bool, error) {
+	if !ValidChecksum(checksum) {
+		return false, fmt.Errorf("invalid checksum %q", checksum)
+	}
+	var st unix.Stat_t
+	err := unix.Fstatat(r.dirFD, ObjectPath(checksum, typ), &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	return false, fmt.Errorf("%s/%s: %w", r.path, ObjectPath(checksum, typ), err)
+}
+
+func (r *Repo) ensureObjectDir(checksum string) error {
+	// 0777 and the umask decide, as in ostree.
+	err := unix.Mkdirat(r.dirFD, "objects/"+checksum[:2], 0o777)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%s/objects/%s: %w", r.path, checksum[:2], err)
+	}
+	return nil
+}
+
+// checkFileMetaForMode refuses metadata the repository cannot represent:
+// a bare-user-only repo records neither owner nor xattrs nor special
+// bits, and fsck would recompute the checksum as if they were absent.
+func (r *Repo) checkFileMetaForMode(meta FileMeta, what string) error {
+	if err := meta.validate(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if r.mode == ModeBareUserOnly {
+		if meta.UID != 0 || meta.GID != 0 || len(meta.Xattrs) != 0 {
+			return fmt.Errorf("%s: bare-user-only repo %s cannot store uid %d gid %d or xattrs", what, r.path, meta.UID, meta.GID)
+		}
+		if meta.Mode&^0o775 != 0 {
+			return fmt.Errorf("%s: bare-user-only repo %s cannot store mode %#o (bits outside 0775)", what, r.path, meta.Mode)
+		}
+	}
+	return nil
+}
+
+// WriteFileObject stores a regular file object. fill puts the content into
+// tmp (an empty file open read-write in repo/tmp, e.g. by FICLONE from a
+// composefs object, or by copying); tmp's offset does not matter. The
+// checksum is then computed over the bytes actually in tmp, in one read.
+//
+// If knownChecksum is not empty, it is what the caller believes the object
+// is: when that object already exists, fill is not called at all (it was
+// computed from these bytes earlier, so the object is the same), and
+// otherwise a different computed checksum is an error. Pass "" to always
+// verify. created is false when the object was already present.
+func (r *Repo) WriteFileObject(meta FileMeta, fill func(tmp *os.File) error, knownChecksum string) (checksum string, created bool, err error) {
+	if err := r.checkFileMetaForMode(meta, "file object"); err != nil {
+		return "", false, err
+	}
+	if knownChecksum != "" {
+		have, err := r.HasObject(knownChecksum, ObjectFile)
+		if err != nil {
+			return "", false, err
+		}
+		if have {
+			return knownChecksum, false, nil
+		}
+	}
+	if err := r.beginWrite(); err != nil {
+		return "", false, err
+	}
+	header, err := fileHeader(meta, "", false)
+	if err != nil {
+		return "", false, fmt.Errorf("file object: %w", err)
+	}
+	tmp, err := r.newTmpObject()
+	if err != nil {
+		return "", false, err
+	}
+	defer tmp.discard(r)
+	if err := fill(tmp.f); err != nil {
+		return "", false, fmt.Errorf("filling file object: %w", err)
+	}
+	h := newContentHash(header)
+	if _, err := io.Copy(h, io.NewSectionReader(tmp.f, 0, 1<<62)); err != nil {
+		return "", false, fmt.Errorf("reading back file object: %w", err)
+	}
+	checksum = hex.EncodeToString(h.Sum(nil))
+	if knownChecksum != "" && checksum != knownChecksum {
+		return "", false, fmt.Errorf("file object content has checksum %s, caller expected %s", checksum, knownChecksum)
+	}
+	if have, err := r.HasObject(checksum, ObjectFile); err != nil || have {
+		return checksum, false, err
+	}
+	if err := r.applyFileMeta(tmp.f, meta, sIFREG|meta.Mode); err != nil {
+		return "", false, fmt.Errorf("file object %s: %w", checksum, err)
+	}
+	created, err = r.placeObject(tmp, checksum, ObjectFile)
+	return checksum, created, err
+}
+
+// WriteFileObjectFrom stores a regular file object whose content is read
+// from content (for inline data and byte copies).
+func (r *Repo) WriteFileObjectFrom(meta FileMeta, content io.Reader) (checksum string, created bool, err error) {
+	return r.WriteFileObject(meta, func(tmp *os.File) error {
+		_, err := io.Copy(tmp, content)
+		return err
+	}, "")
+}
+
+// applyFileMeta gives a temp file object the ownership, mode and xattrs the
+// repository mode calls for; fullMode includes the file type.
+func (r *Repo) applyFileMeta(f *os.File, meta FileMeta, fullMode uint32) error {
+	xs, err := canonicalXattrs(meta.Xattrs)
+	if err != nil {
+		return err
+	}
+	switch r.mode {
+	case ModeBare:
+		// chown before chmod: chown clears setuid/setgid.
+		if err := f.Chown(int(meta.UID), int(meta.GID)); err != nil {
+			return fmt.Errorf("fchown %d:%d: %w", meta.UID, meta.GID, err)
+		}
+		if err := unix.Fchmod(int(f.Fd()), meta.Mode); err != nil {
+			return fmt.Errorf("fchmod %#o: %w", meta.Mode, err)
+		}
+		for _, x := range xs {
+			if err := unix.Fsetxattr(int(f.Fd()), x.Name, x.Value, 0); err != nil {
+				return fmt.Errorf("fsetxattr %s: %w", x.Name, err)
+			}
+		}
+	case ModeBareUser:
+		blob, err := ostreeMeta(meta.UID, meta.GID, fullMode, meta.Xattrs)
+		if err != nil {
+			return err
+		}
+		if err := unix.Fsetxattr(int(f.Fd()), bareUserMetaXattr, blob, 0); err != nil {
+			return fmt.Errorf("fsetxattr %s: %w", bareUserMetaXattr, err)
+		}
+		// The real mode must stay harmless (no setuid on a writer-owned
+		// file) yet readable by the writer, who checks out by hardlink.
+		perm := (fullMode & 0o775) | 0o400
+		if fullMode&sIFMT == sIFLNK {
+			perm = 0o644
+		}
+		if err := unix.Fchmod(int(f.Fd()), perm); err != nil {
+			return fmt.Errorf("fchmod %#o: %w", perm, err)
+		}
+	case ModeBareUserOnly:
+		if err := unix.Fchmod(int(f.Fd()), meta.Mode); err != nil {
+			return fmt.Errorf("fchmod %#o: %w", meta.Mode, err)
+		}
+	}
+	return setMtimeZero(f)
+}
+
+func (r *Repo) placeObject(tmp *tmpObject, checksum string, typ ObjectType) (created bool, err error) {
+	if err := r.ensureObjectDir(checksum); err != nil {
+		return false, err
+	}
+	existed, err := r.linkInto(tmp, ObjectPath(checksum, typ))
+	return !existed, err
+}
+
+// WriteSymlinkObject stores a symlink object. Its mode is always 0777
+// whatever meta.Mode says (see FileMeta).
+func (r *Repo) WriteSymlinkObject(meta FileMeta, target string) (checksum string, created bool, err error) {
+	what := fmt.Sprintf("symlink object -> %q", target)
+	meta.Mode = 0 // a symlink's permission bits are not the caller's to choose
+	if err := r.checkFileMetaForMode(meta, what); err != nil {
+		return "", false, err
+	}
+	meta.Mode = 0o777
+	if !utf8.ValidString(target) || strings.IndexByte(target, 0) >= 0 || len(target) >= unix.PathMax {
+		return "", false, fmt.Errorf("%s: target is not a valid UTF-8 path", what)
+	}
+	checksum, err = SymlinkChecksum(meta, target)
+	if err != nil {
+		return "", false, fmt.Errorf("%s: %w", what, err)
+	}
+	if have, err := r.HasObject(checksum, ObjectFile); err != nil || have {
+		return checksum, false, err
+	}
+	if err := r.beginWrite(); err != nil {
+		return "", false, err
+	}
+	if r.mode == ModeBareUser {
+		// bare-user cannot own or label a real symlink, so the object is
+		// a regular file holding the target and a NUL, described by
+		// user.ostreemeta.
+		tmp, err := r.newTmpObject()
+		if err != nil {
+			return "", false, err
+		}
+		defer tmp.discard(r)
+		if _, err := tmp.f.Write(append([]byte(target), 0)); err != nil {
+			return "", false, fmt.Errorf("%s: %w", what, err)
+		}
+		if err := r.applyFileMeta(tmp.f, meta, sIFLNK|0o777); err != nil {
+			return "", false, fmt.Errorf("%s: %w", what, err)
+		}
+		created, err = r.placeObject(tmp, checksum, ObjectFile)
+		return checksum, created, err
+	}
+
+	name := "tmp/tmplink-" + randomSuffix()
+	if err := unix.Symlinkat(target, r.dirFD, name); err != nil {
+		return "", false, fmt.Errorf("%s: %w", what, err)
+	}
+	defer unix.Unlinkat(r.dirFD, name, 0)
+	if r.mode == ModeBare {
+		if err := unix.Fchownat(r.dirFD, name, int(meta.UID), int(meta.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return "", false, fmt.Errorf("%s: lchown: %w", what, err)
+		}
+		xs, err := canonicalXattrs(meta.Xattrs)
+		if err != nil {
+			return "", false, err
+		}
+		for _, x := range xs {
+			// Linux refuses user.* xattrs on symlinks; such a tree cannot
+			// be stored in a bare repo at all.
+			if err := unix.Lsetxattr(filepath.Join(r.path, name), x.Name, x.Value, 0); err != nil {
+				return "", false, fmt.Errorf("%s: lsetxattr %s: %w", what, x.Name, err)
+			}
+		}
+	}
+	if err := r.ensureObjectDir(checksum); err != nil {
+		return "", false, err
+	}
+	// linkat without AT_SYMLINK_FOLLOW links the symlink itself and,
+	// unlike rename, never replaces an object already there.
+	err = unix.Linkat(r.dirFD, name, r.dirFD, ObjectPath(checksum, ObjectFile), 0)
+	if errors.Is(err, unix.EEXIST) {
+		return checksum, false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("%s: linking %s: %w", what, ObjectPath(checksum, ObjectFile), err)
+	}
+	return checksum, true, nil
+}
+
+// writeMetadataObject stores a dirtree, dirmeta or commit: mode 0644, named
+// by the sha256 of exactly these bytes.
+func (r *Repo) writeMetadataObject(typ ObjectType, data []byte) (string, error) {
+	checksum := MetadataChecksum(data)
+	if have, err := r.HasObject(checksum, typ); err != nil || have {
+		return checksum, err
+	}
+	if err := r.beginWrite(); err != nil {
+		return "", err
+	}
+	tmp, err := r.newTmpObject()
+	if err != nil {
+		return "", err
+	}
+	defer tmp.discard(r)
+	if _, err := tmp.f.Write(data); err != nil {
+		return "", fmt.Errorf("%s.%s: %w", checksum, typ, err)
+	}
+	if err := unix.Fchmod(int(tmp.f.Fd()), 0o644); err != nil {
+		return "", fmt.Errorf("%s.%s: %w", checksum, typ, err)
+	}
+	if _, err := r.placeObject(tmp, checksum, typ); err != nil {
+		return "", err
+	}
+	return checksum, nil
+}
+
+// WriteDirMeta stores a .dirmeta object and returns its checksum.
+func (r *Repo) WriteDirMeta(m DirMeta) (string, error) {
+	b, err := m.Bytes()
+	if err != nil {
+		return "", err
+	}
+	return r.writeMetadataObject(ObjectDirMeta, b)
+}
+
+// WriteDirTree stores a .dirtree object (sorted for the caller) and
+// returns its checksum.
+func (r *Repo) WriteDirTree(t DirTree) (string, error) {
+	b, err := t.Bytes()
+	if err != nil {
+		return "", err
+	}
+	return r.writeMetadataObject(ObjectDirTree, b)
+}
+
+// ReadMetadataObject returns the bytes of a dirtree, dirmeta or commit
+// after checking that they still hash to their name.
+func (r *Repo) ReadMetadataObject(checksum string, typ ObjectType) ([]byte, error) {
+	if !ValidChecksum(checksum) {
+		return nil, fmt.Errorf("invalid checksum %q", checksum)
+	}
+	p := filepath.Join(r.path, ObjectPath(checksum, typ))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if got := MetadataChecksum(data); got != checksum {
+		return nil, fmt.Errorf("%s: corrupted object, content hashes to %s", p, got)
+	}
+	return data, nil
+}
+
+// ReadDirTree loads and parses a .dirtree object.
+func (r *Repo) ReadDirTree(checksum string) (DirTree, error) {
+	b, err := r.ReadMetadataObject(checksum, ObjectDirTree)
+	if err != nil {
+		return DirTree{}, err
+	}
+	return ParseDirTree(b)
+}
+
+// ReadDirMeta loads and parses a .dirmeta object.
+func (r *Repo) ReadDirMeta(checksum string) (DirMeta, error) {
+	b, err := r.ReadMetadataObject(checksum, ObjectDirMeta)
+	if err != nil {
+		return DirMeta{}, err
+	}
+	return ParseDirMeta(b)
+}
