@@ -250,6 +250,26 @@ func (img *Image) ExpectedTree() Tree {
 	return img.tree.clone()
 }
 
+// ExpectedTreeOfLayers returns the filesystem made by the bottom n layers
+// alone, which is what a layer-by-layer store such as containers-storage's
+// vfs driver holds for layer n-1.
+func (img *Image) ExpectedTreeOfLayers(n int) Tree {
+	if n < 0 || n > len(img.Layers) {
+		panic(fmt.Sprintf("testimage: ExpectedTreeOfLayers(%d) on an image with %d layers", n, len(img.Layers)))
+	}
+	if n == len(img.Layers) {
+		return img.ExpectedTree()
+	}
+	a := newApplier()
+	for i, l := range img.Layers[:n] {
+		a.startLayer(i)
+		for _, m := range l.spec.members {
+			a.apply(m)
+		}
+	}
+	return a.finish()
+}
+
 // OpenBlob returns any blob of the image (config, manifest or layer) by
 // digest, with its size.
 func (img *Image) OpenBlob(d digest.Digest) (io.ReadCloser, int64, error) {

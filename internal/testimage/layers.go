@@ -30,10 +30,10 @@ const (
 	PathKernel        = "usr/lib/modules/" + KernelVersion + "/vmlinuz"
 	PathInitramfs     = "usr/lib/modules/" + KernelVersion + "/initramfs.img"
 	PathOSRelease     = "usr/lib/os-release"
-	PathManyEntries   = "usr/share/many"     // a directory with hundreds of entries
-	PathImpliedParent = "opt/vendor"         // a directory no tar entry describes
+	PathManyEntries   = "usr/share/many"          // a directory with hundreds of entries
+	PathImpliedParent = "opt/vendor"              // a directory no tar entry describes
 	PathReplaced      = "usr/share/replace/thing" // file, then directory, then file again
-	PathCapability    = "usr/bin/ping"       // carries security.capability
+	PathCapability    = "usr/bin/ping"            // carries security.capability
 )
 
 // manyEntries is the size of PathManyEntries: enough for multi-block
