@@ -57,46 +57,67 @@ func layout(root *inode, version int) *image {
 }
 
 // computeShared puts every (name, value) pair used by more than one inode
-// into the shared table.
+// into the shared table. Pairs are interned to small ids first: a tree of
+// 100k files has few distinct pairs (SELinux labels) but many uses.
 func (img *image) computeShared() {
-	count := map[string]int{}
-	var order []Xattr
-	for _, in := range img.inodes {
-		for _, x := range in.xattrs {
-			k := xattrKey(x)
-			if count[k] == 0 {
-				order = append(order, x)
+	ids := map[string]map[string]int32{}
+	var distinct []Xattr
+	var count []int
+	xids := make([][]int32, len(img.inodes))
+	for i, in := range img.inodes {
+		if len(in.xattrs) == 0 {
+			continue
+		}
+		xids[i] = make([]int32, len(in.xattrs))
+		for j, x := range in.xattrs {
+			byValue := ids[x.Name]
+			if byValue == nil {
+				byValue = map[string]int32{}
+				ids[x.Name] = byValue
 			}
-			count[k]++
+			id, ok := byValue[string(x.Value)]
+			if !ok {
+				id = int32(len(distinct))
+				byValue[string(x.Value)] = id
+				distinct = append(distinct, x)
+				count = append(count, 0)
+			}
+			count[id]++
+			xids[i][j] = id
 		}
 	}
-	var shared []Xattr
-	for _, x := range order {
-		if count[xattrKey(x)] > 1 {
-			shared = append(shared, x)
+	var shared []int32
+	for id, c := range count {
+		if c > 1 {
+			shared = append(shared, int32(id))
 		}
 	}
-	sort.Slice(shared, func(i, j int) bool { return sharedLess(shared[i], shared[j]) })
-	offsets := make(map[string]int64, len(shared))
+	sort.Slice(shared, func(i, j int) bool { return sharedLess(distinct[shared[i]], distinct[shared[j]]) })
+	offsets := make([]int64, len(distinct))
+	for i := range offsets {
+		offsets[i] = -1
+	}
 	var off uint64
-	for _, x := range shared {
-		offsets[xattrKey(x)] = int64(off)
+	img.shared = make([]Xattr, 0, len(shared))
+	for _, id := range shared {
+		x := distinct[id]
+		offsets[id] = int64(off)
 		off += xattrEntrySize(x.Name, len(x.Value))
+		img.shared = append(img.shared, x)
 	}
-	img.shared, img.sharedSize = shared, off
-	for _, in := range img.inodes {
+	img.sharedSize = off
+	for i, in := range img.inodes {
 		if len(in.xattrs) == 0 {
 			continue
 		}
 		in.sharedOffs = make([]int64, len(in.xattrs))
 		n := 0
-		for i, x := range in.xattrs {
-			o, ok := offsets[xattrKey(x)]
-			if ok && n < maxSharedPerInode {
-				in.sharedOffs[i] = o
+		for j, id := range xids[i] {
+			if o := offsets[id]; o >= 0 && n < maxSharedPerInode {
+				in.sharedOffs[j] = o
 				n++
 			} else {
-				in.sharedOffs[i] = -1
+				in.sharedOffs[j] = -1
 			}
 		}
 	}

@@ -157,6 +157,7 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 	in := &inode{
 		mode: n.Mode, uid: n.UID, gid: n.GID, mtimeSec: n.MtimeSec, mtimeNsec: n.MtimeNsec,
 		stSize: n.Size, rdev: uint32(n.Rdev),
+		xattrs: make([]Xattr, 0, len(n.Xattrs)+2),
 	}
 	b.inodes[n] = in
 	b.nameCnt[n]++
@@ -335,8 +336,6 @@ func finishDirs(root *inode) error {
 func sortXattrs(xs []Xattr) {
 	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
 }
-
-func xattrKey(x Xattr) string { return x.Name + "\x00" + string(x.Value) }
 
 // sharedLess orders the shared table as mkcomposefs does: descending by
 // name, then by value length, then by value bytes.
