@@ -2,7 +2,6 @@ package ostree
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -222,5 +220,3 @@ func short(e treeEntry) treeEntry {
 	}
 	return e
 }
-
-func isErrno(err error, errno syscall.Errno) bool { return errors.Is(err, errno) }

@@ -235,9 +235,19 @@ func MetaString(key, value string) MetaEntry {
 }
 func MetaBool(key string, value bool) MetaEntry { return MetaEntry{key, Variant{"b", value}} }
 
-// MetaUint64 stores a t. GVariant integers are little-endian; unlike the
-// commit timestamp, ostree metadata values are not byte-swapped.
-func MetaUint64(key string, value uint64) MetaEntry { return MetaEntry{key, Variant{"t", value}} }
+// MetaUint64 stores a t big-endian, ostree's convention for integers in
+// metadata (its own uint64 keys, like the summary's
+// ostree.commit.timestamp, are GUINT64_TO_BE'd, and `ostree show` swaps
+// values back when it prints them). Read it back with MetaUint64Value.
+func MetaUint64(key string, value uint64) MetaEntry {
+	return MetaEntry{key, Variant{"t", be64(value)}}
+}
+
+// MetaUint64Value decodes a value written by MetaUint64.
+func MetaUint64Value(v Variant) (uint64, bool) {
+	x, ok := v.Value.(uint64)
+	return be64(x), ok && v.Type == "t"
+}
 func MetaStrings(key string, values ...string) MetaEntry {
 	v := make([]any, len(values))
 	for i, s := range values {
