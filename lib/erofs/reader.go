@@ -47,6 +47,11 @@ type reader struct {
 	buildSec  int64
 	buildNsec uint32
 	inodes    map[uint64]*rawInode
+	shared    map[uint64]Xattr
+	// used counts the directory and file bytes handed out. The writer
+	// never lets two inodes share data, so more than the image size means
+	// a hostile image that would otherwise cost quadratic time or memory.
+	used uint64
 }
 
 // Read parses a composefs image produced by mkcomposefs or composefs-rs
@@ -76,7 +81,7 @@ func Read(data []byte) (*Image, error) {
 		data: data, version: int(cv),
 		xattrBase: uint64(le.Uint32(sb[44:])) * BlockSize,
 		buildSec:  int64(le.Uint64(sb[24:])), buildNsec: le.Uint32(sb[32:]),
-		inodes: map[uint64]*rawInode{},
+		inodes: map[uint64]*rawInode{}, shared: map[uint64]Xattr{},
 	}
 	img := &Image{Version: int(cv), HasACL: le.Uint32(data[8:])&headerFlagHasACL != 0}
 	root, err := r.tree(uint64(le.Uint16(sb[14:])))
@@ -165,9 +170,13 @@ func (r *reader) xattrs(off, size, nid uint64) ([]Xattr, error) {
 	var out []Xattr
 	for i := uint64(0); i < nShared; i++ {
 		id := uint64(binary.LittleEndian.Uint32(body[xattrHdrSize+i*4:]))
-		x, _, err := r.xattrEntry(r.xattrBase + id*4)
-		if err != nil {
-			return nil, fmt.Errorf("inode %d: shared xattr: %w", nid, err)
+		x, ok := r.shared[id]
+		if !ok {
+			x, _, err = r.xattrEntry(r.xattrBase + id*4)
+			if err != nil {
+				return nil, fmt.Errorf("inode %d: shared xattr: %w", nid, err)
+			}
+			r.shared[id] = x
 		}
 		out = append(out, x)
 	}
@@ -207,8 +216,12 @@ func (r *reader) xattrEntry(off uint64) (Xattr, uint64, error) {
 	return Xattr{Name: name, Value: append([]byte{}, b[nameLen:]...)}, roundUp(4+nameLen+vlen, 4), nil
 }
 
-// data returns the bytes of a flat (plain or inline) inode.
+// fileData returns the bytes of a flat (plain or inline) inode.
 func (r *reader) fileData(in *rawInode) ([]byte, error) {
+	r.used += in.size
+	if r.used > uint64(len(r.data)) {
+		return nil, formatErr("inode %d: data overlaps other inodes' data", in.nid)
+	}
 	switch in.layout {
 	case layoutFlatPlain:
 		return r.slice(uint64(in.iu)*BlockSize, in.size)
@@ -297,7 +310,10 @@ func (r *reader) tree(rootNid uint64) (*Node, error) {
 	if rootRaw.mode&TypeMask != TypeDir {
 		return nil, formatErr("root inode is not a directory")
 	}
-	root := r.node(rootRaw, "")
+	root, err := r.node(rootRaw, "")
+	if err != nil {
+		return nil, err
+	}
 	dirs := []*Node{root}
 	dirNids := map[uint64]*Node{rootNid: root}
 	rawOf := map[*Node]*rawInode{root: rootRaw}
@@ -324,10 +340,11 @@ func (r *reader) tree(rootNid uint64) (*Node, error) {
 				if _, seen := dirNids[e.nid]; seen {
 					return nil, formatErr("directory inode %d has more than one name", e.nid)
 				}
-				sub := r.node(in, e.name)
-				if err := d.AddChild(sub); err != nil {
-					return nil, formatErr("%s: %v", d.Path(), err)
+				sub, err := r.node(in, e.name)
+				if err != nil {
+					return nil, err
 				}
+				attach(d, sub)
 				dirNids[e.nid] = sub
 				rawOf[sub] = in
 				dirs = append(dirs, sub)
@@ -341,7 +358,11 @@ func (r *reader) tree(rootNid uint64) (*Node, error) {
 	nodes := map[uint64]*Node{}
 	for _, e := range entries {
 		if e.canonical {
-			nodes[e.nid] = r.node(r.inodes[e.nid], e.name)
+			n, err := r.node(r.inodes[e.nid], e.name)
+			if err != nil {
+				return nil, err
+			}
+			nodes[e.nid] = n
 		}
 	}
 	whiteoutDirs := map[*Node]bool{}
@@ -358,11 +379,17 @@ func (r *reader) tree(rootNid uint64) (*Node, error) {
 		} else {
 			n = &Node{Name: e.name, LinkTo: nodes[e.nid]}
 		}
-		if err := e.dir.AddChild(n); err != nil {
-			return nil, formatErr("%s: %v", e.dir.Path(), err)
-		}
+		attach(e.dir, n)
 	}
 	for _, d := range dirs {
+		// Sorting once keeps a hostile, unsorted directory from costing
+		// quadratic time.
+		sort.SliceStable(d.Children, func(i, j int) bool { return d.Children[i].Name < d.Children[j].Name })
+		for i := 1; i < len(d.Children); i++ {
+			if d.Children[i].Name == d.Children[i-1].Name {
+				return nil, formatErr("%s: duplicate entry %q", d.Path(), d.Children[i].Name)
+			}
+		}
 		r.cleanDirXattrs(d, whiteoutDirs[d])
 	}
 	return root, nil
@@ -395,6 +422,11 @@ func (r *reader) pickCanonical(entries []readEntry, names map[uint64]int) {
 	}
 }
 
+func attach(dir, n *Node) {
+	dir.Children = append(dir.Children, n)
+	n.parent = dir
+}
+
 func isStub(n *Node) bool {
 	if n.Mode&TypeMask != TypeChar || n.Rdev != 0 || len(n.Name) != 2 {
 		return false
@@ -404,7 +436,7 @@ func isStub(n *Node) bool {
 }
 
 // node converts one inode, undoing the per-inode part of the rewrite.
-func (r *reader) node(in *rawInode, name string) *Node {
+func (r *reader) node(in *rawInode, name string) (*Node, error) {
 	n := &Node{
 		Name: name, Mode: in.mode, UID: in.uid, GID: in.gid,
 		MtimeSec: in.mtimeSec, MtimeNsec: in.mtimeNsec, Nlink: in.nlink,
@@ -424,9 +456,14 @@ func (r *reader) node(in *rawInode, name string) *Node {
 	case TypeChar, TypeBlock:
 		n.Rdev = uint64(in.iu)
 	case TypeSymlink:
-		if data, err := r.fileData(in); err == nil {
-			n.Payload = string(data)
+		if in.size == 0 || in.size > maxPayloadLen || in.layout == layoutChunkBased {
+			return nil, formatErr("inode %d: symlink target of %d bytes", in.nid, in.size)
 		}
+		data, err := r.fileData(in)
+		if err != nil {
+			return nil, err
+		}
+		n.Payload = string(data)
 		n.Size = uint64(len(n.Payload))
 	case TypeRegular:
 		n.Size = in.size
@@ -444,9 +481,11 @@ func (r *reader) node(in *rawInode, name string) *Node {
 				n.Payload = string(rd[1:])
 			}
 		} else if in.size > 0 {
-			if data, err := r.fileData(in); err == nil {
-				n.Content = append([]byte{}, data...)
+			data, err := r.fileData(in)
+			if err != nil {
+				return nil, err
 			}
+			n.Content = append([]byte{}, data...)
 		}
 	}
 	isWhiteout := n.Mode&TypeMask == TypeChar && n.Rdev == 0
@@ -462,7 +501,7 @@ func (r *reader) node(in *rawInode, name string) *Node {
 		}
 	}
 	sort.SliceStable(n.Xattrs, func(i, j int) bool { return n.Xattrs[i].Name < n.Xattrs[j].Name })
-	return n
+	return n, nil
 }
 
 // cleanDirXattrs removes the markers the writer puts on a directory that
