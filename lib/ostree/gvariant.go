@@ -31,14 +31,6 @@ func MarshalGVariant(sig string, v any) ([]byte, error) {
 	return appendGVariant(nil, t, v)
 }
 
-func mustMarshal(t *gvType, v any) []byte {
-	b, err := appendGVariant(nil, t, v)
-	if err != nil {
-		panic(fmt.Sprintf("serializing %s: %v", t, err))
-	}
-	return b
-}
-
 // appendGVariant appends the serialization of v to buf. Alignment is
 // computed from len(buf), which is correct because every container starts
 // at an offset that is a multiple of its own alignment (and so of any of

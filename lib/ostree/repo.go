@@ -4,6 +4,18 @@
 // directory trees, commits and refs. Everything it writes is meant to be
 // accepted by `ostree fsck`, `ostree checkout` and `ostree admin deploy`,
 // and to carry the same checksums `ostree commit` would give the same tree.
+//
+// Writing an image, in the order that keeps a crash harmless:
+//
+//	repo, _ := ostree.Open(path)                 // or Create(path, ostree.ModeBare)
+//	defer repo.Close()                           // releases the shared .lock
+//	csum, _, _ := repo.WriteFileObject(meta, fillByFICLONE, "")
+//	lnk, _, _ := repo.WriteSymlinkObject(meta, target)
+//	w := repo.NewTreeWriter()                    // pre-order: EnterDir, AddFile..., LeaveDir
+//	root, _ := w.LeaveDir()                      // after the root's last entry
+//	commit, _ := repo.WriteCommit(ostree.Commit{RootTree: root.Tree, RootMeta: root.Meta, ...})
+//	ref, _ := ostree.ImageRef("docker://quay.io/org/os:42")
+//	_ = repo.SetRef(ref, commit)                 // syncfs, then atomic ref update
 package ostree
 
 import (
