@@ -39,6 +39,11 @@ type CompareOptions struct {
 	Skip func(path string) bool
 }
 
+// ExceptSELinux is a CompareOptions.Xattr filter for trees unpacked by
+// containers/storage, which never applies security.selinux from a layer
+// (pkg/archive's xattrsToIgnore: the host labels files itself).
+func ExceptSELinux(name string) bool { return name != "security.selinux" }
+
 // maxReportedDifferences keeps a badly broken unpack from producing
 // megabytes of test output; the first differences tell the story.
 const maxReportedDifferences = 40

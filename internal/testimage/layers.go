@@ -257,7 +257,7 @@ func osRelease(name, version string) string {
 }
 
 // bulkFilesPerScale is how many extra files each Scale step above 1 adds;
-// with the size mix below it is about 3.5 MiB per step, so Scale 300 is
+// with the size mix below it is about 3.3 MiB per step, so Scale 300 is
 // the ~30k-file, ~1 GiB image of Large.
 const bulkFilesPerScale = 100
 

@@ -66,7 +66,7 @@ func TestContainersStorageUnpacksToExpectedTree(t *testing.T) {
 	// Every vfs layer directory is a full snapshot, so each one checks the
 	// oracle for a prefix of the layers.
 	for i, id := range layerIDs {
-		opts := CompareOptions{Xattr: notSELinux}
+		opts := CompareOptions{Xattr: ExceptSELinux}
 		if i > 0 {
 			opts.Skip = belowNonUTF8Dir
 		}
@@ -83,7 +83,7 @@ func TestContainersStorageUnpacksToExpectedTree(t *testing.T) {
 		t.Log("containers/storage now copies non-UTF-8 directories between vfs layers; belowNonUTF8Dir can go")
 	}
 	tree := img.ExpectedTree()
-	opts := CompareOptions{Xattr: notSELinux, Skip: belowNonUTF8Dir}
+	opts := CompareOptions{Xattr: ExceptSELinux, Skip: belowNonUTF8Dir}
 
 	t.Run("CompareDirNoticesDamage", func(t *testing.T) {
 		damage := []struct {
@@ -116,10 +116,6 @@ func TestContainersStorageUnpacksToExpectedTree(t *testing.T) {
 		}
 	})
 }
-
-// notSELinux leaves out security.selinux: containers/storage never applies
-// it from a layer (pkg/archive's xattrsToIgnore), the host labels files.
-func notSELinux(name string) bool { return name != "security.selinux" }
 
 const nonUTF8Dir = "usr/share/i18n/dir-\xc3\x28"
 

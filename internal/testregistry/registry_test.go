@@ -184,3 +184,40 @@ func TestClearFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestBlobsOnDiskWithRequestLog(t *testing.T) {
+	img := mustSmallImage(t)
+	reg := New(t, WithBlobsOnDisk(), WithRequestLog())
+	layout, err := pull(t, reg.Push(t, "cfs/disk", "latest", img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pulledManifest(t, layout); got != img.ManifestDigest {
+		t.Errorf("pulled manifest %s, pushed %s", got, img.ManifestDigest)
+	}
+}
+
+// TestLargeImageRoundTrip pushes and pulls the benchmark image; Push must
+// stream it, so it runs only on request.
+func TestLargeImageRoundTrip(t *testing.T) {
+	if os.Getenv("CFS_TEST_LARGE") == "" || testing.Short() {
+		t.Skip("set CFS_TEST_LARGE=1 to push and pull the ~1 GiB image")
+	}
+	img, err := testimage.Large(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := New(t, WithBlobsOnDisk())
+	start := time.Now()
+	ref := reg.Push(t, "cfs/large", "latest", img)
+	t.Logf("pushed in %v", time.Since(start))
+	start = time.Now()
+	layout, err := pull(t, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pulled in %v", time.Since(start))
+	if got := pulledManifest(t, layout); got != img.ManifestDigest {
+		t.Errorf("pulled manifest %s, pushed %s", got, img.ManifestDigest)
+	}
+}
