@@ -1,0 +1,148 @@
+package fstree
+
+import (
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/stream"
+)
+
+var kindMode = map[Kind]uint32{
+	Regular:  erofs.TypeRegular,
+	Symlink:  erofs.TypeSymlink,
+	CharDev:  erofs.TypeChar,
+	BlockDev: erofs.TypeBlock,
+	Fifo:     erofs.TypeFifo,
+	Socket:   erofs.TypeSocket,
+}
+
+func erofsXattrs(x map[string][]byte) []erofs.Xattr {
+	if len(x) == 0 {
+		return nil
+	}
+	out := make([]erofs.Xattr, 0, len(x))
+	for name, value := range x {
+		out = append(out, erofs.Xattr{Name: name, Value: value})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func erofsStat(n *erofs.Node, st *Stat) {
+	n.UID, n.GID = st.UID, st.GID
+	n.MtimeSec, n.MtimeNsec = st.Mtime, st.MtimeNsec
+	n.Xattrs = erofsXattrs(st.Xattrs)
+}
+
+// ToErofs converts the tree rooted at root into the EROFS writer's model.
+// A hardlinked leaf becomes an inode at its first name in pre-order and
+// links elsewhere, which is where composefs puts it.
+func ToErofs(root *Dir) (*erofs.Node, error) {
+	top := erofs.NewDir("", root.Mode)
+	erofsStat(top, &root.Stat)
+	nodes := map[string]*erofs.Node{"": top}
+	first := make(map[*Leaf]*erofs.Node)
+	err := root.Walk(func(p string, in Inode, firstPath string) error {
+		parentPath, name := splitPath(p)
+		parent := nodes[parentPath]
+		var n *erofs.Node
+		switch in := in.(type) {
+		case *Dir:
+			n = erofs.NewDir(name, in.Mode)
+			erofsStat(n, &in.Stat)
+			nodes[p] = n
+		case *Leaf:
+			if firstPath != "" {
+				n = &erofs.Node{Name: name, LinkTo: first[in]}
+				break
+			}
+			n = &erofs.Node{Name: name, Mode: kindMode[in.Kind] | in.Mode&0o7777}
+			erofsStat(n, &in.Stat)
+			switch in.Kind {
+			case Regular:
+				if in.Object != nil {
+					n.SetExternal(in.Object, uint64(in.Size))
+				} else {
+					n.Size = uint64(len(in.Inline))
+					n.Content = in.Inline
+				}
+			case Symlink:
+				n.Payload = in.Target
+				n.Size = uint64(len(in.Target))
+			case CharDev, BlockDev:
+				n.Rdev = in.Rdev
+			}
+			first[in] = n
+		}
+		if err := parent.AddChild(n); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return top, nil
+}
+
+func splitPath(p string) (string, string) {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[:i], p[i+1:]
+		}
+	}
+	return "", p
+}
+
+var kindType = map[Kind]stream.Type{
+	Regular:  stream.TypeFile,
+	Symlink:  stream.TypeSymlink,
+	CharDev:  stream.TypeCharDev,
+	BlockDev: stream.TypeBlockDev,
+	Fifo:     stream.TypeFifo,
+	Socket:   stream.TypeSocket,
+}
+
+func streamEntry(t stream.Type, p string, st *Stat) *stream.Entry {
+	return &stream.Entry{Type: t, Path: p, Mode: st.Mode & 0o7777, UID: st.UID, GID: st.GID,
+		Mtime: st.Mtime, MtimeNsec: st.MtimeNsec, Xattrs: st.Xattrs}
+}
+
+// WriteEntries writes the tree as object-list entries, root first. src
+// gives the path holding a regular file's bytes (the object in the
+// store), and may return "" when there is none to name.
+func WriteEntries(w *stream.Writer, root *Dir, src func(*Leaf) string) error {
+	if err := w.WriteEntry(streamEntry(stream.TypeDir, "/", &root.Stat)); err != nil {
+		return err
+	}
+	return root.Walk(func(p string, in Inode, firstPath string) error {
+		switch in := in.(type) {
+		case *Dir:
+			return w.WriteEntry(streamEntry(stream.TypeDir, p, &in.Stat))
+		case *Leaf:
+			if firstPath != "" {
+				return w.WriteEntry(&stream.Entry{Type: stream.TypeHardlink, Path: p, LinkTo: firstPath})
+			}
+			e := streamEntry(kindType[in.Kind], p, &in.Stat)
+			switch in.Kind {
+			case Regular:
+				e.Size = in.Size
+				if len(in.Inline) > 0 {
+					e.Inline = in.Inline
+				}
+				if in.Object != nil {
+					e.Composefs = hex.EncodeToString(in.Object)
+					e.Src = src(in)
+				}
+			case Symlink:
+				e.Target = in.Target
+			case CharDev, BlockDev:
+				e.Rdev = in.Rdev
+			}
+			return w.WriteEntry(e)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,215 @@
+package oci
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/fstree"
+	"github.com/cfs-project/cfs/lib/splitstream"
+)
+
+// Named refs composefs-rs puts in a config stream for the EROFS images
+// made from it; they are what keeps an image alive through GC.
+const (
+	RefImageV1 = "composefs.image.v1"
+)
+
+// Config is the part of an OCI image config cfs reads.
+type Config struct {
+	Created string `json:"created"`
+	Config  struct {
+		Labels map[string]string `json:"Labels"`
+	} `json:"config"`
+	RootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+// ParseConfig reads the diff IDs and labels of a config.
+func ParseConfig(raw []byte) (*Config, error) {
+	var c Config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("image config: %w", err)
+	}
+	if c.RootFS.Type != "layers" {
+		return nil, fmt.Errorf("image config: rootfs type %q is not \"layers\"", c.RootFS.Type)
+	}
+	for _, d := range c.RootFS.DiffIDs {
+		if err := checkDigest(d); err != nil {
+			return nil, fmt.Errorf("image config: diff_id: %w", err)
+		}
+	}
+	return &c, nil
+}
+
+func checkDigest(d string) error {
+	h, ok := bytes.CutPrefix([]byte(d), []byte("sha256:"))
+	if !ok || len(h) != 64 {
+		return fmt.Errorf("%q is not a sha256 digest", d)
+	}
+	if _, err := hex.DecodeString(string(h)); err != nil {
+		return fmt.Errorf("%q is not a sha256 digest", d)
+	}
+	return nil
+}
+
+// Digest is the "sha256:<hex>" digest of b.
+func Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// HaveLayer reports whether the layer's stream and its object exist.
+func HaveLayer(repo *composefs.Repository, diffID string) (bool, error) {
+	_, ok, err := repo.StreamID(composefs.LayerContentID(diffID))
+	return ok, err
+}
+
+// BuildTree merges the stored layers, in order, into the tree composefs
+// mounts for the image.
+func BuildTree(repo *composefs.Repository, diffIDs []string) (*fstree.Dir, *Merger, error) {
+	mg := NewMerger()
+	for _, d := range diffIDs {
+		if err := ReadLayer(repo, d, mg.Apply); err != nil {
+			return nil, nil, fmt.Errorf("layer %s: %w", d, err)
+		}
+	}
+	if err := TransformForOCI(mg.Root, AllowlistOnly); err != nil {
+		return nil, nil, err
+	}
+	return mg.Root, mg, nil
+}
+
+// WriteErofs builds the V1 EROFS image of a tree and stores it.
+func WriteErofs(repo *composefs.Repository, root *fstree.Dir) ([]byte, error) {
+	node, err := fstree.ToErofs(root)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := erofs.Write(&buf, node, erofs.V1); err != nil {
+		return nil, err
+	}
+	return repo.WriteImage(buf.Bytes())
+}
+
+// StoreImage writes the config and manifest streams of an image whose
+// layers and EROFS image are already stored, in composefs-rs's shape: the
+// config stream holds the config as one object and names each layer
+// stream (by diff ID) and the image (composefs.image.v1); the manifest
+// stream holds the manifest and names the config stream and the layers.
+// Each stream name appears only after what it refers to is durable.
+func StoreImage(repo *composefs.Repository, manifest, config []byte, diffIDs []string, imageID []byte) error {
+	alg := uint8(repo.Algorithm())
+	layerIDs := make([][]byte, len(diffIDs))
+	for i, d := range diffIDs {
+		id, ok, err := repo.StreamID(composefs.LayerContentID(d))
+		if err != nil || !ok {
+			return fmt.Errorf("layer stream for %s is missing (%v)", d, err)
+		}
+		layerIDs[i] = id
+	}
+	cw, err := splitstream.NewWriter(alg, splitstream.ContentOCIConfig)
+	if err != nil {
+		return err
+	}
+	configObj, err := repo.EnsureObject(config)
+	if err != nil {
+		return err
+	}
+	cw.WriteExternal(configObj, int64(len(config)))
+	for i, d := range diffIDs {
+		cw.AddNamedRef(d, layerIDs[i])
+	}
+	if imageID != nil {
+		cw.AddNamedRef(RefImageV1, imageID)
+	}
+	configDigest := Digest(config)
+	configStream, err := repo.WriteStream(composefs.ConfigContentID(configDigest), cw)
+	if err != nil {
+		return err
+	}
+	mw, err := splitstream.NewWriter(alg, splitstream.ContentOCIManifest)
+	if err != nil {
+		return err
+	}
+	manifestObj, err := repo.EnsureObject(manifest)
+	if err != nil {
+		return err
+	}
+	mw.WriteExternal(manifestObj, int64(len(manifest)))
+	mw.AddNamedRef("config:"+configDigest, configStream)
+	for i, d := range diffIDs {
+		mw.AddNamedRef(d, layerIDs[i])
+	}
+	_, err = repo.WriteStream(composefs.ManifestContentID(Digest(manifest)), mw)
+	return err
+}
+
+// StoredImage is an image read back from the repository.
+type StoredImage struct {
+	ManifestDigest string
+	Manifest       []byte
+	ConfigDigest   string
+	Config         []byte
+	DiffIDs        []string
+	ImageID        []byte // the V1 EROFS image, nil if none is named
+}
+
+// OpenImage reads an image's manifest and config back from their streams
+// and checks their digests.
+func OpenImage(repo *composefs.Repository, manifestDigest string) (*StoredImage, error) {
+	manifest, refs, err := readSingleObjectStream(repo, composefs.ManifestContentID(manifestDigest), splitstream.ContentOCIManifest)
+	if err != nil {
+		return nil, err
+	}
+	if got := Digest(manifest); got != manifestDigest {
+		return nil, fmt.Errorf("manifest stream %s holds bytes with digest %s", manifestDigest, got)
+	}
+	img := &StoredImage{ManifestDigest: manifestDigest, Manifest: manifest}
+	for name := range refs {
+		if d, ok := bytes.CutPrefix([]byte(name), []byte("config:")); ok {
+			img.ConfigDigest = string(d)
+		}
+	}
+	if img.ConfigDigest == "" {
+		return nil, fmt.Errorf("manifest stream %s names no config", manifestDigest)
+	}
+	config, crefs, err := readSingleObjectStream(repo, composefs.ConfigContentID(img.ConfigDigest), splitstream.ContentOCIConfig)
+	if err != nil {
+		return nil, err
+	}
+	if got := Digest(config); got != img.ConfigDigest {
+		return nil, fmt.Errorf("config stream %s holds bytes with digest %s", img.ConfigDigest, got)
+	}
+	img.Config = config
+	cfg, err := ParseConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	img.DiffIDs = cfg.RootFS.DiffIDs
+	img.ImageID = crefs[RefImageV1]
+	return img, nil
+}
+
+func readSingleObjectStream(repo *composefs.Repository, contentID string, contentType uint64) ([]byte, map[string][]byte, error) {
+	sr, _, err := repo.OpenStream(contentID, contentType)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer sr.Close()
+	var buf bytes.Buffer
+	open := func(id []byte) (io.ReadCloser, error) { return repo.OpenObject(id) }
+	if _, err := sr.Reassemble(&buf, open); err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", contentID, err)
+	}
+	return buf.Bytes(), sr.NamedRefs, nil
+}
+

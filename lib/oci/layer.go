@@ -1,0 +1,215 @@
+package oci
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/vbatts/tar-split/archive/tar"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/fstree"
+	"github.com/cfs-project/cfs/lib/splitstream"
+)
+
+// LayerStats counts what storing a layer wrote.
+type LayerStats struct {
+	Members        int
+	ObjectsNew     int
+	ObjectsPresent int
+	BytesNew       int64 // bytes of new objects
+	TarBytes       int64 // length of the uncompressed tar
+}
+
+// ImportLayer stores an uncompressed layer tar in the repository as the
+// splitstream oci-layer-<diffID>: headers, padding and small bodies
+// inline, bodies over 64 bytes as objects, so that the tar can be
+// rebuilt byte for byte. The tar's sha256 must equal diffID, or nothing is
+// named (objects already written are unreferenced and GC removes them).
+// Each member is passed to member, if not nil, after its body is stored.
+func ImportLayer(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error) (LayerStats, error) {
+	var stats LayerStats
+	sum := sha256.New()
+	counted := &countingReader{r: io.TeeReader(tarStream, sum)}
+	ss, err := splitstream.NewWriter(uint8(repo.Algorithm()), splitstream.ContentOCILayer)
+	if err != nil {
+		return stats, err
+	}
+	tr := tar.NewReader(counted)
+	tr.RawAccounting = true
+	seen := make(map[string]bool)
+	for {
+		hdr, err := tr.Next()
+		ss.Write(tr.RawBytes())
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return stats, fmt.Errorf("layer %s: reading tar after %d members: %w", diffID, stats.Members, err)
+		}
+		m, err := memberFromHeader(hdr)
+		if err != nil {
+			return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
+		}
+		if seen[m.Path] && m.Path != "/" {
+			return stats, fmt.Errorf("layer %s: member %q: %s appears twice in the layer", diffID, hdr.Name, m.Path)
+		}
+		seen[m.Path] = true
+		stats.Members++
+		if m.Kind == fstree.Regular && m.Size > InlineMax {
+			id, n, created, err := repo.WriteObject(tr)
+			if err != nil {
+				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
+			}
+			if n != m.Size {
+				return stats, fmt.Errorf("layer %s: member %q: body is %d bytes, header says %d", diffID, hdr.Name, n, m.Size)
+			}
+			if created {
+				stats.ObjectsNew++
+				stats.BytesNew += n
+			} else {
+				stats.ObjectsPresent++
+			}
+			m.Object = id
+			if err := ss.WriteExternal(id, n); err != nil {
+				return stats, err
+			}
+		} else {
+			body, err := io.ReadAll(io.LimitReader(tr, InlineMax+1))
+			if err != nil {
+				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
+			}
+			if len(body) > InlineMax {
+				return stats, fmt.Errorf("layer %s: member %q: a %v member carries a body", diffID, hdr.Name, hdr.Typeflag)
+			}
+			ss.Write(body)
+			if m.Kind == fstree.Regular {
+				m.Inline = body
+			}
+		}
+		ss.Write(tr.RawBytes())
+		if member != nil {
+			if err := member(m); err != nil {
+				return stats, err
+			}
+		}
+	}
+	// Whatever follows the end-of-archive blocks belongs to the diffID too.
+	if _, err := io.Copy(ss, counted); err != nil {
+		return stats, fmt.Errorf("layer %s: reading past the end of the archive: %w", diffID, err)
+	}
+	stats.TarBytes = counted.n
+	got := "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	if got != diffID {
+		return stats, fmt.Errorf("layer %s: uncompressed content has digest %s (corrupt or truncated layer)", diffID, got)
+	}
+	if _, err := repo.WriteStream(composefs.LayerContentID(diffID), ss); err != nil {
+		return stats, fmt.Errorf("layer %s: %w", diffID, err)
+	}
+	return stats, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadLayer replays the members of a stored layer in tar order without
+// reading any object: external bodies are skipped by their size.
+func ReadLayer(repo *composefs.Repository, diffID string, member func(*Member) error) error {
+	sr, _, err := repo.OpenStream(composefs.LayerContentID(diffID), splitstream.ContentOCILayer)
+	if err != nil {
+		return err
+	}
+	defer sr.Close()
+	body := &layerBodies{sr: sr, repo: repo}
+	tr := tar.NewReader(body)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("stored layer %s: %w", diffID, err)
+		}
+		m, err := memberFromHeader(hdr)
+		if err != nil {
+			return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
+		}
+		body.lastObject = nil
+		if m.Kind == fstree.Regular && m.Size <= InlineMax {
+			if m.Inline, err = io.ReadAll(tr); err != nil {
+				return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
+			}
+		} else if _, err := io.Copy(io.Discard, tr); err != nil {
+			return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
+		}
+		if m.Kind == fstree.Regular && m.Size > InlineMax {
+			if body.lastObject == nil {
+				return fmt.Errorf("stored layer %s: member %q: body is not an object", diffID, hdr.Name)
+			}
+			m.Object = body.lastObject
+		}
+		if err := member(m); err != nil {
+			return err
+		}
+	}
+}
+
+// layerBodies presents a layer splitstream as its tar, except that an
+// external chunk reads as zeros of the object's size: the tar reader only
+// skips bodies, and the object ids are what the caller wants.
+type layerBodies struct {
+	sr         *splitstream.Reader
+	repo       *composefs.Repository
+	inline     []byte
+	zeros      int64
+	lastObject []byte
+}
+
+func (b *layerBodies) Read(p []byte) (int, error) {
+	for len(b.inline) == 0 && b.zeros == 0 {
+		c, err := b.sr.Next()
+		if err != nil {
+			return 0, err
+		}
+		if c.Inline != nil {
+			b.inline = c.Inline
+			continue
+		}
+		f, err := b.repo.OpenObject(c.External)
+		if err != nil {
+			return 0, fmt.Errorf("object %x: %w", c.External, err)
+		}
+		st, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return 0, err
+		}
+		if b.lastObject != nil {
+			return 0, errors.New("two objects for one member")
+		}
+		b.lastObject = c.External
+		b.zeros = st.Size()
+	}
+	if len(b.inline) > 0 {
+		n := copy(p, b.inline)
+		b.inline = b.inline[n:]
+		return n, nil
+	}
+	n := int64(len(p))
+	if n > b.zeros {
+		n = b.zeros
+	}
+	clear(p[:n])
+	b.zeros -= n
+	return int(n), nil
+}

@@ -1,0 +1,218 @@
+package pull
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"go.podman.io/image/v5/pkg/compression"
+	"go.podman.io/image/v5/types"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/fstree"
+	"github.com/cfs-project/cfs/lib/oci"
+)
+
+// Event is a progress report. Kind is "layer-start", "layer-bytes",
+// "layer-done", "layer-present", "image" or "tag".
+type Event struct {
+	Kind     string
+	Layer    int   // index in the manifest
+	Done     int64 // compressed bytes read so far, for "layer-bytes"
+	Layers   int
+	Digest   string
+	Bytes    int64 // compressed bytes, for layer events
+	Stats    oci.LayerStats
+	ImageHex string
+}
+
+// Options tune a pull into composefs.
+type Options struct {
+	Tag      string // "" = localhost/bootc-<manifest digest>
+	Jobs     int    // layers fetched at once; 0 = 2
+	Progress func(Event)
+}
+
+// Result is what a pull stored.
+type Result struct {
+	Source    *Source
+	DiffIDs   []string
+	ImageID   []byte // fs-verity digest of the V1 EROFS image
+	Tag       string
+	Tree      *fstree.Dir
+	Layers    []oci.LayerStats // zero for layers already present
+	Present   int              // layers not fetched because they were stored
+	Implied   int              // parent directories layers left implied
+	ObjectsIn int
+}
+
+// DefaultTag is the tag bootc gives an image in its composefs repository.
+func DefaultTag(manifestDigest string) string { return "localhost/bootc-" + manifestDigest }
+
+// ToComposefs stores the image in the repository: layers not yet there
+// (fetched, verified, decompressed and split in one pass each), the EROFS
+// image of the merged tree, the config and manifest streams, and the tag,
+// in that order, so that every name appears only after what it names.
+func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, opts Options) (*Result, error) {
+	cfg, err := oci.ParseConfig(src.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(src.Layers) {
+		return nil, fmt.Errorf("%s: the config lists %d diff IDs for %d layers", src.Name, len(cfg.RootFS.DiffIDs), len(src.Layers))
+	}
+	res := &Result{Source: src, DiffIDs: cfg.RootFS.DiffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(Event) {}
+	}
+
+	// Biggest layers first, as composefs-rs does, so the last one to
+	// finish is not the largest.
+	order := make([]int, len(src.Layers))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return src.Layers[order[a]].Size > src.Layers[order[b]].Size })
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 2
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, jobs)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	for _, i := range order {
+		diffID, blob := res.DiffIDs[i], src.Layers[i]
+		have, err := oci.HaveLayer(repo, diffID)
+		if err != nil {
+			return nil, err
+		}
+		if have {
+			res.Present++
+			progress(Event{Kind: "layer-present", Layer: i, Layers: len(src.Layers), Digest: diffID})
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				return
+			}
+			progress(Event{Kind: "layer-start", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size})
+			onBytes := func(n int64) {
+				progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Done: n})
+			}
+			stats, err := fetchLayer(ctx, repo, src, blob, diffID, onBytes)
+			if err != nil {
+				fail(fmt.Errorf("%s: %w", src.Name, err))
+				return
+			}
+			mu.Lock()
+			res.Layers[i] = stats
+			mu.Unlock()
+			progress(Event{Kind: "layer-done", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Stats: stats})
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	tree, merger, err := oci.BuildTree(repo, res.DiffIDs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	}
+	res.Tree, res.Implied = tree, merger.ImpliedDirs
+	if res.ImageID, err = oci.WriteErofs(repo, tree); err != nil {
+		return nil, fmt.Errorf("%s: writing the EROFS image: %w", src.Name, err)
+	}
+	progress(Event{Kind: "image", ImageHex: fmt.Sprintf("%x", res.ImageID)})
+	if err := oci.StoreImage(repo, src.Manifest, src.Config, res.DiffIDs, res.ImageID); err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	}
+	res.Tag = opts.Tag
+	if res.Tag == "" {
+		res.Tag = DefaultTag(src.ManifestDigest)
+	}
+	if err := repo.SetTag(res.Tag, src.ManifestDigest); err != nil {
+		return nil, err
+	}
+	progress(Event{Kind: "tag"})
+	return res, nil
+}
+
+// fetchLayer streams one blob through digest verification and
+// decompression into the repository.
+func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64)) (oci.LayerStats, error) {
+	blobReader, err := src.OpenBlob(ctx, blob)
+	if err != nil {
+		return oci.LayerStats{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+	}
+	defer blobReader.Close()
+	rc := &countingReader{r: blobReader, report: onBytes}
+	tarStream, _, err := compression.AutoDecompress(rc)
+	if err != nil {
+		return oci.LayerStats{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+	}
+	defer tarStream.Close()
+	stats, err := oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, nil)
+	if err != nil {
+		return stats, err
+	}
+	// The compressed stream must be read to its end for its digest to be
+	// checked; a decompressor may stop at the end of the data.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return stats, fmt.Errorf("layer %s: %w", blob.Digest, err)
+	}
+	return stats, nil
+}
+
+// countingReader reports how many bytes passed, every MiB or so.
+type countingReader struct {
+	r       io.Reader
+	n, last int64
+	report  func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n-c.last >= 1<<20 || err == io.EOF {
+		c.last = c.n
+		c.report(c.n)
+	}
+	return n, err
+}
+
+// ctxReader stops a layer import when the pull is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
