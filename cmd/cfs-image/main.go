@@ -51,6 +51,7 @@ func newApp() *cli.App {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "objects", Usage: "objects `DIR` the image's files point into"},
 					&cli.BoolFlag{Name: "verity", Usage: "require fs-verity on the objects (overlayfs verity=require)"},
+					&cli.BoolFlag{Name: "loop", Usage: "mount the image through a loop device (default: only on kernels that cannot mount the file)"},
 				},
 				Action: mount,
 			},
@@ -143,7 +144,9 @@ func mount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return erofs.Mount(a[0], a[1], erofs.MountOptions{ObjectsDir: c.String("objects"), Verity: c.Bool("verity")})
+	return erofs.Mount(a[0], a[1], erofs.MountOptions{
+		ObjectsDir: c.String("objects"), Verity: c.Bool("verity"), Loop: c.Bool("loop"),
+	})
 }
 
 func umount(c *cli.Context) error {

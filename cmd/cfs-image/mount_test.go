@@ -146,10 +146,16 @@ func run(t *testing.T, args ...string) {
 	}
 }
 
-// TestMountShowsSourceTree mounts an image made from a directory and
-// compares what the kernel shows with the source.
+// TestMountShowsSourceTree mounts an image made from a directory, file
+// backed and through a loop device, and compares what the kernel shows
+// with the source.
 func TestMountShowsSourceTree(t *testing.T) {
 	testfs.RequirePrivileged(t)
+	t.Run("file", func(t *testing.T) { testMount(t) })
+	t.Run("loop", func(t *testing.T) { testMount(t, "--loop") })
+}
+
+func testMount(t *testing.T, mountFlags ...string) {
 	fsck := testfs.RequireTool(t, "fsck.erofs")
 	work := t.TempDir()
 	src, objs, mnt, img := filepath.Join(work, "src"), filepath.Join(work, "objects"), filepath.Join(work, "mnt"), filepath.Join(work, "img.cfs")
@@ -163,7 +169,7 @@ func TestMountShowsSourceTree(t *testing.T) {
 	if out, err := exec.Command(fsck, img).CombinedOutput(); err != nil {
 		t.Fatalf("fsck.erofs: %v\n%s", err, out)
 	}
-	run(t, "mount", "--objects", objs, img, mnt)
+	run(t, append(append([]string{"mount"}, mountFlags...), "--objects", objs, img, mnt)...)
 	t.Cleanup(func() {
 		if err := unix.Unmount(mnt, 0); err != nil && err != unix.EINVAL {
 			t.Errorf("cleanup unmount: %v", err)

@@ -32,17 +32,18 @@ func TestContainersStorageUnpacksToExpectedTree(t *testing.T) {
 	graph, run := t.TempDir(), t.TempDir()
 	storeName := "containers-storage:[vfs@" + graph + "+" + run + "]localhost/cfs-test:latest"
 
-	start := time.Now()
-	copyImage(t, "oci:"+layout+":latest", storeName)
-	t.Logf("copy.Image into containers-storage took %v", time.Since(start))
-
-	// GetStore returns the instance the copy opened, so this Shutdown
-	// releases the copy's locks too before the temp dirs go away.
+	// c/image's containers-storage transport gets this same instance from
+	// GetStore's cache, so this Shutdown also releases what the copy holds,
+	// and it is registered after the TempDirs so it runs before they go.
 	store, err := storage.GetStore(storagetypes.StoreOptions{GraphRoot: graph, RunRoot: run, GraphDriverName: "vfs"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = store.Shutdown(true) })
+
+	start := time.Now()
+	copyImage(t, "oci:"+layout+":latest", storeName)
+	t.Logf("copy.Image into containers-storage took %v", time.Since(start))
 
 	stored, err := store.Image(img.ConfigDigest.Encoded()) // image ID = config digest
 	if err != nil {

@@ -12,12 +12,15 @@ import (
 
 // MountOptions control Mount.
 type MountOptions struct {
-	// ObjectsDir is the data-only lower layer the images' redirects point
-	// into. Empty mounts the metadata only (file contents unreadable).
+	// ObjectsDir is the data-only lower layer the image's redirects point
+	// into. Empty mounts the metadata only (external files unreadable).
 	ObjectsDir string
 	// Verity makes overlayfs require fs-verity on every object with the
 	// digest recorded in the image (kernel ≥ 6.6 with fs-verity).
 	Verity bool
+	// Loop mounts the image through a loop device even where the kernel
+	// can mount the file directly.
+	Loop bool
 }
 
 // Mount mounts a composefs image read-only at mountpoint: the image as
@@ -45,17 +48,22 @@ func Mount(image, mountpoint string, opts MountOptions) error {
 	if !hasACL {
 		erofsOpts += ",noacl"
 	}
-	if err := mountErofs(image, lower, erofsOpts); err != nil {
+	if err := mountErofs(image, lower, erofsOpts, opts.Loop); err != nil {
 		return err
 	}
 	// Once the overlay is up (or failed) the erofs mount is not needed
 	// under a name: the overlay keeps its own reference.
 	defer unix.Unmount(lower, unix.MNT_DETACH)
 
-	ovl := "metacopy=on,redirect_dir=on,lowerdir=" + lower
-	if opts.ObjectsDir != "" {
-		ovl += "::" + opts.ObjectsDir
+	// overlayfs wants a second layer when there is no upper. Without an
+	// objects dir the image itself serves as the data-only layer: the
+	// redirects then find nothing (its XX names are whiteout stubs), which
+	// is the metadata-only view asked for.
+	data := opts.ObjectsDir
+	if data == "" {
+		data = lower
 	}
+	ovl := "metacopy=on,redirect_dir=on,lowerdir=" + lower + "::" + data
 	if opts.Verity {
 		ovl += ",verity=require"
 	}
@@ -89,13 +97,15 @@ func imageHasACL(image string) (bool, error) {
 	return binary.LittleEndian.Uint32(hdr[8:])&headerFlagHasACL != 0, nil
 }
 
-func mountErofs(image, target, opts string) error {
-	err := unix.Mount(image, target, "erofs", unix.MS_RDONLY, opts)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, unix.ENOTBLK) {
-		return fmt.Errorf("mount erofs %s: %w", image, err)
+func mountErofs(image, target, opts string, loop bool) error {
+	if !loop {
+		err := unix.Mount(image, target, "erofs", unix.MS_RDONLY, opts)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOTBLK) {
+			return fmt.Errorf("mount erofs %s: %w", image, err)
+		}
 	}
 	// Kernels before 6.12 need a block device.
 	dev, lf, err := attachLoop(image)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cfs-project/cfs/internal/testfs"
 )
@@ -19,17 +20,27 @@ import (
 // design requires us to equal, and parses its "<alg>:<hex> <path>" line.
 func toolDigest(t testing.TB, tool, path string, alg Algorithm) []byte {
 	t.Helper()
-	out, err := exec.Command(tool, "digest", "--hash-alg="+alg.String(), path).Output()
+	digest, _ := toolDigestCPU(t, tool, path, alg)
+	return digest
+}
+
+// toolDigestCPU is toolDigest that also returns the CPU time (user + system)
+// the tool used, for benchmarks on machines too busy for wall-clock times.
+func toolDigestCPU(t testing.TB, tool, path string, alg Algorithm) ([]byte, time.Duration) {
+	t.Helper()
+	cmd := exec.Command(tool, "digest", "--hash-alg="+alg.String(), path)
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s digest %s: %v", tool, path, err)
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	line := strings.TrimSpace(string(out))
 	algHex, file, ok := strings.Cut(line, " ")
 	gotAlg, hexDigest, ok2 := strings.Cut(algHex, ":")
 	if !ok || !ok2 || file != path || gotAlg != alg.String() {
 		t.Fatalf("unexpected fsverity output %q", line)
 	}
-	return mustHex(t, hexDigest)
+	return mustHex(t, hexDigest), cpu
 }
 
 // writePatternFile makes a size-byte file quickly: a 1 MiB random pattern

@@ -212,4 +212,3 @@ func readSingleObjectStream(repo *composefs.Repository, contentID string, conten
 	}
 	return buf.Bytes(), sr.NamedRefs, nil
 }
-
