@@ -248,3 +248,35 @@ func testMount(t *testing.T, mountFlags ...string) {
 		t.Error("still mounted after umount")
 	}
 }
+
+// TestMountWithoutObjects: without --objects the mount shows the metadata
+// (the tree, sizes) and external files cannot be opened.
+func TestMountWithoutObjects(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	work := t.TempDir()
+	src, mnt, img := filepath.Join(work, "src"), filepath.Join(work, "mnt"), filepath.Join(work, "img")
+	for _, d := range []string{src, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "small"), []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "big"), bytes.Repeat([]byte("b"), 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mkfs", src, img)
+	run(t, "mount", img, mnt)
+	t.Cleanup(func() { unix.Unmount(mnt, 0) })
+	if data, err := os.ReadFile(filepath.Join(mnt, "small")); err != nil || string(data) != "hi" {
+		t.Errorf("inline file: %q, %v", data, err)
+	}
+	if fi, err := os.Stat(filepath.Join(mnt, "big")); err != nil || fi.Size() != 5000 {
+		t.Errorf("external file metadata: %v, %v", fi, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mnt, "big")); err == nil {
+		t.Error("external file readable without objects")
+	}
+	run(t, "umount", mnt)
+}

@@ -56,12 +56,17 @@ func Mount(image, mountpoint string, opts MountOptions) error {
 	defer unix.Unmount(lower, unix.MNT_DETACH)
 
 	// overlayfs wants a second layer when there is no upper. Without an
-	// objects dir the image itself serves as the data-only layer: the
-	// redirects then find nothing (its XX names are whiteout stubs), which
-	// is the metadata-only view asked for.
+	// objects dir an empty one serves: the redirects find nothing, which is
+	// the metadata-only view asked for. The overlay pins it, so its name
+	// can go once mounted.
 	data := opts.ObjectsDir
 	if data == "" {
-		data = lower
+		empty, err := os.MkdirTemp("", "cfs-image-noobjects-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(empty)
+		data = empty
 	}
 	ovl := "metacopy=on,redirect_dir=on,lowerdir=" + lower + "::" + data
 	if opts.Verity {
