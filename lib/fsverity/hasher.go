@@ -136,8 +136,9 @@ func (h *Hasher) addBlock(block []byte) {
 		if l.n < BlockSize {
 			return
 		}
-		// The level's block is complete; its content stays in buf until the
-		// next hash overwrites it, which is after it is hashed below.
+		// The level's block is complete: hash it into the next level. Its
+		// buffer can be marked empty already, since nothing writes to it
+		// again until that hash is taken.
 		l.n = 0
 		block = l.buf[:]
 	}
