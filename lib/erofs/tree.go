@@ -1,9 +1,3 @@
-// Package erofs builds and reads composefs EROFS images: the metadata-only
-// filesystem whose fs-verity digest a bootc host seals on its kernel command
-// line. The writer reproduces mkcomposefs / composefs-rs byte for byte, so
-// the model below keeps every detail that reaches the image (including the
-// dumpfile NLINK of non-directories and which name of a hardlinked inode is
-// the canonical one).
 package erofs
 
 import (
