@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
@@ -59,6 +60,7 @@ func main() {
 			&cli.StringFlag{Name: "from-repo", Usage: "emit the object list of `TAG|DIGEST`, already in the repository, without any network"},
 			&cli.StringFlag{Name: "digest-algo", Value: "sha512", Usage: "fs-verity algorithm of a repository this command creates (sha256|sha512)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept any image regardless of the signature policy (explicit only)"},
+			&cli.StringFlag{Name: "signature-policy", Usage: "signature policy `FILE` instead of /etc/containers/policy.json"},
 			&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "require HTTPS and verify certificates for registries"},
 			&cli.StringFlag{Name: "authfile", Usage: "registry credentials `FILE` (default: podman's search order)"},
 			&cli.StringFlag{Name: "cert-dir", Usage: "`DIR` with certificates for the registry"},
@@ -66,12 +68,19 @@ func main() {
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "layers fetched at once"},
 			&cli.IntFlag{Name: "progress-fd", Usage: "write bootc-style JSON progress lines to file descriptor `N` (>= 3)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or summary on stderr"},
+			&cli.BoolFlag{Name: "debug", Usage: "show containers/image's own log messages"},
 		},
 		Action: run,
 	})
 }
 
 func run(c *cli.Context) error {
+	// containers/image logs retries and decisions through logrus at info
+	// level; they would interleave with our progress lines.
+	logrus.SetLevel(logrus.WarnLevel)
+	if c.Bool("debug") {
+		logrus.SetLevel(logrus.DebugLevel)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fromRepo := c.String("from-repo")
@@ -126,9 +135,10 @@ func openOrCreate(path string, alg fsverity.Algorithm) (*composefs.Repository, e
 
 func systemContext(c *cli.Context) *types.SystemContext {
 	sys := &types.SystemContext{
-		AuthFilePath:     c.String("authfile"),
-		DockerCertPath:   c.String("cert-dir"),
-		BlobInfoCacheDir: "", // pull uses no blob info cache
+		AuthFilePath:        c.String("authfile"),
+		SignaturePolicyPath: c.String("signature-policy"),
+		DockerCertPath:      c.String("cert-dir"),
+		BlobInfoCacheDir:    "", // pull uses no blob info cache
 	}
 	if !c.Bool("tls-verify") {
 		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue

@@ -33,11 +33,15 @@ type Member struct {
 	Rdev     uint64
 }
 
-// cleanPath makes a member name absolute and refuses any ".." component:
-// nothing in a layer may name a path outside the image.
+// cleanPath makes a relative member name absolute and refuses any ".."
+// component and any absolute name: nothing in a layer may name a path
+// outside the image, and layer writers never produce absolute names.
 func cleanPath(name string) (string, error) {
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", fmt.Errorf("path %q contains a NUL byte", name)
+	}
+	if strings.HasPrefix(name, "/") && strings.Trim(name, "/") != "" {
+		return "", fmt.Errorf("path %q is absolute; layer members must be relative", name)
 	}
 	var parts []string
 	for _, c := range strings.Split(name, "/") {
@@ -109,7 +113,9 @@ func memberFromHeader(hdr *tar.Header) (*Member, error) {
 		}
 		m.Target = hdr.Linkname
 	case tar.TypeLink:
-		target, err := cleanPath(hdr.Linkname)
+		// Hardlink targets name a member of the archive; some writers
+		// spell them absolute, which means the same thing.
+		target, err := cleanPath(strings.TrimLeft(hdr.Linkname, "/"))
 		if err != nil {
 			return nil, fmt.Errorf("%s: hardlink target: %w", p, err)
 		}

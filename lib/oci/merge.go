@@ -69,16 +69,9 @@ func (mg *Merger) Apply(m *Member) error {
 // parent finds the directory that will hold p, creating implied parents.
 // A parent path that runs through a non-directory is an error.
 func (mg *Merger) parent(p string) (*fstree.Dir, string, error) {
-	dir, name, err := mg.Root.Split(p)
-	if err == nil {
-		return dir, name, nil
-	}
-	if !errors.Is(err, fstree.ErrNotFound) {
-		return nil, "", fmt.Errorf("%s: %w", p, err)
-	}
 	cur := mg.Root
 	parts := strings.Split(strings.Trim(p, "/"), "/")
-	for _, c := range parts[:len(parts)-1] {
+	for i, c := range parts[:len(parts)-1] {
 		switch next := cur.Get(c).(type) {
 		case *fstree.Dir:
 			cur = next
@@ -87,8 +80,8 @@ func (mg *Merger) parent(p string) (*fstree.Dir, string, error) {
 			cur.Set(c, d)
 			mg.ImpliedDirs++
 			cur = d
-		default:
-			return nil, "", fmt.Errorf("%s: a parent is not a directory", p)
+		case *fstree.Leaf:
+			return nil, "", fmt.Errorf("%s: parent /%s is a %s, not a directory (a member may not go through a symlink)", p, strings.Join(parts[:i+1], "/"), next.Kind)
 		}
 	}
 	return cur, parts[len(parts)-1], nil

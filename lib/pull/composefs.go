@@ -177,7 +177,7 @@ func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, bl
 	defer tarStream.Close()
 	stats, err := oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, nil)
 	if err != nil {
-		return stats, err
+		return stats, fmt.Errorf("blob %s: %w", blob.Digest, err)
 	}
 	// The compressed stream must be read to its end for its digest to be
 	// checked; a decompressor may stop at the end of the data.
