@@ -2,7 +2,9 @@ package testimage
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -191,4 +193,53 @@ func reportMentions(report, pathPrefix, what string) bool {
 		}
 	}
 	return false
+}
+
+// TestPodmanUnpacksToExpectedTree repeats the oracle with podman: another
+// containers/storage version, built with cgo, so its vfs driver copies
+// layers with its own walker and keeps the non-UTF-8 directory's content.
+func TestPodmanUnpacksToExpectedTree(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	bin := testfs.RequireTool(t, "podman")
+	img := mustSmallImage(t)
+	// podman 4.3 names an image pulled from oci:PATH after PATH, which must
+	// then be lowercase; t.TempDir contains the test's name.
+	layout, err := os.MkdirTemp("", "cfs-podman-layout-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(layout) })
+	if err := img.WriteOCILayout(layout, "latest"); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	// A storage.conf of our own keeps the host's (driver options, additional
+	// image stores) out of the test; HOME and TMPDIR do the same for caches.
+	conf := filepath.Join(state, "storage.conf")
+	confText := fmt.Sprintf("[storage]\ndriver = \"vfs\"\ngraphroot = %q\nrunroot = %q\n", filepath.Join(state, "root"), filepath.Join(state, "run"))
+	if err := os.WriteFile(conf, []byte(confText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	podman := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_STORAGE_CONF="+conf, "HOME="+state, "TMPDIR="+state)
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("podman %v: %v\n%s", args, err, stderr)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	name := "localhost/cfs-test:latest"
+	podman("pull", "-q", "oci:"+layout+":latest")
+	podman("tag", img.ConfigDigest.Encoded(), name)
+	root := podman("image", "mount", name)
+	t.Cleanup(func() { podman("image", "unmount", name) })
+	if err := img.ExpectedTree().CompareDir(root, CompareOptions{Xattr: ExceptSELinux}); err != nil {
+		t.Fatal(err)
+	}
 }
