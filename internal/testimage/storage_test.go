@@ -22,7 +22,8 @@ import (
 
 // TestContainersStorageUnpacksToExpectedTree is the oracle for the oracle:
 // containers/storage, the unpacker podman and bootc use, must produce
-// exactly ExpectedTree. The vfs driver is used because each of its layer
+// ExpectedTree, apart from its two known deviations (ExceptSELinux,
+// belowNonUTF8Dir). The vfs driver is used because each of its layer
 // directories is a complete snapshot of the merged filesystem.
 func TestContainersStorageUnpacksToExpectedTree(t *testing.T) {
 	testfs.RequirePrivileged(t) // vfs chowns to the image's owners
