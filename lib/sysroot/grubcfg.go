@@ -31,7 +31,7 @@ func ParseGrubUserCfg(path string) ([]*BLSEntry, error) {
 			return nil, fmt.Errorf("%s: menuentry without a body", path)
 		}
 		title := strings.Trim(strings.TrimSpace(s[:open]), `"'`)
-		end := strings.IndexByte(s[open:], '}')
+		end := matchBrace(s[open:])
 		if end < 0 {
 			return nil, fmt.Errorf("%s: menuentry %q: no closing brace", path, title)
 		}
@@ -61,6 +61,23 @@ func indexWord(s, word string) int {
 			return off + len(line) - len(t)
 		}
 		off += len(line)
+	}
+	return -1
+}
+
+// matchBrace returns the index of the brace closing s[0] ('{'), counting
+// nested braces: the body itself uses "${EFI_PART_UUID}".
+func matchBrace(s string) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return i
+			}
+		}
 	}
 	return -1
 }
