@@ -1,0 +1,145 @@
+package installconfig
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+// Config is the merged install configuration, as far as cfs reads it.
+type Config struct {
+	// Unified is [install.storage] unified; "" when no fragment sets it
+	// (bootc's default, disabled).
+	Unified sysroot.Unified
+	// UnifiedFrom is the fragment that set Unified.
+	UnifiedFrom string
+	// Fragments are the files merged, in order; skipped ones (wrong
+	// architecture) are not listed.
+	Fragments []string
+}
+
+// Effective is Unified with bootc's default applied.
+func (c *Config) Effective() sysroot.Unified {
+	if c.Unified == "" {
+		return sysroot.UnifiedDisabled
+	}
+	return c.Unified
+}
+
+// Load merges the fragments under root ("/" for the running system).
+func Load(root string) (*Config, error) {
+	paths, err := Fragments(root)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		f, err := Parse(p, data)
+		if err != nil {
+			return nil, err
+		}
+		if f.Skip {
+			continue
+		}
+		c.Fragments = append(c.Fragments, p)
+		if f.Unified != "" { // scalars: the last value wins
+			c.Unified, c.UnifiedFrom = f.Unified, p
+		}
+	}
+	return c, nil
+}
+
+// Fragment is what one file says.
+type Fragment struct {
+	Unified sysroot.Unified // "" when the file does not set it
+	Skip    bool            // match-architectures excludes this machine
+}
+
+// Parse reads one fragment; path is only for messages.
+func Parse(path string, data []byte) (Fragment, error) {
+	var f Fragment
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return f, errorf(path, "malformed TOML: line %d: %s", perr.Position.Line, perr.Message)
+		}
+		return f, errorf(path, "malformed TOML: %v", oneLine(err))
+	}
+	install, ok := doc["install"].(map[string]any)
+	if !ok {
+		return f, nil // no [install] (or not a table): nothing for us
+	}
+	if archs, ok := install["match-architectures"].([]any); ok && !archMatches(archs) {
+		f.Skip = true
+		return f, nil
+	}
+	raw, present := install["storage"]
+	if !present {
+		return f, nil
+	}
+	storage, ok := raw.(map[string]any)
+	if !ok {
+		return f, errorf(path, "install.storage: must be a table, not %s", tomlType(raw))
+	}
+	for key, val := range storage {
+		if key != "unified" {
+			// bootc's structs deny unknown fields: a typo here would be
+			// a hard error at install time, so say so now.
+			return f, errorf(path, "install.storage.%s: unknown key", key)
+		}
+		s, ok := val.(string)
+		if !ok {
+			return f, errorf(path, "install.storage.unified: must be a string, not %s", tomlType(val))
+		}
+		u, err := sysroot.ParseUnified(s)
+		if err != nil {
+			return f, errorf(path, "install.storage.unified: %v", err)
+		}
+		f.Unified = u
+	}
+	return f, nil
+}
+
+// archMatches: bootc skips a fragment whose match-architectures lacks
+// Rust's std::env::consts::ARCH.
+func archMatches(archs []any) bool {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "powerpc64", "ppc64": "powerpc64",
+		"s390x": "s390x", "riscv64": "riscv64", "386": "x86", "arm": "arm", "loong64": "loongarch64"}[runtime.GOARCH]
+	for _, a := range archs {
+		if s, ok := a.(string); ok && s == arch {
+			return true
+		}
+	}
+	return false
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any, []map[string]any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }

@@ -1,0 +1,152 @@
+package installconfig
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+func put(t *testing.T, root, rel, content string) string {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func storage(v string) string { return "[install.storage]\nunified = \"" + v + "\"\n" }
+
+func TestNoConfig(t *testing.T) {
+	c, err := Load(t.TempDir())
+	if err != nil || c.Unified != "" || c.Effective() != sysroot.UnifiedDisabled || len(c.Fragments) != 0 {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+// The example bootc's CI ships (ci/Containerfile.install-unified-storage).
+func TestBootcExample(t *testing.T) {
+	root := t.TempDir()
+	p := put(t, root, "usr/lib/bootc/install/00-storage.toml", "[install.storage]\nunified = \"enabled-with-copy\"")
+	c, err := Load(root)
+	if err != nil || c.Unified != sysroot.UnifiedEnabledWithCopy || c.UnifiedFrom != p {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestOverrideByBasename(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/50-storage.toml", storage("enabled"))
+	put(t, root, "usr/local/lib/bootc/install/50-storage.toml", storage("disabled"))
+	win := put(t, root, "etc/bootc/install/50-storage.toml", storage("enabled-with-copy"))
+	c, err := Load(root)
+	if err != nil || c.Unified != sysroot.UnifiedEnabledWithCopy || len(c.Fragments) != 1 || c.Fragments[0] != win {
+		t.Fatalf("%+v %v", c, err)
+	}
+	// /run beats /etc.
+	run := put(t, root, "run/bootc/install/50-storage.toml", storage("disabled"))
+	if c, _ = Load(root); c.Unified != sysroot.UnifiedDisabled || c.UnifiedFrom != run {
+		t.Fatalf("%+v", c)
+	}
+}
+
+// Merge is in basename order whatever the directory; the last value wins.
+func TestMergeOrder(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "run/bootc/install/10-a.toml", storage("enabled"))
+	last := put(t, root, "usr/lib/bootc/install/20-b.toml", storage("enabled-with-copy"))
+	put(t, root, "etc/bootc/install/15-kargs.toml", "[install]\nkargs = [\"quiet\"]\n")
+	c, err := Load(root)
+	if err != nil || c.Unified != sysroot.UnifiedEnabledWithCopy || c.UnifiedFrom != last {
+		t.Fatalf("%+v %v", c, err)
+	}
+	var names []string
+	for _, f := range c.Fragments {
+		names = append(names, filepath.Base(f))
+	}
+	if strings.Join(names, " ") != "10-a.toml 15-kargs.toml 20-b.toml" {
+		t.Fatalf("order %v", names)
+	}
+}
+
+func TestDevNullMasks(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/00-storage.toml", storage("enabled"))
+	put(t, root, "usr/lib/bootc/install/10-other.toml", "[install]\nroot-fs-type = \"xfs\"\n")
+	os.MkdirAll(filepath.Join(root, "etc/bootc/install"), 0o755)
+	if err := os.Symlink("/dev/null", filepath.Join(root, "etc/bootc/install/00-storage.toml")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(root)
+	if err != nil || c.Unified != "" || len(c.Fragments) != 1 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	// A later directory can bring the basename back.
+	put(t, root, "run/bootc/install/00-storage.toml", storage("enabled-with-copy"))
+	if c, _ = Load(root); c.Unified != sysroot.UnifiedEnabledWithCopy {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestIgnoredFiles(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/.hidden.toml", storage("enabled"))
+	put(t, root, "usr/lib/bootc/install/00-storage.conf", storage("enabled"))
+	put(t, root, "usr/lib/bootc/install/00-storage.toml.rpmsave", storage("enabled"))
+	os.MkdirAll(filepath.Join(root, "usr/lib/bootc/install/dir.toml"), 0o755)
+	c, err := Load(root)
+	if err != nil || c.Unified != "" || len(c.Fragments) != 0 {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+// Keys outside [install.storage] are bootc's business.
+func TestUnknownKeysElsewhereIgnored(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/00.toml", "top = 1\n[install]\nroot-fs-type = \"xfs\"\nfuture-key = true\n[install.filesystem.root]\ntype = \"xfs\"\n[other]\nx = [1, 2]\n"+storage("enabled"))
+	if c, err := Load(root); err != nil || c.Unified != sysroot.UnifiedEnabled {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestMatchArchitectures(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/00.toml", storage("enabled"))
+	put(t, root, "usr/lib/bootc/install/10.toml", "[install]\nmatch-architectures = [\"no-such-arch\"]\n"+"[install.storage]\nunified = \"disabled\"\n")
+	if c, err := Load(root); err != nil || c.Unified != sysroot.UnifiedEnabled || len(c.Fragments) != 1 {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestErrorsNameFileAndKey(t *testing.T) {
+	for name, tc := range map[string]struct{ content, want string }{
+		"invalid-value":  {storage("yes"), `install.storage.unified: invalid value "yes"`},
+		"wrong-case":     {storage("Enabled"), `install.storage.unified: invalid value "Enabled"`},
+		"not-a-string":   {"[install.storage]\nunified = true\n", "install.storage.unified: must be a string, not a boolean"},
+		"unknown-key":    {"[install.storage]\nunifed = \"enabled\"\n", "install.storage.unifed: unknown key"},
+		"storage-scalar": {"[install]\nstorage = \"enabled\"\n", "install.storage: must be a table"},
+		"malformed":      {"[install.storage\nunified = \"enabled\"\n", "malformed TOML: line 2"},
+		"malformed-line": {"[install.storage]\nunified = enabled\n", "malformed TOML: line 2"},
+		"duplicate-key":  {"[install.storage]\nunified = \"enabled\"\nunified = \"disabled\"\n", "malformed TOML"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			put(t, root, "usr/lib/bootc/install/00-ok.toml", storage("enabled"))
+			p := put(t, root, "etc/bootc/install/50-bad.toml", tc.content)
+			_, err := Load(root)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, p+": ") || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+				t.Fatalf("got %q, want %s: ...%s... on one line", msg, p, tc.want)
+			}
+		})
+	}
+}
