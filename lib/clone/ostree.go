@@ -1,0 +1,237 @@
+package clone
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/ostree"
+	"github.com/cfs-project/cfs/lib/ostreeimport"
+	"github.com/cfs-project/cfs/lib/reflink"
+	"github.com/cfs-project/cfs/lib/stream"
+)
+
+// Options tune ToOstree.
+type Options struct {
+	// Policy is reflink.Always or reflink.Auto; 0 picks Always when the
+	// repository's filesystem supports FICLONE and Auto otherwise.
+	Policy reflink.Policy
+	// Workers digest and clone that many files at once (default GOMAXPROCS).
+	Workers int
+	// Progress, if set, is called after each entry is written.
+	Progress func(s *Summary, bytesDone int64)
+}
+
+// DefaultPolicy is the policy when none is asked for: reflinks are required
+// where they can work, and the bytes are copied where they cannot.
+func DefaultPolicy(repo *ostree.Repo) (reflink.Policy, error) {
+	ok, err := reflink.Supported(repo.Path() + "/tmp")
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		return reflink.Always, nil
+	}
+	return reflink.Auto, nil
+}
+
+// ToOstree reads an object list from in, writes a file or symlink object
+// into repo for every regular file and symlink the ostree commit will hold,
+// and writes the list to out with each one's "ostree" checksum and
+// stores.ostree set. The end record is written only after the input's end
+// record checked out and every object is in place, so a consumer of out
+// commits nothing from a clone that failed.
+//
+// The repository's shared lock, taken at the first object written, is held
+// until the caller closes repo; close it only after out has been consumed
+// if a prune may run concurrently.
+func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Writer, opts Options) (*Summary, error) {
+	sum := &Summary{Repo: repo.Path(), Mode: string(repo.Mode())}
+	r := stream.NewReader(in)
+	img, err := r.Image()
+	if err != nil {
+		return sum, err
+	}
+	if opts.Policy == 0 {
+		if opts.Policy, err = DefaultPolicy(repo); err != nil {
+			return sum, err
+		}
+	}
+	if opts.Policy != reflink.Always && opts.Policy != reflink.Auto {
+		return sum, fmt.Errorf("reflink policy %s: cfs-clone never copies when it could share, use always or auto", opts.Policy)
+	}
+	sum.Policy = opts.Policy.String()
+	if err := preflight(repo, img, opts.Policy); err != nil {
+		return sum, err
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+
+	rec := *img
+	rec.Stores.Ostree = &stream.OstreeStore{Repo: repo.Path(), Mode: string(repo.Mode())}
+	w := stream.NewWriter(out)
+	if err := w.WriteImage(&rec); err != nil {
+		return sum, err
+	}
+	var done int64
+	pipe := newOrdered(ctx, opts.Workers, 64*opts.Workers, func(j *job) error {
+		e := j.entry
+		sum.Entries++
+		if err := w.WriteEntry(e); err != nil {
+			return err
+		}
+		if e.Type == stream.TypeFile {
+			done += e.Size
+		}
+		if opts.Progress != nil {
+			opts.Progress(sum, done)
+		}
+		return nil
+	})
+	readErr := func() error {
+		for {
+			e, err := r.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := ostreeimport.Check(e); err != nil {
+				return fmt.Errorf("object list line %d: %w", r.Line(), err)
+			}
+			j := &job{entry: e}
+			if ostreeimport.Place(e) == ostreeimport.Keep {
+				line := r.Line()
+				switch e.Type {
+				case stream.TypeFile:
+					j.run = func() error { return wrapLine(line, cloneFile(repo, e, opts.Policy, sum)) }
+				case stream.TypeSymlink:
+					j.run = func() error { return wrapLine(line, writeSymlink(repo, e, sum)) }
+				}
+			}
+			if !pipe.submit(j) {
+				return nil // the pipeline's own error is reported by wait
+			}
+		}
+	}()
+	pipeErr := pipe.wait()
+	if readErr != nil {
+		return sum, readErr
+	}
+	if pipeErr != nil {
+		return sum, pipeErr
+	}
+	return sum, w.Close()
+}
+
+func wrapLine(line int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("object list line %d: %w", line, err)
+}
+
+// preflight refuses, before any object is written, a clone that cannot
+// share extents under --reflink=always: a repository on a filesystem
+// without FICLONE, or a composefs repository on another filesystem.
+func preflight(repo *ostree.Repo, img *stream.Image, policy reflink.Policy) error {
+	if policy != reflink.Always {
+		return nil
+	}
+	ok, err := reflink.Supported(repo.Path() + "/tmp")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (FICLONE); use --reflink=auto to copy the bytes instead", repo.Path())
+	}
+	if img.Stores.Composefs != nil && img.Stores.Composefs.Repo != "" {
+		var a, b unix.Stat_t
+		if err := unix.Stat(repo.Path(), &a); err != nil {
+			return err
+		}
+		if err := unix.Stat(img.Stores.Composefs.Repo, &b); err == nil && a.Dev != b.Dev {
+			return fmt.Errorf("--reflink=always: composefs repo %s and ostree repo %s are on different filesystems, which cannot share extents; use --reflink=auto to copy", img.Stores.Composefs.Repo, repo.Path())
+		}
+	}
+	return nil
+}
+
+// cloneFile makes the file object for e and sets e.Ostree.
+func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *Summary) error {
+	meta := ostreeimport.FileMeta(e)
+	if e.Size <= stream.InlineMax {
+		csum, _, err := repo.WriteFileObjectFrom(meta, bytes.NewReader(e.Inline))
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		return annotate(e, csum, sum, &sum.Small)
+	}
+	src, err := openSource(e)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	csum, err := digestSource(e, meta, src)
+	if err != nil {
+		return err
+	}
+	var result reflink.Result
+	_, created, err := repo.WriteFileObject(meta, func(tmp *os.File) error {
+		var err error
+		result, err = reflink.CloneFile(tmp, src, policy)
+		return err
+	}, csum)
+	if err != nil {
+		var refused *reflink.RefusedError
+		if errors.As(err, &refused) {
+			return fmt.Errorf("%s: %v", e.Path, refused)
+		}
+		return fmt.Errorf("%s: %w", e.Path, err)
+	}
+	switch {
+	case !created:
+		sum.add(&sum.Present, 1)
+		sum.add(&sum.PresentBytes, e.Size)
+	case result == reflink.Cloned:
+		sum.add(&sum.Reflinked, 1)
+		sum.add(&sum.ReflinkedBytes, e.Size)
+	default:
+		sum.add(&sum.Copied, 1)
+		sum.add(&sum.CopiedBytes, e.Size)
+	}
+	if e.Ostree != "" && e.Ostree != csum {
+		return fmt.Errorf("%s: the list says ostree %s, the bytes and metadata give %s", e.Path, e.Ostree, csum)
+	}
+	e.Ostree = csum
+	return nil
+}
+
+// writeSymlink writes e's symlink object. The list does not carry its
+// checksum: lib/stream (object list v1) refuses "ostree" on a symlink
+// record, and the importer recomputes it from the metadata and target,
+// which is all a symlink object's checksum covers.
+func writeSymlink(repo *ostree.Repo, e *stream.Entry, sum *Summary) error {
+	if _, _, err := repo.WriteSymlinkObject(ostreeimport.FileMeta(e), e.Target); err != nil {
+		return fmt.Errorf("%s: %w", e.Path, err)
+	}
+	sum.add(&sum.Symlinks, 1)
+	return nil
+}
+
+func annotate(e *stream.Entry, csum string, sum *Summary, counter *int64) error {
+	if e.Ostree != "" && e.Ostree != csum {
+		return fmt.Errorf("%s: the list says ostree %s, the content and metadata give %s", e.Path, e.Ostree, csum)
+	}
+	e.Ostree = csum
+	sum.add(counter, 1)
+	return nil
+}
