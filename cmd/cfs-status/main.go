@@ -1,21 +1,130 @@
-// Command cfs-status: show the host's deployments and how its image stores are shared.
+// Command cfs-status shows a bootc host's deployments and the state of its
+// unified storage, in bootc status's own format, plus what only cfs can
+// tell: where the stores are and how much of them shares disk extents.
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/cfs-project/cfs/internal/cliutil"
+	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
 func main() {
-	app := &cli.App{
-		Name:  "cfs-status",
-		Usage: "show the host's deployments and how its image stores are shared",
-		Action: func(*cli.Context) error {
-			return cli.Exit("cfs-status: not implemented yet (issue #6)", 2)
+	cliutil.Run(newApp())
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:      "cfs-status",
+		Usage:     "show the host's deployments and how its image stores are shared",
+		UsageText: "cfs-status [--sysroot DIR] [--cmdline FILE] [--run-dir DIR] [--esp DIR] [--json] [--verbose]\n   cfs-status install-config [--root DIR] [--json]",
+		Description: `Reads the physical root (default /sysroot; a disk image mounted anywhere works too)
+and prints the staged, booted and rollback deployments the way "bootc status" does,
+with bootc's "Storage:" line for unified storage:
+
+  Storage: ostree-composefs-bound        ostree commits are made from the composefs repo
+  Storage: unified (enabled)             containers-storage, composefs and ostree share objects
+  Storage: unified (enabled-with-copy)   the same, copying where reflinks are refused
+
+Nothing is printed on hosts where unified storage is off. --json prints bootc's
+JSON (canonical: compact, sorted keys) for the fields cfs can read from disk,
+including status.storage = {"unified": ..., "ostreeComposefsBound": ...}.
+
+The booted deployment is the one the kernel command line names (ostree= or
+composefs=). For the running host that is /proc/cmdline and the staged deployment
+is announced under /run; for any other --sysroot neither is read unless
+--cmdline / --run-dir say where, so a mounted image is never confused with the
+running system.
+
+--verbose adds rows bootc shows in verbose mode (state root, deploy serial, commit,
+fs-verity) and a "Stores:" section: the path of each store, whether the filesystem
+supports reflinks, and how many bytes of the composefs and ostree objects lie in
+extents shared with other files (FIEMAP) versus held alone. It reads every object,
+so it is bounded by --scan-timeout; a cut-short scan says "partial".`,
+		Flags: []cli.Flag{
+			cliutil.SysrootFlag,
+			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` naming the booted deployment (default /proc/cmdline for /sysroot, none otherwise)"},
+			&cli.StringFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where staged deployments are announced (default /run for /sysroot, none otherwise)"},
+			&cli.StringFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` holding systemd-boot entries (composefs hosts)"},
+			&cli.BoolFlag{Name: "json", Usage: "print bootc's status JSON"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more rows, and where the stores are and how much they share"},
+			&cli.DurationFlag{Name: "scan-timeout", Value: 30 * time.Second, Usage: "time limit for --verbose's walk over the object stores"},
+		},
+		Action: statusAction,
+		Commands: []*cli.Command{
+			installConfigCommand(),
 		},
 	}
-	if err := app.Run(os.Args); err != nil {
-		os.Exit(1)
+}
+
+func statusAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return cliutil.Usage("unexpected argument %q (see --help)", c.Args().First())
 	}
+	root := c.String("sysroot")
+	opts := sysroot.Options{RunDir: c.String("run-dir"), ESP: c.String("esp")}
+	cmdlineFile := c.String("cmdline")
+	if root == cliutil.DefaultSysroot {
+		if cmdlineFile == "" {
+			cmdlineFile = "/proc/cmdline"
+		}
+		if opts.RunDir == "" {
+			opts.RunDir = "/run"
+		}
+	}
+	if cmdlineFile != "" {
+		data, err := os.ReadFile(cmdlineFile)
+		if err != nil {
+			return fmt.Errorf("reading kernel command line: %w", err)
+		}
+		opts.Cmdline = string(data)
+	}
+	h, err := sysroot.Load(root, opts)
+	if err != nil {
+		return err
+	}
+	return printStatus(c.App.Writer, c.App.ErrWriter, h, c.Bool("json"), c.Bool("verbose"), c.Duration("scan-timeout"))
+}
+
+func printStatus(w, errw io.Writer, h *sysroot.Host, asJSON, verbose bool, scanLimit time.Duration) error {
+	slots := map[*sysroot.Deployment]*slot{}
+	all := append([]*sysroot.Deployment{h.Staged, h.Booted, h.Rollback}, h.Other...)
+	for _, d := range all {
+		if d == nil || d.Image == nil {
+			if d != nil {
+				slots[d] = &slot{d: d}
+			}
+			continue
+		}
+		info, err := h.ImageInfo(d)
+		if err != nil {
+			// The deployment is still real; say why its details are missing.
+			fmt.Fprintf(errw, "cfs-status: warning: %v\n", err)
+			info = nil
+		}
+		slots[d] = &slot{d: d, info: info}
+	}
+	var stores *storesJSON
+	if verbose {
+		stores = scanStores(h.Root, scanLimit)
+	}
+	if asJSON {
+		out, err := canonicalJSON(buildJSON(h, slots, stores))
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(out)
+		return err
+	}
+	writeHuman(w, h, slots, verbose)
+	if stores != nil {
+		writeStoresHuman(w, stores)
+	}
+	return nil
 }
