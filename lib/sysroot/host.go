@@ -20,14 +20,16 @@ const (
 // creates it), but composefs-native hosts have no ostree/repo, only the
 // ostree/bootc compatibility symlink.
 func DetectKind(root string) (Kind, error) {
+	if fi, err := os.Stat(root); err != nil {
+		return "", err
+	} else if !fi.IsDir() {
+		return "", fmt.Errorf("%s: not a directory", root)
+	}
 	if isDir(filepath.Join(root, OstreeRepoPath, "objects")) {
 		return KindOstree, nil
 	}
 	if isDir(filepath.Join(root, "state", "deploy")) || isDir(filepath.Join(root, "composefs")) {
 		return KindComposefs, nil
-	}
-	if !isDir(root) {
-		return "", fmt.Errorf("%s: not a directory", root)
 	}
 	return "", fmt.Errorf("%s: not a bootc physical root (no ostree/repo, no composefs/ or state/deploy/)", root)
 }

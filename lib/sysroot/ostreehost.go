@@ -28,9 +28,9 @@ func loadOstree(h *Host, cmd Cmdline, opts Options) error {
 		}
 		seen[d.Dir] = d
 		ordered = append(ordered, d)
-		if cmd.Ostree != "" && h.Booted == nil && sameBootlink(cmd.Ostree, mustOption(e, "ostree")) {
-			h.Booted = d
-		}
+	}
+	if cmd.Ostree != "" {
+		h.Booted = ostreeBooted(h.Root, cmd.Ostree, entries, seen)
 	}
 	if opts.RunDir != "" && exists(filepath.Join(opts.RunDir, "ostree", "staged-deployment")) {
 		if h.Staged, err = ostreeStaged(h.Root, seen); err != nil {
@@ -41,9 +41,25 @@ func loadOstree(h *Host, cmd Cmdline, opts Options) error {
 	return nil
 }
 
-func mustOption(e *BLSEntry, key string) string {
-	v, _ := e.Option(key)
-	return v
+// ostreeBooted finds the deployment the kernel's ostree= names. While the
+// boot version it names still exists (always so under bootc, which only
+// stages), the bootlink is followed exactly. After an in-place bootloader
+// swap it is gone and bootc's suffix match is the fallback; ostree itself
+// compares device and inode of / instead, which only works on the running
+// host.
+func ostreeBooted(root, arg string, entries []*BLSEntry, byDir map[string]*Deployment) *Deployment {
+	if d, err := ostreeDeploymentForEntry(root, &BLSEntry{Path: "kernel command line", Options: "ostree=" + arg}); err == nil {
+		return byDir[d.Dir]
+	}
+	for _, e := range entries {
+		if v, _ := e.Option("ostree"); sameBootlink(arg, v) {
+			d, _ := ostreeDeploymentForEntry(root, e)
+			if d != nil {
+				return byDir[d.Dir]
+			}
+		}
+	}
+	return nil
 }
 
 // sameBootlink compares two ostree= values the way bootc does, by the
