@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -19,7 +21,8 @@ type DirOptions struct {
 	// composefs-rs repositories, SHA256 for mkcomposefs compatibility).
 	Algorithm fsverity.Algorithm
 	// Object, if set, is called once per external file with its path and
-	// digest, e.g. to store the bytes in an objects dir.
+	// digest, e.g. to store the bytes in an objects dir. It may be called
+	// from several goroutines at once.
 	Object func(path string, digest []byte) error
 }
 
@@ -37,8 +40,8 @@ func FromDir(dir string, opts DirOptions) (*Node, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%s: not a directory", dir)
 	}
-	root, err := b.node(dir, "", &st)
-	if err != nil {
+	root := &Node{}
+	if err := b.fill(root, dir, &st); err != nil {
 		return nil, err
 	}
 	return root, b.children(dir, root)
@@ -51,6 +54,9 @@ type dirBuilder struct {
 	seen map[devIno]*Node
 }
 
+// children lists dir, decides hardlinks in name order (so the first name
+// is canonical), then fills the new nodes in parallel: the work is lstat,
+// listxattr and hashing, which overlap well across cores.
 func (b *dirBuilder) children(dir string, parent *Node) error {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -62,33 +68,57 @@ func (b *dirBuilder) children(dir string, parent *Node) error {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
 	sort.Strings(names)
+	type job struct {
+		n  *Node
+		p  string
+		st unix.Stat_t
+	}
+	jobs := make([]job, 0, len(names))
 	for _, name := range names {
-		p := filepath.Join(dir, name)
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+		j := job{p: filepath.Join(dir, name)}
+		if err := unix.Lstat(j.p, &j.st); err != nil {
+			return fmt.Errorf("%s: %w", j.p, err)
 		}
-		key := devIno{uint64(st.Dev), st.Ino}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
-			if first, ok := b.seen[key]; ok {
-				if err := parent.AddChild(&Node{Name: name, LinkTo: first}); err != nil {
-					return fmt.Errorf("%s: %w", p, err)
-				}
-				continue
+		key := devIno{uint64(j.st.Dev), j.st.Ino}
+		linkable := j.st.Mode&unix.S_IFMT != unix.S_IFDIR && j.st.Nlink > 1
+		if first, ok := b.seen[key]; ok && linkable {
+			if err := parent.AddChild(&Node{Name: name, LinkTo: first}); err != nil {
+				return fmt.Errorf("%s: %w", j.p, err)
 			}
+			continue
 		}
-		n, err := b.node(p, name, &st)
-		if err != nil {
-			return err
+		j.n = &Node{Name: name}
+		if linkable {
+			b.seen[key] = j.n
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
-			b.seen[key] = n
+		if err := parent.AddChild(j.n); err != nil {
+			return fmt.Errorf("%s: %w", j.p, err)
 		}
-		if err := parent.AddChild(n); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+		jobs = append(jobs, j)
+	}
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < min(runtime.GOMAXPROCS(0)*2, len(jobs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = b.fill(jobs[i].n, jobs[i].p, &jobs[i].st)
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, j := range jobs {
+		if errs[i] != nil {
+			return errs[i]
 		}
-		if n.IsDir() {
-			if err := b.children(p, n); err != nil {
+		if j.n.IsDir() {
+			if err := b.children(j.p, j.n); err != nil {
 				return err
 			}
 		}
@@ -96,14 +126,12 @@ func (b *dirBuilder) children(dir string, parent *Node) error {
 	return nil
 }
 
-func (b *dirBuilder) node(p, name string, st *unix.Stat_t) (*Node, error) {
-	n := &Node{
-		Name: name, Mode: st.Mode, UID: st.Uid, GID: st.Gid,
-		MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
-	}
+func (b *dirBuilder) fill(n *Node, p string, st *unix.Stat_t) error {
+	n.Mode, n.UID, n.GID = st.Mode, st.Uid, st.Gid
+	n.MtimeSec, n.MtimeNsec = st.Mtim.Sec, uint32(st.Mtim.Nsec)
 	xs, err := readXattrs(p)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	n.Xattrs = xs
 	switch st.Mode & unix.S_IFMT {
@@ -112,7 +140,7 @@ func (b *dirBuilder) node(p, name string, st *unix.Stat_t) (*Node, error) {
 	case unix.S_IFLNK:
 		target, err := os.Readlink(p)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		n.Payload = target
 		n.Size = uint64(len(target))
@@ -124,24 +152,24 @@ func (b *dirBuilder) node(p, name string, st *unix.Stat_t) (*Node, error) {
 		if st.Size <= InlineThreshold {
 			data, err := readSmall(p, st.Size)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			n.Content = data
 			break
 		}
 		digest, err := fsverity.DigestFile(p, b.opts.Algorithm)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		n.SetExternal(digest, uint64(st.Size))
 		n.Mode = st.Mode
 		if b.opts.Object != nil {
 			if err := b.opts.Object(p, digest); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return n, nil
+	return nil
 }
 
 func readSmall(p string, size int64) ([]byte, error) {
