@@ -89,6 +89,9 @@ func statusAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.Kind == sysroot.KindComposefs && h.Booted == nil && h.Rollback == nil && len(h.Other) == 0 && opts.ESP == "" {
+		fmt.Fprintf(c.App.ErrWriter, "cfs-status: no bootloader entries under %s/boot; systemd-boot keeps them on the ESP (--esp DIR)\n", root)
+	}
 	return printStatus(c.App.Writer, c.App.ErrWriter, h, c.Bool("json"), c.Bool("verbose"), c.Duration("scan-timeout"))
 }
 

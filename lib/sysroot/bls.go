@@ -25,6 +25,8 @@ type BLSEntry struct {
 	Efi     string // "efi" or "uki" key: a UKI entry
 	Options string
 	Staged  bool // from loader/entries.staged: not yet swapped in
+
+	menuentry bool // from bootc's own grub2/user.cfg
 }
 
 // Option returns the value of the last key=value kernel argument named key.

@@ -25,6 +25,9 @@ func loadComposefs(h *Host, cmd Cmdline, opts Options) error {
 	byVerity := map[string]*Deployment{}
 	var ordered []*Deployment
 	for _, e := range live {
+		if !isBootcEntry(e) {
+			continue // another OS's entry (dual boot): not ours to judge
+		}
 		d, err := composefsDeploymentForEntry(h.Root, e)
 		if err != nil {
 			return err
@@ -57,6 +60,9 @@ func loadComposefs(h *Host, cmd Cmdline, opts Options) error {
 		// No /run to look at (a disk image): the staged entries still say it.
 		// They hold the new entry plus the booted one as secondary.
 		for _, e := range staged {
+			if !isBootcEntry(e) {
+				continue
+			}
 			v, err := entryVerity(e)
 			if err != nil {
 				return err
@@ -115,6 +121,16 @@ func blsPair(loaderDir string) (live, staged []*BLSEntry, err error) {
 	}
 	staged, err = readBLSDir(filepath.Join(loaderDir, "entries.staged"), "", true)
 	return live, staged, err
+}
+
+// isBootcEntry: bootc's entries carry composefs= or boot a bootc UKI.
+// Every menuentry of user.cfg is bootc's (it rewrites the whole file), so
+// a foreign one there is an error, not something to skip.
+func isBootcEntry(e *BLSEntry) bool {
+	if _, ok := e.Option("composefs"); ok || e.menuentry {
+		return true
+	}
+	return strings.HasPrefix(filepath.Base(e.Efi), "bootc_composefs-")
 }
 
 // entryVerity is the deployment an entry boots: composefs=<verity> for

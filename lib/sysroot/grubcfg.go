@@ -37,7 +37,7 @@ func ParseGrubUserCfg(path string) ([]*BLSEntry, error) {
 		}
 		body := s[open+1 : open+end]
 		s = s[open+end+1:]
-		e := &BLSEntry{Path: path, Title: title}
+		e := &BLSEntry{Path: path, Title: title, menuentry: true}
 		for _, stmt := range strings.FieldsFunc(body, func(r rune) bool { return r == ';' || r == '\n' }) {
 			f := strings.Fields(stmt)
 			if len(f) == 2 && f[0] == "chainloader" {

@@ -225,3 +225,29 @@ func TestMalformedInputsNameTheFile(t *testing.T) {
 		})
 	}
 }
+
+// A dual-boot entry beside bootc's is skipped, not an error.
+func TestComposefsForeignEntry(t *testing.T) {
+	h := sysroottest.Composefs(t, t.TempDir(), []sysroottest.Deployment{{Image: imgA}, {Image: imgB}}, 0, sysroottest.BLS, false)
+	os.WriteFile(filepath.Join(h.Root, "boot", "loader", "entries", "windows.conf"), []byte("title Windows\nefi /EFI/Microsoft/Boot/bootmgfw.efi\n"), 0o644)
+	host := load(t, h, h.Cmdline)
+	if host.Booted == nil || host.Rollback == nil || len(host.Other) != 0 {
+		t.Fatalf("booted %v rollback %v other %d", host.Booted, host.Rollback, len(host.Other))
+	}
+}
+
+// systemd-boot keeps entries on the ESP.
+func TestComposefsESP(t *testing.T) {
+	h := sysroottest.Composefs(t, t.TempDir(), []sysroottest.Deployment{{Image: imgA}, {Image: imgB}}, 1, sysroottest.BLS, false)
+	esp := t.TempDir()
+	if err := os.Rename(filepath.Join(h.Root, "boot", "loader"), filepath.Join(esp, "loader")); err != nil {
+		t.Fatal(err)
+	}
+	host, err := sysroot.Load(h.Root, sysroot.Options{Cmdline: h.Cmdline, ESP: esp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.Bootloader != "systemd" || host.Booted == nil || host.Booted.Verity != h.Ids[1] || host.Rollback.Verity != h.Ids[0] || !host.RollbackQueued {
+		t.Fatalf("%+v", host)
+	}
+}
