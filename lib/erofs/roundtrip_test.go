@@ -2,6 +2,7 @@ package erofs_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/cfs-project/cfs/lib/dumpfile"
@@ -32,6 +33,9 @@ func readImage(t testing.TB, img []byte) *erofs.Image {
 func TestRoundTrip(t *testing.T) {
 	for _, a := range assets(t) {
 		t.Run(a.name, func(t *testing.T) {
+			if testing.Short() && strings.HasSuffix(a.name, ".gz") {
+				t.Skip("large asset; skipped in -short mode")
+			}
 			opts := assetOptions(t, a.path)
 			img1 := buildImage(t, parseDump(t, readAsset(t, a.path), a.name), opts)
 			im := readImage(t, img1)
