@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/lib/stream"
+)
+
+// shell runs a bash command line and returns its wall time.
+func shell(b *testing.B, script string) time.Duration {
+	b.Helper()
+	cmd := exec.Command(testfs.RequireTool(b, "bash"), "-o", "pipefail", "-c", script)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v\n%s", script, err, errb.Bytes())
+	}
+	return time.Since(start)
+}
+
+func usedBytes(b *testing.B, dir string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		b.Fatal(err)
+	}
+	return int64(st.Blocks-st.Bfree) * st.Bsize
+}
+
+func readKiB(path string) int64 {
+	var n int64
+	if text, err := os.ReadFile(path); err == nil {
+		fmt.Sscan(string(text), &n)
+	}
+	return n
+}
+
+// dropCaches makes every timed run start cold, so neither side profits
+// from what the one before read.
+func dropCaches() {
+	unix.Sync()
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+}
+
+// BenchmarkCloneImportLarge: the ~1 GiB, 30k-file image, already in a
+// composefs repo on loop XFS, into a bare ostree repo on the same
+// filesystem, with `cfs-clone --to ostree | cfs-ostree-import`, beside
+// `ostree commit --tree=dir=` of the same tree checked out. Targets: ≤ 0.5x
+// ostree's wall time, extra disk < 2% of the image, peak RSS < 200 MiB.
+func BenchmarkCloneImportLarge(b *testing.B) {
+	testfs.RequirePrivileged(b)
+	gnuTime := testfs.RequireTool(b, "time")
+	testfs.RequireTool(b, "ostree")
+	img, err := testimage.Large(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := testfs.XFS(b, 8<<30)
+	list := pullList(b, img, fs.Path("composefs"))
+	_, entries := readList(b, list)
+	var imageBytes int64
+	var files int
+	for _, e := range entries {
+		if e.Type == stream.TypeFile {
+			imageBytes += e.Size
+			files++
+		}
+	}
+	listFile := filepath.Join(b.TempDir(), "list")
+	if err := os.WriteFile(listFile, list, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		dir := fs.Path(fmt.Sprintf("run%d", i))
+		os.Mkdir(dir, 0o755)
+		repo, oracle := filepath.Join(dir, "repo"), filepath.Join(dir, "oracle")
+		initRepo(b, repo, "bare")
+		initRepo(b, oracle, "bare")
+		tmp := b.TempDir()
+		rssClone, rssImport := filepath.Join(tmp, "rss-clone"), filepath.Join(tmp, "rss-import")
+
+		dropCaches()
+		before := usedBytes(b, fs.Dir)
+		ours := shell(b, fmt.Sprintf("%s -f %%M -o %s %s --to ostree --repo %s -q < %s | %s -f %%M -o %s %s --repo %s > /dev/null",
+			gnuTime, rssClone, bins["cfs-clone"], repo, listFile, gnuTime, rssImport, bins["cfs-ostree-import"], repo))
+		unix.Sync()
+		extra := usedBytes(b, fs.Dir) - before
+
+		ref := strings.TrimSpace(refs(b, repo))
+		checkout := filepath.Join(dir, "checkout")
+		mustRun(b, nil, "ostree", "checkout", "--repo="+repo, ref, checkout)
+		dropCaches()
+		theirs := shell(b, fmt.Sprintf("ostree commit --repo=%s --tree=dir=%s -b oracle --no-bindings --timestamp=@1700000000 > /dev/null", oracle, checkout))
+
+		ratio := ours.Seconds() / theirs.Seconds()
+		rss := max(readKiB(rssClone), readKiB(rssImport))
+		b.ReportMetric(ours.Seconds(), "s-cfs")
+		b.ReportMetric(theirs.Seconds(), "s-ostree-commit")
+		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(100*float64(extra)/float64(imageBytes), "%-extra-disk")
+		b.ReportMetric(float64(rss)/1024, "MiB-rss")
+		b.Logf("%d files, %.0f MiB: cfs-clone|cfs-ostree-import %.2f s (peak RSS clone %d MiB, import %d MiB, extra disk %.1f MiB = %.2f%%), ostree commit --tree=dir= %.2f s; ratio %.2f (targets: <= 0.5, < 2%%, < 200 MiB)",
+			files, float64(imageBytes)/(1<<20), ours.Seconds(), readKiB(rssClone)/1024, readKiB(rssImport)/1024,
+			float64(extra)/(1<<20), 100*float64(extra)/float64(imageBytes), theirs.Seconds(), ratio)
+		os.RemoveAll(dir)
+	}
+}
