@@ -116,3 +116,49 @@ func BenchmarkCloneImportLarge(b *testing.B) {
 		os.RemoveAll(dir)
 	}
 }
+
+// BenchmarkPeakRSS100k: a synthetic list of 100k files (small, so the
+// bytes travel inline and the run stays short) through cfs-clone and
+// cfs-ostree-import, for the peak RSS of each (target < 200 MiB): memory
+// must follow the tree's depth, not its file count.
+func BenchmarkPeakRSS100k(b *testing.B) {
+	testfs.RequirePrivileged(b)
+	gnuTime := testfs.RequireTool(b, "time")
+	testfs.RequireTool(b, "ostree")
+	fs := testfs.XFS(b, 8<<30)
+	cfg, man := `{"created":"2024-01-01T00:00:00Z"}`, `{"schemaVersion":2}`
+	var list bytes.Buffer
+	w := stream.NewWriter(&list)
+	must := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(w.WriteImage(&stream.Image{Source: "docker://example.com/rss:100k", ManifestDigest: digestOf(man), ConfigDigest: digestOf(cfg), Manifest: man, Config: cfg}))
+	must(w.WriteEntry(&stream.Entry{Type: stream.TypeDir, Path: "/", Mode: 0o755}))
+	must(w.WriteEntry(&stream.Entry{Type: stream.TypeDir, Path: "/usr", Mode: 0o755}))
+	const dirs, perDir = 100, 1000
+	for d := 0; d < dirs; d++ {
+		dir := fmt.Sprintf("/usr/d%03d", d)
+		must(w.WriteEntry(&stream.Entry{Type: stream.TypeDir, Path: dir, Mode: 0o755}))
+		for f := 0; f < perDir; f++ {
+			content := fmt.Sprintf("file %d/%d\n", d, f)
+			must(w.WriteEntry(&stream.Entry{Type: stream.TypeFile, Path: fmt.Sprintf("%s/f%04d", dir, f), Mode: 0o644, Size: int64(len(content)), Inline: []byte(content)}))
+		}
+	}
+	must(w.Close())
+	listFile := filepath.Join(b.TempDir(), "list")
+	must(os.WriteFile(listFile, list.Bytes(), 0o644))
+	for i := 0; i < b.N; i++ {
+		repo := fs.Path(fmt.Sprintf("repo%d", i))
+		initRepo(b, repo, "bare")
+		tmp := b.TempDir()
+		rssClone, rssImport := filepath.Join(tmp, "rss-clone"), filepath.Join(tmp, "rss-import")
+		wall := shell(b, fmt.Sprintf("%s -f %%M -o %s %s --to ostree --repo %s -q < %s | %s -f %%M -o %s %s --repo %s > /dev/null",
+			gnuTime, rssClone, bins["cfs-clone"], repo, listFile, gnuTime, rssImport, bins["cfs-ostree-import"], repo))
+		b.ReportMetric(float64(readKiB(rssClone))/1024, "MiB-rss-clone")
+		b.ReportMetric(float64(readKiB(rssImport))/1024, "MiB-rss-import")
+		b.Logf("%d files: %.1f s, peak RSS cfs-clone %d MiB, cfs-ostree-import %d MiB (target < 200 MiB)",
+			dirs*perDir, wall.Seconds(), readKiB(rssClone)/1024, readKiB(rssImport)/1024)
+	}
+}

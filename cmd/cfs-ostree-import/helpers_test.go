@@ -191,3 +191,8 @@ func refs(t testing.TB, repo string) string {
 	t.Helper()
 	return strings.TrimSpace(string(mustRun(t, nil, "ostree", "refs", "--repo="+repo)))
 }
+
+func digestOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
