@@ -3,6 +3,8 @@
 GO       ?= go
 TAGS     := containers_image_openpgp
 GOFLAGS  := -tags=$(TAGS) -trimpath
+# Exported so that tests which build the commands themselves get the same.
+export GOFLAGS
 export CGO_ENABLED := 0
 
 CMDS     := $(notdir $(wildcard cmd/*))
