@@ -21,10 +21,10 @@ the commit bootc would synthesize from the same composefs image:
   - /etc is stored as /usr/etc; /run /tmp /proc /sys /dev are kept as empty
     directories; hardlinks are the same file object under several names;
   - commit metadata ostree.manifest, ostree.manifest-digest,
-    ostree.container.image-config, ostree.bootable, ostree-ext.composefs-
-    synthesized=true, version (image label) and ostree.linux (when
-    /usr/lib/modules/<kver>/vmlinuz exists); the timestamp is the image's
-    creation time.
+    ostree.container.image-config, ostree.bootable,
+    ostree-ext.composefs-synthesized=true, version (image label) and
+    ostree.linux (when /usr/lib/modules/<kver>/vmlinuz exists); the
+    timestamp is the image's creation time.
 
 It then sets the ref ostree/container/image/<escaped image reference> (or
 --ref) and prints the commit checksum on stdout (--json: a JSON object).
