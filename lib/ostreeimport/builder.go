@@ -82,6 +82,9 @@ func (b *builder) add(e *stream.Entry) error {
 		return fmt.Errorf("%s: parent directory %s is not open (the stream's order is broken)", e.Path, parent)
 	}
 	w := b.stack[len(b.stack)-1].w
+	if e.Path == "/usr/etc" && b.sawEtc {
+		return errors.New("/usr/etc: the image has both /etc and /usr/etc; ostree keeps /etc at /usr/etc, so one would hide the other")
+	}
 	switch e.Type {
 	case stream.TypeDir:
 		b.stats.Dirs++
@@ -90,9 +93,6 @@ func (b *builder) add(e *stream.Entry) error {
 			w = b.repo.NewTreeWriter()
 			b.stack = append(b.stack, openDir{e.Path, w})
 			return w.EnterDir("", DirMeta(e))
-		}
-		if e.Path == "/usr/etc" && b.sawEtc {
-			return errors.New("/usr/etc: the image has both /etc and /usr/etc; ostree keeps /etc at /usr/etc, so one would hide the other")
 		}
 		b.stack = append(b.stack, openDir{e.Path, w})
 		return w.EnterDir(name, DirMeta(e))
