@@ -111,6 +111,28 @@ func TestPipelineXFSBare(t *testing.T) {
 		t.Errorf("stores.ostree = %+v", rec.Stores.Ostree)
 	}
 
+	t.Run("passthrough", func(t *testing.T) {
+		// cfs-clone changes nothing but the ostree ids and stores.ostree.
+		inRec, inEntries := readList(t, list)
+		inRec.Stores.Ostree = rec.Stores.Ostree
+		if a, b := mustJSON(t, inRec), mustJSON(t, rec); a != b {
+			t.Errorf("image record changed:\n%s\n%s", a, b)
+		}
+		if len(inEntries) != len(entries) {
+			t.Fatalf("%d entries in, %d out", len(inEntries), len(entries))
+		}
+		for i, e := range entries {
+			if e.Type == stream.TypeFile && len(e.Ostree) != 64 {
+				t.Errorf("%s has no ostree checksum", e.Path)
+			}
+			c := *e
+			c.Ostree = ""
+			if a, b := mustJSON(t, inEntries[i]), mustJSON(t, &c); a != b {
+				t.Errorf("entry changed:\n%s\n%s", a, b)
+			}
+		}
+	})
+
 	t.Run("fsck", func(t *testing.T) { fsck(t, repo) })
 
 	t.Run("metadata", func(t *testing.T) {
@@ -265,4 +287,13 @@ func contentChecksum(t testing.TB, repo, ref string) string {
 		t.Fatalf("ostree show: no ContentChecksum in\n%s", out)
 	}
 	return string(m[1])
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
