@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cfs-project/cfs/internal/testbin"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/lib/ostree"
 	"github.com/cfs-project/cfs/lib/stream"
@@ -24,12 +25,11 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "cfs-clone")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic("building cfs-clone: " + err.Error())
+	bins, err := testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-clone")
+	if err != nil {
+		panic(err)
 	}
+	binary = bins["cfs-clone"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/cfs-project/cfs/internal/testbin"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/stream"
@@ -26,13 +27,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	for name, pkg := range map[string]string{"cfs-pull": "../cfs-pull", "cfs-clone": "../cfs-clone", "cfs-ostree-import": "."} {
-		bins[name] = filepath.Join(dir, name)
-		build := exec.Command("go", "build", "-o", bins[name], pkg)
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			panic("building " + name + ": " + err.Error())
-		}
+	bins, err = testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-pull", "github.com/cfs-project/cfs/cmd/cfs-clone", "github.com/cfs-project/cfs/cmd/cfs-ostree-import")
+	if err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -13,6 +13,7 @@ import (
 
 	"go.podman.io/storage/pkg/reexec"
 
+	"github.com/cfs-project/cfs/internal/testbin"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/composefs"
@@ -31,12 +32,11 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "cfs-pull")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic("building cfs-pull: " + err.Error())
+	bins, err := testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-pull")
+	if err != nil {
+		panic(err)
 	}
+	binary = bins["cfs-pull"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

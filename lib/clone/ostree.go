@@ -215,14 +215,17 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *S
 	return nil
 }
 
-// writeSymlink writes e's symlink object. The list does not carry its
-// checksum: lib/stream (object list v1) refuses "ostree" on a symlink
-// record, and the importer recomputes it from the metadata and target,
-// which is all a symlink object's checksum covers.
+// writeSymlink writes e's symlink object and records its checksum in the
+// list, as for files.
 func writeSymlink(repo *ostree.Repo, e *stream.Entry, sum *Summary) error {
-	if _, _, err := repo.WriteSymlinkObject(ostreeimport.FileMeta(e), e.Target); err != nil {
+	csum, _, err := repo.WriteSymlinkObject(ostreeimport.FileMeta(e), e.Target)
+	if err != nil {
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}
+	if e.Ostree != "" && e.Ostree != csum {
+		return fmt.Errorf("%s: the list says ostree %s, the target and metadata give %s", e.Path, e.Ostree, csum)
+	}
+	e.Ostree = csum
 	sum.add(&sum.Symlinks, 1)
 	return nil
 }

@@ -211,6 +211,13 @@ func (r *Repo) lockTimeoutSecs() int {
 	return 300
 }
 
+// LockShared takes the shared repository lock now instead of at the first
+// write, and holds it until Close. A reader that checks objects another
+// process wrote but has not yet referenced (cfs-ostree-import after
+// cfs-clone) needs it before its first check, or a prune could remove
+// them in between. The wait honours [core] lock-timeout-secs.
+func (r *Repo) LockShared() error { return r.beginWrite() }
+
 // beginWrite takes the shared repo lock once, before the first object is
 // written, and keeps it until Close: a concurrent prune takes the lock
 // exclusively, so it cannot delete objects we wrote but have not yet

@@ -113,8 +113,8 @@ func (b *builder) add(e *stream.Entry) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
-		// Object list v1 carries no checksum on symlinks (lib/stream
-		// refuses one); should a later version, it must agree.
+		// cfs-clone annotates symlinks; a list that was not through it
+		// still imports, as the checksum follows from metadata and target.
 		if e.Ostree != "" && e.Ostree != want {
 			return fmt.Errorf("%s: symlink's ostree checksum %s is not that of its metadata and target (%s)", e.Path, e.Ostree, want)
 		}

@@ -22,9 +22,6 @@ type Options struct {
 	ImageReference string
 	// Now is the fallback commit time when the image names none.
 	Now func() time.Time
-	// LockTimeout bounds the wait for a concurrent prune (default 300s,
-	// ostree's lock-timeout-secs).
-	LockTimeout time.Duration
 }
 
 // Result describes the commit Import wrote.
@@ -53,9 +50,6 @@ func Import(repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.LockTimeout == 0 {
-		opts.LockTimeout = 300 * time.Second
-	}
 	r := stream.NewReader(in)
 	img, err := r.Image()
 	if err != nil {
@@ -69,11 +63,11 @@ func Import(repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	release, err := sharedLock(repo.Path(), opts.LockTimeout)
-	if err != nil {
+	// The objects cfs-clone wrote are unreferenced until our commit
+	// exists: hold the lock a prune needs before looking at them.
+	if err := repo.LockShared(); err != nil {
 		return nil, err
 	}
-	defer release()
 
 	b := newBuilder(repo)
 	for {

@@ -37,7 +37,7 @@ var verity = strings.Repeat("ab", 64)
 func testEntries() []*Entry {
 	return []*Entry{
 		{Type: TypeDir, Path: "/", Mode: 0o755},
-		{Type: TypeSymlink, Path: "/bin", Mode: 0o777, Target: "usr/bin"},
+		{Type: TypeSymlink, Path: "/bin", Mode: 0o777, Target: "usr/bin", Ostree: strings.Repeat("1a", 32)},
 		{Type: TypeDir, Path: "/etc", Mode: 0o755, Xattrs: map[string][]byte{"security.selinux": []byte("system_u:object_r:etc_t:s0\x00")}},
 		{Type: TypeFile, Path: "/etc/hostname", Mode: 0o644, Size: 5, Inline: []byte("host\n"), Mtime: 1700000000, MtimeNsec: 5},
 		{Type: TypeFile, Path: "/etc/passwd", Mode: 0o644, Size: 0},
@@ -208,6 +208,7 @@ func TestReaderRejects(t *testing.T) {
 		{"NUL in path", replace(3, `{"type":"symlink","path":"/b\u0000in","mode":511,"uid":0,"gid":0,"mtime":0,"target":"x"}`), 4, "NUL"},
 		{"NUL in target", replace(2, `{"type":"symlink","path":"/bin","mode":511,"uid":0,"gid":0,"mtime":0,"target":"x\u0000"}`), 3, "NUL"},
 		{"unknown type", replace(3, `{"type":"door","path":"/bin","mode":511,"uid":0,"gid":0,"mtime":0}`), 4, `unknown record type "door"`},
+		{"ostree on a dir", replace(2, `{"type":"dir","path":"/bin","mode":493,"ostree":"`+strings.Repeat("1a", 32)+`"}`), 3, "has an ostree checksum"},
 		{"mode with type bits", replace(2, `{"type":"symlink","path":"/bin","mode":41471,"uid":0,"gid":0,"mtime":0,"target":"x"}`), 3, "outside 07777"},
 		{"hardlink forward", replace(9, `{"type":"hardlink","path":"/usr/bin/sh","linkTo":"/usr/bin/x"}`), 10, "not an earlier regular file"},
 		{"hardlink to dir", replace(9, `{"type":"hardlink","path":"/usr/bin/sh","linkTo":"/usr"}`), 10, "not an earlier regular file"},

@@ -146,8 +146,14 @@ func checkEntryFields(e *Entry) error {
 			return fmt.Errorf("%s: xattr %s value is %d bytes, more than %d", e.Path, name, len(value), MaxXattrValue)
 		}
 	}
-	if e.Type != TypeFile && (e.Size != 0 || e.Inline != nil || e.Composefs != "" || e.Ostree != "" || e.Src != "") {
+	if e.Type != TypeFile && (e.Size != 0 || e.Inline != nil || e.Composefs != "" || e.Src != "") {
 		return fmt.Errorf("%s: a %s record carries regular-file fields", e.Path, e.Type)
+	}
+	if e.Ostree != "" && e.Type != TypeFile && e.Type != TypeSymlink {
+		return fmt.Errorf("%s: a %s record has an ostree checksum (only files and symlinks are ostree objects)", e.Path, e.Type)
+	}
+	if err := checkHex(e.Path+": ostree", e.Ostree, 64); err != nil {
+		return err
 	}
 	switch e.Type {
 	case TypeFile:
@@ -191,9 +197,6 @@ func checkFile(e *Entry) error {
 		return fmt.Errorf("%s: a %d-byte file names no object (composefs, ostree or src)", e.Path, e.Size)
 	}
 	if err := checkHex(e.Path+": composefs", e.Composefs, 64, 128); err != nil {
-		return err
-	}
-	if err := checkHex(e.Path+": ostree", e.Ostree, 64); err != nil {
 		return err
 	}
 	if e.Src != "" {
