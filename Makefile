@@ -15,7 +15,7 @@ TEST_TIMEOUT  ?= 25m
 FUZZ_TIME     ?= 10s
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
-.PHONY: all build test test-unit test-fuzz bench lint deps clean
+.PHONY: all build install test test-unit test-fuzz bench lint deps clean
 all: build
 
 build: $(BINARIES)
@@ -24,6 +24,15 @@ bin/%: FORCE
 	@mkdir -p bin
 	$(GO) build $(GOFLAGS) -ldflags '-s -w' -o $@ ./cmd/$*
 FORCE:
+
+# Binaries and the shell drivers into $(DESTDIR)$(PREFIX)/bin, units into
+# $(DESTDIR)$(UNITDIR).
+PREFIX  ?= /usr
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BINARIES) scripts/bootc-set-unified scripts/cfs-upgrade $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 units/*.service units/*.timer $(DESTDIR)$(UNITDIR)/
 
 # Everything, privileged tests included when run as root. In CI,
 # CFS_REQUIRE_PRIVILEGED=1 turns a skipped privileged test into a failure.
@@ -56,7 +65,7 @@ lint:
 	$(GO) vet $(GOFLAGS) ./...
 
 # Debian packages the tests and the demo use as oracles and tools.
-DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd util-linux time
+DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd util-linux time jq
 deps:
 	@if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then \
 	  echo "make deps: this is not a Debian-based system; install by hand: $(DEB_PACKAGES)" >&2; exit 1; fi

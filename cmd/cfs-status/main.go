@@ -23,7 +23,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:      "cfs-status",
 		Usage:     "show the host's deployments and how its image stores are shared",
-		UsageText: "cfs-status [--sysroot DIR] [--cmdline FILE] [--run-dir DIR] [--esp DIR] [--json] [--verbose]\n   cfs-status install-config [--root DIR] [--json]",
+		UsageText: "cfs-status [--sysroot DIR] [--cmdline FILE] [--run-dir DIR] [--esp DIR] [--json] [--verbose]\n   cfs-status install-config [--root DIR] [--json]\n   cfs-status [--sysroot DIR] host-kind",
 		Description: `Reads the physical root (default /sysroot; a disk image mounted anywhere works too)
 and prints the staged, booted and rollback deployments the way "bootc status" does,
 with bootc's "Storage:" line for unified storage:
@@ -59,6 +59,7 @@ so it is bounded by --scan-timeout; a cut-short scan says "partial".`,
 		Action: statusAction,
 		Commands: []*cli.Command{
 			installConfigCommand(),
+			hostKindCommand(),
 		},
 	}
 }

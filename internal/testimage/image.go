@@ -64,6 +64,9 @@ type Options struct {
 	// two releases of one OS. Defaults: "cfs-test", "1.0".
 	Name    string
 	Version string
+	// UTF8Names leaves out the names that are not valid UTF-8, for trees
+	// bound for stores that cannot hold them (ostree).
+	UTF8Names bool
 }
 
 // LargeScale is the Scale of Large.

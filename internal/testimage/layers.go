@@ -53,7 +53,7 @@ func buildLayers(opts Options, mediaTypes []string) *builder {
 	b := newBuilder()
 
 	b.startLayer(mediaTypes[0], "cfs testimage: base system", layerRNG(opts.Seed, "base"), baseTime)
-	baseLayer(b)
+	baseLayer(b, opts)
 	bulk(b, opts.Scale, 0, 60)
 
 	b.startLayer(mediaTypes[1], "cfs testimage: package update", layerRNG(opts.Seed, "update"), baseTime.Add(24*time.Hour))
@@ -66,7 +66,7 @@ func buildLayers(opts Options, mediaTypes []string) *builder {
 	return b
 }
 
-func baseLayer(b *builder) {
+func baseLayer(b *builder, opts Options) {
 	selinux := func(t string) attr { return xattr("security.selinux", "system_u:object_r:"+t+":s0") }
 
 	b.dir("usr", 0o755, selinux("usr_t"))
@@ -152,11 +152,13 @@ func baseLayer(b *builder) {
 	b.text("var/lib/subuid-file", 0o644, "mapped\n", owner(100000, 100000))
 
 	// Names that are legal on Linux but not UTF-8.
-	b.text("usr/share/i18n/caf\xe9.txt", 0o644, "latin-1 name\n")
-	b.text("usr/share/i18n/\xff\xfe", 0o644, "byte-order-mark-like name\n")
-	b.dir("usr/share/i18n/dir-\xc3\x28", 0o755)
-	b.text("usr/share/i18n/dir-\xc3\x28/inner", 0o644, "inside a non-UTF-8 directory\n")
-	b.symlink("usr/share/i18n/link-\xff", "caf\xe9.txt")
+	if !opts.UTF8Names {
+		b.text("usr/share/i18n/caf\xe9.txt", 0o644, "latin-1 name\n")
+		b.text("usr/share/i18n/\xff\xfe", 0o644, "byte-order-mark-like name\n")
+		b.dir("usr/share/i18n/dir-\xc3\x28", 0o755)
+		b.text("usr/share/i18n/dir-\xc3\x28/inner", 0o644, "inside a non-UTF-8 directory\n")
+		b.symlink("usr/share/i18n/link-\xff", "caf\xe9.txt")
+	}
 
 	// Paths longer than the 100-byte ustar name field, and a 255-byte name.
 	deep := "usr/share/deep"
