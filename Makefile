@@ -15,7 +15,7 @@ TEST_TIMEOUT  ?= 25m
 FUZZ_TIME     ?= 10s
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
-.PHONY: all build install test test-unit test-fuzz bench lint deps clean
+.PHONY: all build demo install test test-unit test-fuzz bench lint deps clean
 all: build
 
 build: $(BINARIES)
@@ -24,6 +24,11 @@ bin/%: FORCE
 	@mkdir -p bin
 	$(GO) build $(GOFLAGS) -ldflags '-s -w' -o $@ ./cmd/$*
 FORCE:
+
+# The README demo: a loop-mounted sysroot, a local registry, bind and upgrade.
+demo: deps build
+	$(GO) build $(GOFLAGS) -o bin/cfs-demo-registry ./internal/cmd/cfs-demo-registry
+	scripts/demo
 
 # Binaries and the shell drivers into $(DESTDIR)$(PREFIX)/bin, units into
 # $(DESTDIR)$(UNITDIR).

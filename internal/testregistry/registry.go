@@ -69,6 +69,29 @@ func New(t testing.TB, opts ...Option) *Registry {
 	for _, o := range opts {
 		o(t, c)
 	}
+	r, err := start("127.0.0.1:0", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// Serve starts a registry on addr outside a test (the README demo uses
+// it). Addresses other than loopback are refused: this registry has no
+// authentication and is for this machine only.
+func Serve(addr, blobDir string) (*Registry, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("registry address %s is not a loopback address", addr)
+	}
+	return start(addr, &config{logger: log.New(io.Discard, "", 0), blobDir: blobDir})
+}
+
+func start(addr string, c *config) (*Registry, error) {
 	ggcrOpts := []registry.Option{registry.Logger(c.logger)}
 	if c.blobDir != "" {
 		ggcrOpts = append(ggcrOpts, registry.WithBlobHandler(registry.NewDiskBlobHandler(c.blobDir)))
@@ -77,17 +100,19 @@ func New(t testing.TB, opts ...Option) *Registry {
 
 	// Loopback only: a registry for tests has no business on other
 	// interfaces, and httptest's -httptest.serve flag could move it.
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	r.server = httptest.NewUnstartedServer(r)
 	r.server.Listener = listener
 	r.server.Start()
-	t.Cleanup(r.server.Close)
 	r.Host = listener.Addr().String()
-	return r
+	return r, nil
 }
+
+// Close stops the registry.
+func (r *Registry) Close() { r.server.Close() }
 
 // Reference returns the c/image name of repo:tag on this registry.
 func (r *Registry) Reference(repo, tag string) string {
@@ -101,6 +126,15 @@ func (r *Registry) Reference(repo, tag string) string {
 // stream from the generator, so the benchmark image can be pushed too.
 func (r *Registry) Push(t testing.TB, repo, tag string, img *testimage.Image) string {
 	t.Helper()
+	ref, err := r.PushImage(repo, tag, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// PushImage is Push returning an error, for use outside tests.
+func (r *Registry) PushImage(repo, tag string, img *testimage.Image) (string, error) {
 	base := r.server.URL + "/v2/" + repo
 	blobs := []struct {
 		digest digest.Digest
@@ -116,7 +150,7 @@ func (r *Registry) Push(t testing.TB, repo, tag string, img *testimage.Image) st
 	for _, b := range blobs {
 		head, err := client.Head(base + "/blobs/" + b.digest.String())
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		head.Body.Close()
 		if head.StatusCode == http.StatusOK {
@@ -124,36 +158,40 @@ func (r *Registry) Push(t testing.TB, repo, tag string, img *testimage.Image) st
 		}
 		body, _, err := img.OpenBlob(b.digest)
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		req, err := http.NewRequest(http.MethodPost, base+"/blobs/uploads/?digest="+b.digest.String(), body)
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		req.ContentLength = b.size
 		req.Header.Set("Content-Type", "application/octet-stream")
-		expectStatus(t, client, req, http.StatusCreated)
+		if err := expectStatus(client, req, http.StatusCreated); err != nil {
+			return "", err
+		}
 	}
 	req, err := http.NewRequest(http.MethodPut, base+"/manifests/"+tag, bytes.NewReader(img.Manifest))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	req.Header.Set("Content-Type", img.ManifestDescriptor().MediaType)
-	expectStatus(t, client, req, http.StatusCreated)
-	return r.Reference(repo, tag)
+	if err := expectStatus(client, req, http.StatusCreated); err != nil {
+		return "", err
+	}
+	return r.Reference(repo, tag), nil
 }
 
-func expectStatus(t testing.TB, client *http.Client, req *http.Request, want int) {
-	t.Helper()
+func expectStatus(client *http.Client, req *http.Request, want int) error {
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+		return fmt.Errorf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != want {
 		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, msg)
+		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, msg)
 	}
+	return nil
 }
 
 // Gets returns how many GET requests reached the blob or manifest named by
