@@ -106,11 +106,11 @@ type hostFixture struct {
 	imageRef         string // HOST/os:stable
 }
 
-func newHost(t *testing.T) *hostFixture {
+func newHost(t *testing.T, fstype string) *hostFixture {
 	testfs.RequirePrivileged(t)
 	testfs.RequireTool(t, "ostree")
 	testfs.RequireTool(t, "jq")
-	fs := testfs.XFS(t, 2<<30)
+	fs := testfs.New(t, fstype, 2<<30)
 	h := &hostFixture{sysroot: fs.Path("sysroot"), reg: testregistry.New(t)}
 	t.Cleanup(func() { unlockDeployments(h.sysroot) })
 	img, err := testimage.Generate(testimage.Options{Seed: 11, Version: "1.0", UTF8Names: true})
@@ -128,11 +128,21 @@ func newHost(t *testing.T) *hostFixture {
 	must(t, sh(t, nil, "ostree", "admin", "init-fs", "--modern", h.sysroot), "ostree admin init-fs")
 	must(t, sh(t, nil, "ostree", "admin", "os-init", "--sysroot="+h.sysroot, "default"), "ostree admin os-init")
 
-	// The first deployment is made the way bootc's classic path would
-	// leave it: an image commit and an origin naming the image.
-	pipe := fmt.Sprintf("cfs-pull --sysroot %q docker://%s | cfs-clone --to ostree --sysroot %q | cfs-ostree-import --sysroot %q --imgref ostree-unverified-registry:%s",
-		h.sysroot, h.imageRef, h.sysroot, h.sysroot, h.imageRef)
-	commit := strings.TrimSpace(must(t, sh(t, h.env, "bash", "-o", "pipefail", "-c", pipe), "initial import").stdout)
+	// The first deployment is installed the classic way: the image's
+	// rootfs committed by ostree itself (here a checkout of what the
+	// pipeline made, so /etc is already /usr/etc), with the image metadata
+	// bootc's classic import records, and an origin naming the image.
+	repo := h.sysroot + "/ostree/repo"
+	pipe := fmt.Sprintf("cfs-pull --sysroot %q --quiet docker://%s | cfs-clone --to ostree --quiet --sysroot %q | cfs-ostree-import --sysroot %q --ref scratch",
+		h.sysroot, h.imageRef, h.sysroot, h.sysroot)
+	must(t, sh(t, h.env, "bash", "-o", "pipefail", "-c", pipe), "import of the first image")
+	rootfs := filepath.Join(fs.Dir, "rootfs")
+	must(t, sh(t, nil, "ostree", "checkout", "--repo="+repo, "scratch", rootfs), "ostree checkout")
+	must(t, sh(t, nil, "ostree", "refs", "--repo="+repo, "--delete", "scratch"), "ostree refs --delete")
+	commit := strings.TrimSpace(must(t, sh(t, nil, "ostree", "commit", "--repo="+repo, "--tree=dir="+rootfs,
+		"--branch=ostree/container/image/classic", "--add-metadata-string=ostree.manifest-digest="+img.ManifestDigest.String(),
+		"--add-metadata-string=ostree.container.image-config="+string(img.Config), "--add-metadata-string=version=1.0"), "ostree commit").stdout)
+	os.RemoveAll(rootfs)
 	origin := filepath.Join(t.TempDir(), "origin")
 	os.WriteFile(origin, []byte("[origin]\ncontainer-image-reference=ostree-unverified-registry:"+h.imageRef+"\n"), 0o644)
 	must(t, sh(t, nil, "ostree", "admin", "deploy", "--sysroot="+h.sysroot, "--os=default", "--origin-file="+origin, commit), "ostree admin deploy")
@@ -183,7 +193,13 @@ func (h *hostFixture) status(t *testing.T) (string, map[string]any) {
 }
 
 func TestSetUnifiedComposefsAndUpgrade(t *testing.T) {
-	h := newHost(t)
+	t.Run("xfs", func(t *testing.T) { testSetUnifiedAndUpgrade(t, "xfs") })
+	// No reflinks on ext4: the same upgrade works by copying, and says so.
+	t.Run("ext4", func(t *testing.T) { testSetUnifiedAndUpgrade(t, "ext4") })
+}
+
+func testSetUnifiedAndUpgrade(t *testing.T, fstype string) {
+	h := newHost(t, fstype)
 	human, _ := h.status(t)
 	if !strings.Contains(human, "● Booted image: "+h.imageRef) || strings.Contains(human, "Storage:") {
 		t.Fatalf("status before binding:\n%s", human)
@@ -230,6 +246,21 @@ func TestSetUnifiedComposefsAndUpgrade(t *testing.T) {
 	if !strings.Contains(show, v2.ManifestDigest.String()) {
 		t.Errorf("deployed commit is of manifest %s, want %s", show, v2.ManifestDigest)
 	}
+	synth := sh(t, nil, "ostree", "show", "--repo="+h.sysroot+"/ostree/repo", "--print-metadata-key=ostree-ext.composefs-synthesized", commit).stdout
+	if strings.TrimSpace(synth) != "true" {
+		t.Errorf("the new commit is not marked composefs-synthesized: %q", synth)
+	}
+	switch fstype {
+	case "xfs":
+		if !strings.Contains(r.stderr, "objects reflinked") || strings.Contains(r.stderr, " 0 objects reflinked") {
+			t.Errorf("cfs-clone reflinked nothing:\n%s", r.stderr)
+		}
+	case "ext4":
+		if !regexp.MustCompile(`[1-9][0-9]* copied`).MatchString(r.stderr) {
+			t.Errorf("cfs-clone did not report copies on ext4:\n%s", r.stderr)
+		}
+	}
+	t.Logf("cfs-upgrade on %s:\n%s", fstype, r.stderr)
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
 	deployed, _ := filepath.Glob(filepath.Join(h.sysroot, "ostree/deploy/default/deploy/"+commit+".*"))
 	if len(deployed) == 0 {
@@ -246,9 +277,22 @@ func TestSetUnifiedComposefsAndUpgrade(t *testing.T) {
 	if stripOstree(string(oldArgs)) != stripOstree(string(newArgs)) {
 		t.Errorf("kernel arguments changed:\n old %s new %s", oldArgs, newArgs)
 	}
-	// Every file object of the new commit shares its extents with the
-	// composefs object it came from: check one big file.
-	checkShared(t, h.sysroot, filepath.Join(deployed[0], testimage.PathKernel))
+	// The deployment's /usr is the new image's /usr.
+	err = v2.ExpectedTree().CompareDir(deployed[0], testimage.CompareOptions{
+		IgnoreModTime: true, // ostree commits carry mtime 0
+		Xattr:         func(name string) bool { return name == "security.capability" },
+		// Outside /usr a deployment is ostree's (/etc merged, /var shared);
+		// /usr/etc is the image's /etc, which ostree keeps there.
+		Skip: func(p string) bool { return p != "usr" && !strings.HasPrefix(p, "usr/") || p == "usr/etc" },
+	})
+	if err != nil {
+		t.Errorf("deployment differs from the image: %v", err)
+	}
+	// On XFS every file object of the new commit shares its extents with
+	// the composefs object it came from: check the biggest file.
+	if fstype == "xfs" {
+		checkShared(t, h.sysroot, filepath.Join(deployed[0], testimage.PathKernel))
+	}
 
 	// After "rebooting" into it, status shows the new image booted and the
 	// old one as rollback.
@@ -285,7 +329,7 @@ func checkShared(t *testing.T, sysroot, file string) {
 // TestFailedUpgradeDeploysNothing makes the pull fail half-way; the
 // pipeline must stop before ostree admin deploy.
 func TestFailedUpgradeDeploysNothing(t *testing.T) {
-	h := newHost(t)
+	h := newHost(t, "xfs")
 	must(t, sh(t, nil, "bootc-set-unified", "composefs", "--sysroot", h.sysroot), "bootc-set-unified composefs")
 	v2, err := testimage.Generate(testimage.Options{Seed: 11, Version: "2.0", UTF8Names: true})
 	if err != nil {
