@@ -17,12 +17,11 @@ import (
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/composefs"
-	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/splitstream"
 	"github.com/cfs-project/cfs/lib/stream"
 )
 
-var binary string
+var binary, cfsImage string
 
 func TestMain(m *testing.M) {
 	if reexec.Init() {
@@ -32,11 +31,11 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	bins, err := testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-pull")
+	bins, err := testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-pull", "github.com/cfs-project/cfs/cmd/cfs-image")
 	if err != nil {
 		panic(err)
 	}
-	binary = bins["cfs-pull"]
+	binary, cfsImage = bins["cfs-pull"], bins["cfs-image"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -186,9 +185,9 @@ func TestPullOCILayout(t *testing.T) {
 	}
 }
 
-// TestPullMountsAsTheImage mounts the EROFS image the pull made, with the
-// repository's objects as the data layer, and compares every file with the
-// image's expected tree: the kernel is the oracle.
+// TestPullMountsAsTheImage mounts the EROFS image the pull made with
+// cfs-image, the repository's objects as the data layer, and compares
+// every file with the image's expected tree: the kernel is the oracle.
 func TestPullMountsAsTheImage(t *testing.T) {
 	testfs.RequirePrivileged(t)
 	img, src := ociLayout(t, testimage.Options{Seed: 2})
@@ -207,10 +206,15 @@ func TestPullMountsAsTheImage(t *testing.T) {
 		t.Fatalf("%d images in the repository", len(entries))
 	}
 	mnt := t.TempDir()
-	if err := erofs.Mount(filepath.Join(repoDir, "images", entries[0].Name()), mnt, erofs.MountOptions{ObjectsDir: filepath.Join(repoDir, "objects")}); err != nil {
-		t.Fatal(err)
+	mount := exec.Command(cfsImage, "mount", "--objects", filepath.Join(repoDir, "objects"), filepath.Join(repoDir, "images", entries[0].Name()), mnt)
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Fatalf("cfs-image mount: %v\n%s", err, out)
 	}
-	defer erofs.Unmount(mnt)
+	defer func() {
+		if out, err := exec.Command(cfsImage, "umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("cfs-image umount: %v\n%s", err, out)
+		}
+	}()
 	err = img.ExpectedTree().CompareDir(mnt, testimage.CompareOptions{
 		// composefs keeps only security.capability from tar xattrs and
 		// empties /run; implied directories get the mount's mtime rules.
