@@ -16,7 +16,7 @@ import (
 func Build(dir string, pkgs ...string) (map[string]string, error) {
 	bins := make(map[string]string, len(pkgs))
 	args := []string{"build", "-tags=containers_image_openpgp", "-o", dir + string(filepath.Separator)}
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, pkgs...)...)
+	cmd := exec.Command(goTool(), append(args, pkgs...)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building %v: %v\n%s", pkgs, err, out)
@@ -25,4 +25,16 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 		bins[filepath.Base(p)] = filepath.Join(dir, filepath.Base(p))
 	}
 	return bins, nil
+}
+
+// goTool finds the go command: on PATH, else beside the running
+// toolchain (runtime.GOROOT is empty in -trimpath builds).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if root := runtime.GOROOT(); root != "" {
+		return filepath.Join(root, "bin", "go")
+	}
+	return "/usr/local/go/bin/go"
 }
