@@ -13,7 +13,7 @@ BINARIES := $(addprefix bin/,$(CMDS))
 # Test timeouts are generous for a 2-core machine; a hung mount must still end the run.
 TEST_TIMEOUT  ?= 25m
 FUZZ_TIME     ?= 10s
-BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
+BENCH_FLAGS   ?= -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 .PHONY: all build demo install test test-unit test-fuzz bench lint deps clean
 all: build
@@ -59,7 +59,8 @@ test-fuzz:
 	  done; \
 	done
 
-# Benchmarks print our figures beside the peer tool's (fsverity, mkcomposefs, ostree ...).
+# Benchmarks print our figures beside the peer tool's (fsverity, skopeo, ostree ...),
+# one package at a time so that they do not slow each other down.
 bench:
 	$(GO) test $(GOFLAGS) $(BENCH_FLAGS) ./... | tee bench.out | grep -E '^(Benchmark|ok|FAIL|---|\s+\S+_test.go)' || true
 	@! grep -q '^FAIL' bench.out
