@@ -224,7 +224,7 @@ func reporter(rep *progress.Reporter, src *pull.Source) func(pull.Event) {
 			sum += n
 		}
 		if line == "" {
-			line = fmt.Sprintf("pulling: %s of %s, %d/%d layers", humanBytes(sum), humanBytes(total), finished, len(src.Layers))
+			line = fmt.Sprintf("pulling %s %s of %s, %d/%d layers", bar(sum, total, 30), humanBytes(sum), humanBytes(total), finished, len(src.Layers))
 		}
 		rep.Progress(progress.Bytes{
 			Task: "pulling", Description: "Pulling composefs image", ID: "composefs-pull",
@@ -308,6 +308,15 @@ func writeList(output string, rec *stream.Image, tree *fstree.Dir, repo *compose
 		return out.Sync()
 	}
 	return nil
+}
+
+// bar draws done/total as a fixed-width bar for the terminal line.
+func bar(done, total int64, width int) string {
+	filled := width
+	if total > 0 && done < total {
+		filled = int(done * int64(width) / total)
+	}
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(" ", width-filled) + "]"
 }
 
 func humanBytes(n int64) string {
