@@ -118,22 +118,11 @@ func filterList(t testing.TB, list []byte, keep func(*stream.Entry) bool) []byte
 // readList returns the entries of a valid list.
 func readList(t testing.TB, list []byte) (*stream.Image, []*stream.Entry) {
 	t.Helper()
-	r := stream.NewReader(bytes.NewReader(list))
-	img, err := r.Image()
+	img, entries, err := stream.ReadAll(bytes.NewReader(list))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var entries []*stream.Entry
-	for {
-		e, err := r.Next()
-		if err == io.EOF {
-			return img, entries
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, e)
-	}
+	return img, entries
 }
 
 // reseal replaces a list's end record with one that matches its lines,

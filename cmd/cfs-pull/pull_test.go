@@ -70,22 +70,11 @@ func ociLayout(t *testing.T, opts testimage.Options) (*testimage.Image, string) 
 
 func readList(t *testing.T, data []byte) (*stream.Image, []*stream.Entry) {
 	t.Helper()
-	r := stream.NewReader(bytes.NewReader(data))
-	rec, err := r.Image()
+	img, entries, err := stream.ReadAll(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var entries []*stream.Entry
-	for {
-		e, err := r.Next()
-		if err == io.EOF {
-			return rec, entries
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, e)
-	}
+	return img, entries
 }
 
 func TestPullOCILayout(t *testing.T) {

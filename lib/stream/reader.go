@@ -212,3 +212,25 @@ func (r *Reader) account(line []byte) {
 	r.sum.Write(line[:len(line)+1]) // with its newline
 	r.bytes += int64(len(line)) + 1
 }
+
+// ReadAll reads and validates a whole stream into memory. Tools that
+// process a tree use Next and Closed instead; this is for small lists and
+// tests.
+func ReadAll(in io.Reader) (*Image, []*Entry, error) {
+	r := NewReader(in)
+	img, err := r.Image()
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []*Entry
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			return img, entries, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, e)
+	}
+}
