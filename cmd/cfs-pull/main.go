@@ -39,7 +39,11 @@ Signatures are checked against /etc/containers/policy.json, and
 registries.conf and auth files are read as podman reads them.
 
 stdout carries the object list (docs/stream.md) for cfs-clone or
-cfs-ostree-import; progress and messages go to stderr.
+cfs-ostree-import; progress and messages go to stderr. When the image ships
+an SELinux policy (/etc/selinux/config), every entry of the list carries the
+security.selinux label that policy gives its path, as bootc computes it
+before it synthesizes an ostree commit; the composefs image itself stays
+unlabelled, as an OCI image is.
 
   cfs-pull docker://quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import
   cfs-pull --from-repo localhost/bootc-sha256:... > image.list`
@@ -65,6 +69,7 @@ func main() {
 			&cli.StringFlag{Name: "authfile", Usage: "registry credentials `FILE` (default: podman's search order)"},
 			&cli.StringFlag{Name: "cert-dir", Usage: "`DIR` with certificates for the registry"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "write the object list to `FILE` (- for stdout, none to skip)"},
+			&cli.BoolFlag{Name: "no-selinux", Usage: "do not label the object list from the SELinux policy the image ships"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "layers fetched at once"},
 			&cli.IntFlag{Name: "progress-fd", Usage: "write bootc-style JSON progress lines to file descriptor `N` (>= 3)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or summary on stderr"},
@@ -118,6 +123,18 @@ func run(c *cli.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !c.Bool("no-selinux") {
+		policy, split, err := pull.LabelSELinux(repo, tree)
+		if err != nil {
+			return err
+		}
+		if policy != nil {
+			rep.Logf("cfs-pull: labelled from the image's SELinux policy %q (%d specifications)", policy.Type, policy.Len())
+			if split > 0 {
+				rep.Logf("cfs-pull: %d hardlinked names got labels of their own and are listed as separate files", split)
+			}
+		}
 	}
 	return writeList(c.String("output"), rec, tree, repo)
 }
