@@ -67,6 +67,9 @@ type Options struct {
 	// UTF8Names leaves out the names that are not valid UTF-8, for trees
 	// bound for stores that cannot hold them (ostree).
 	UTF8Names bool
+	// SELinux adds an SELinux policy (/etc/selinux, see
+	// SELinuxFileContexts) to the base layer.
+	SELinux bool
 }
 
 // LargeScale is the Scale of Large.

@@ -102,6 +102,9 @@ func baseLayer(b *builder, opts Options) {
 	b.file(kdir+"/kernel/drivers/cfs/cfs.ko.xz", 0o644, b.generated(23456, kindRandom))
 	b.text(PathOSRelease, 0o644, osRelease("cfs base", "0"))
 	b.symlink("etc/os-release", "../usr/lib/os-release")
+	if opts.SELinux {
+		selinuxPolicy(b)
+	}
 
 	// Sizes around the boundaries filesystems care about: empty (no data
 	// block), tiny (inline in EROFS/ext4), exactly one 4 KiB block, one byte
