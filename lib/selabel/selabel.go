@@ -186,7 +186,7 @@ func (p *Policy) parseSpecs(name string, r io.Reader) error {
 			return fmt.Errorf("regular expression %q has no context", f[0])
 		}
 		var typ byte
-		context, rest := "", f[1:]
+		rest := f[1:]
 		if strings.HasPrefix(rest[0], "-") {
 			if len(rest[0]) != 2 || strings.IndexByte("-dlpsbc", rest[0][1]) < 0 {
 				return fmt.Errorf("invalid file type %q (one of -- -d -l -p -s -b -c)", rest[0])
@@ -199,7 +199,7 @@ func (p *Policy) parseSpecs(name string, r io.Reader) error {
 		case len(rest) > 1:
 			return fmt.Errorf("trailing data %q after the context", strings.Join(rest[1:], " "))
 		}
-		context = rest[0]
+		context := rest[0]
 		// composefs-rs matches "^(regex)T$" against the path followed by
 		// its type code, with '.' matching any byte but NUL (its line
 		// terminator is NUL): so (?s), and the type code inside the match.
