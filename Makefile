@@ -73,7 +73,7 @@ lint:
 	$(GO) vet $(GOFLAGS) ./...
 
 # Debian packages the tests and the demo use as oracles and tools.
-DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd util-linux time jq selinux-utils
+DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd util-linux time jq selinux-utils selinux-policy-default
 deps:
 	@if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then \
 	  echo "make deps: this is not a Debian-based system; install by hand: $(DEB_PACKAGES)" >&2; exit 1; fi

@@ -36,3 +36,16 @@ func RequireTool(t testing.TB, name string) string {
 	t.Skipf("%s is not installed (run `make deps`)", name)
 	return ""
 }
+
+// RequireFile fails or skips t like RequireTool when a file an oracle needs
+// (a policy a package installs, say) is missing; hint says how to get it.
+func RequireFile(t testing.TB, path, hint string) {
+	t.Helper()
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	if os.Getenv("CFS_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatalf("%s is missing (%s); CFS_REQUIRE_PRIVILEGED=1 forbids skipping", path, hint)
+	}
+	t.Skipf("%s is missing (%s)", path, hint)
+}

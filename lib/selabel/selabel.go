@@ -65,6 +65,7 @@ var SubsFiles = []string{"file_contexts.subs", "file_contexts.subs_dist"}
 type OpenFunc func(path string) (io.ReadCloser, error)
 
 type spec struct {
+	expr    string // as written in the file
 	re      *regexp.Regexp
 	typ     byte // 0: any type
 	context string
@@ -211,7 +212,7 @@ func (p *Policy) parseSpecs(name string, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("regular expression %q: %v", f[0], err)
 		}
-		p.specs = append(p.specs, spec{re: re, typ: typ, context: context})
+		p.specs = append(p.specs, spec{expr: f[0], re: re, typ: typ, context: context})
 		return nil
 	})
 }
