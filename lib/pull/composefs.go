@@ -30,8 +30,10 @@ type Event struct {
 
 // Options tune a pull into composefs.
 type Options struct {
-	Tag      string // "" = localhost/bootc-<manifest digest>
-	Jobs     int    // layers fetched at once; 0 = 2
+	Tag  string // "" = localhost/bootc-<manifest digest>
+	Jobs int    // layers fetched at once; 0 = 2
+	// Progress gets every event, never two at once (layers are fetched
+	// in parallel, the calls are serialized).
 	Progress func(Event)
 }
 
@@ -64,9 +66,15 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 		return nil, fmt.Errorf("%s: the config lists %d diff IDs for %d layers", src.Name, len(cfg.RootFS.DiffIDs), len(src.Layers))
 	}
 	res := &Result{Source: src, DiffIDs: cfg.RootFS.DiffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
-	progress := opts.Progress
-	if progress == nil {
-		progress = func(Event) {}
+	// Layers are fetched in parallel; the callback is called from one of
+	// them at a time, so it needs no locking of its own.
+	var progressMu sync.Mutex
+	progress := func(ev Event) {
+		if opts.Progress != nil {
+			progressMu.Lock()
+			defer progressMu.Unlock()
+			opts.Progress(ev)
+		}
 	}
 
 	// Biggest layers first, as composefs-rs does, so the last one to
