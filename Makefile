@@ -1,5 +1,6 @@
 # cfs build, test and benchmark entry points. Everything is pure Go
-# (CGO_ENABLED=0); containers/image needs the openpgp tag to build without gpgme.
+# (CGO_ENABLED=0; only the race tests use cgo); containers/image needs the
+# openpgp tag to build without gpgme.
 GO       ?= go
 TAGS     := containers_image_openpgp
 GOFLAGS  := -tags=$(TAGS) -trimpath
@@ -17,7 +18,7 @@ TEST_TIMEOUT  ?= 25m
 FUZZ_TIME     ?= 50000x
 BENCH_FLAGS   ?= -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m
 
-.PHONY: all build demo install test test-unit test-fuzz bench lint deps clean
+.PHONY: all build demo install test test-race test-unit test-fuzz bench lint deps clean
 all: build
 
 build: $(BINARIES)
@@ -45,7 +46,17 @@ install: build
 # CFS_REQUIRE_PRIVILEGED=1 turns a skipped privileged test into a failure.
 test: lint build
 	$(GO) test $(GOFLAGS) -timeout $(TEST_TIMEOUT) -count=1 ./...
+	$(MAKE) test-race
 	$(MAKE) test-fuzz
+
+# The race detector, in the tests and in the commands they run
+# (internal/testbin reads CFS_RACE). It needs cgo, so it leaves out
+# containers/storage's btrfs driver. `make test` runs it on the packages that
+# start goroutines and the commands built on them (a minute);
+# `make test-race RACE_PKGS=./...` runs everything (about eight).
+RACE_PKGS ?= ./lib/pull/ ./lib/clone/ ./lib/erofs/ ./cmd/cfs-pull/ ./cmd/cfs-clone/ ./cmd/cfs-image/
+test-race:
+	CGO_ENABLED=1 CFS_RACE=1 $(GO) test -race -tags=containers_image_openpgp,exclude_graphdriver_btrfs -trimpath -timeout $(TEST_TIMEOUT) -count=1 $(RACE_PKGS)
 
 # Tests that need no root: privileged ones skip themselves.
 test-unit:
