@@ -2,6 +2,9 @@ package selabel
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,4 +45,37 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(paths)), "ns/path")
+}
+
+// BenchmarkHostPolicy labels every path under /usr with Debian's
+// reference policy (make deps installs it): a real policy's shape, with
+// the many expressions that begin "/(" and so match anywhere.
+func BenchmarkHostPolicy(b *testing.B) {
+	dir := "/etc/selinux/default/contexts/files"
+	f, err := os.Open(filepath.Join(dir, "file_contexts"))
+	if err != nil {
+		b.Skip(err)
+	}
+	p, err := Parse("file_contexts", f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var paths []string
+	var types []byte
+	filepath.WalkDir("/usr", func(path string, d fs.DirEntry, err error) error {
+		if err == nil {
+			paths, types = append(paths, path), append(types, typeCode(d.Type()))
+		}
+		return nil
+	})
+	b.ResetTimer()
+	for range b.N {
+		for i, path := range paths {
+			p.Lookup(path, types[i])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(paths)), "ns/path")
+	b.ReportMetric(float64(len(paths)), "paths")
+	b.ReportMetric(float64(p.Len()), "specs")
 }

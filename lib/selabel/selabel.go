@@ -65,10 +65,13 @@ var SubsFiles = []string{"file_contexts.subs", "file_contexts.subs_dist"}
 type OpenFunc func(path string) (io.ReadCloser, error)
 
 type spec struct {
-	expr    string // as written in the file
-	re      *regexp.Regexp
-	typ     byte // 0: any type
-	context string
+	expr string // as written in the file
+	re   *regexp.Regexp
+	// literals every match contains beyond the indexed prefix: checking
+	// them is far cheaper than running re, and rejects most candidates.
+	literals []string
+	typ      byte // 0: any type
+	context  string
 }
 
 // Policy maps paths to labels.
@@ -243,7 +246,7 @@ func (p *Policy) Lookup(path string, typ byte) (label string, ok bool) {
 	// The last specification wins: try them from the end.
 	for i := len(cands) - 1; i >= 0; i-- {
 		s := &p.specs[cands[i]]
-		if s.typ != 0 && s.typ != typ {
+		if s.typ != 0 && s.typ != typ || !containsAll(subject, s.literals) {
 			continue
 		}
 		if s.re.MatchString(subject) {
@@ -271,7 +274,9 @@ func (p *Policy) buildIndex() {
 	root := &trieNode{}
 	for i := range p.specs {
 		n := root
-		for _, c := range []byte(literalPrefix(p.specs[i].re.String())) {
+		prefix, literals := literalsOf(p.specs[i].re.String())
+		p.specs[i].literals = literals
+		for _, c := range []byte(prefix) {
 			if n.children == nil {
 				n.children = make(map[byte]*trieNode)
 			}
@@ -312,17 +317,64 @@ func (n *trieNode) candidates(subject string) []int {
 	return out
 }
 
-// literalPrefix is the string every match of the compiled expression
-// begins with. It must never be too long (a spec would then be missed);
-// too short only costs time.
-func literalPrefix(expr string) string {
+func containsAll(s string, literals []string) bool {
+	for _, l := range literals {
+		if !strings.Contains(s, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// literalsOf returns the string every match of the compiled expression
+// begins with, and other strings of two bytes or more every match
+// contains. Either may fall short of what the expression requires (that
+// only costs time) but never ask for more (a spec would be missed).
+func literalsOf(expr string) (prefix string, literals []string) {
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return ""
+		return "", nil
 	}
+	re = re.Simplify()
 	var b bytes.Buffer
-	prefixOf(re.Simplify(), &b)
-	return b.String()
+	prefixOf(re, &b)
+	prefix = b.String()
+	for _, l := range requiredLiterals(re, nil) {
+		if len(l) >= 2 && !strings.Contains(prefix, l) {
+			literals = append(literals, l)
+		}
+	}
+	return prefix, literals
+}
+
+// requiredLiterals appends to out the ASCII literal runs that every match
+// of re contains.
+func requiredLiterals(re *syntax.Regexp, out []string) []string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return out
+		}
+		var b strings.Builder
+		for _, r := range re.Rune {
+			if r >= 0x80 {
+				break
+			}
+			b.WriteByte(byte(r))
+		}
+		return append(out, b.String())
+	case syntax.OpCapture, syntax.OpPlus:
+		return requiredLiterals(re.Sub[0], out)
+	case syntax.OpConcat:
+		for _, sub := range re.Sub {
+			out = requiredLiterals(sub, out)
+		}
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return requiredLiterals(re.Sub[0], out)
+		}
+	}
+	return out
 }
 
 // prefixOf appends re's literal prefix to b and reports whether re is
