@@ -107,7 +107,7 @@ func Opener(root *Dir, object func(id []byte) (io.ReadCloser, error)) selabel.Op
 		}
 		leaf, ok := in.(*Leaf)
 		if !ok || leaf.Kind != Regular {
-			return nil, fmt.Errorf("%s is not a regular file", p)
+			return nil, errors.New("not a regular file")
 		}
 		if leaf.Object == nil {
 			return io.NopCloser(bytes.NewReader(leaf.Inline)), nil

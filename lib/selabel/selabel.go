@@ -12,10 +12,11 @@
 //     match means no label.
 //
 // libselinux additionally moves specifications without regular expression
-// characters behind all others; composefs-rs does not, and neither do we,
-// since the labels must equal the ones bootc computes. Real policies are
-// written in that order anyway (semodule sorts them), so the difference
-// shows only in hand-written files.
+// characters behind all others, and reads file_contexts.homedirs before
+// file_contexts.local; composefs-rs does neither, and neither do we, since
+// the labels must equal the ones bootc computes. semodule writes policies
+// with the exact specifications last anyway, so the first difference shows
+// only in hand-written files (TestHostPolicy checks a real policy).
 package selabel
 
 import (
