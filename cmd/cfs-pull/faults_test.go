@@ -332,3 +332,40 @@ func TestConcurrentPullsOfOneImage(t *testing.T) {
 	}
 	checkRepoConsistent(t, repoDir)
 }
+
+// TestPullRefusesBadSELinuxPolicy: an image that names an SELinux policy
+// it does not ship, or ships a malformed one, cannot be labelled as bootc
+// would, so no object list is written; --no-selinux still lists it.
+func TestPullRefusesBadSELinuxPolicy(t *testing.T) {
+	const files = "etc/selinux/targeted/contexts/files/"
+	dirs := []member{{name: "usr/", typ: tar.TypeDir}, {name: "etc/", typ: tar.TypeDir}, {name: "etc/selinux/", typ: tar.TypeDir},
+		{name: "etc/selinux/config", body: "SELINUX=enforcing\nSELINUXTYPE=targeted\n"}}
+	policyDirs := []member{{name: "etc/selinux/targeted/", typ: tar.TypeDir}, {name: "etc/selinux/targeted/contexts/", typ: tar.TypeDir}, {name: files, typ: tar.TypeDir}}
+	for name, c := range map[string]struct {
+		extra []member
+		want  string
+	}{
+		"missing":   {nil, "/" + files + "file_contexts: the SELinux policy \"targeted\" named in /etc/selinux/config has no file_contexts"},
+		"bad type":  {append(policyDirs, member{name: files + "file_contexts", body: "/.*\tdefault_t\n/usr(/.*)?\t-z\tusr_t\n"}), "/" + files + "file_contexts:2: invalid file type \"-z\""},
+		"bad regex": {append(policyDirs, member{name: files + "file_contexts", body: "/usr(/.*\tusr_t\n"}), "/" + files + "file_contexts:1: regular expression \"/usr(/.*\""},
+		"symlink":   {append(policyDirs, member{name: files + "file_contexts", link: "/dev/null", typ: tar.TypeSymlink}), "/" + files + "file_contexts: not a regular file"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir, _ := layout(t, v1.MediaTypeImageLayer, rawTar(t, append(append([]member(nil), dirs...), c.extra...)...))
+			repoDir := filepath.Join(t.TempDir(), "composefs")
+			res := cfsPull(t, "--repo", repoDir, "--insecure-policy", "--quiet", "oci:"+dir+":latest")
+			msg := strings.TrimSpace(string(res.stderr))
+			if res.err == nil || strings.Count(msg, "\n") > 0 || !strings.Contains(msg, c.want) {
+				t.Errorf("exit %v, want one line naming %q, got:\n%s", res.err, c.want, msg)
+			}
+			if len(res.stdout) != 0 {
+				t.Errorf("an object list was written:\n%.300s", res.stdout)
+			}
+			t.Logf("%s", msg)
+			res = cfsPull(t, "--repo", repoDir, "--insecure-policy", "--quiet", "--no-selinux", "oci:"+dir+":latest")
+			if res.err != nil || !bytes.Contains(res.stdout, []byte(`"type":"end"`)) {
+				t.Errorf("--no-selinux: %v\n%s", res.err, res.stderr)
+			}
+		})
+	}
+}

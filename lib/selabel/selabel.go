@@ -214,6 +214,11 @@ func (p *Policy) parseSpecs(name string, r io.Reader) error {
 		}
 		re, err := regexp.Compile(`(?s)^(` + f[0] + `)` + typePattern + `$`)
 		if err != nil {
+			// Say what is wrong with the expression as written, not with
+			// our wrapping of it, when it is wrong on its own.
+			if _, perr := syntax.Parse(f[0], syntax.Perl); perr != nil {
+				err = perr
+			}
 			return fmt.Errorf("regular expression %q: %v", f[0], err)
 		}
 		p.specs = append(p.specs, spec{expr: f[0], re: re, typ: typ, context: context})
