@@ -21,7 +21,7 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 	args := []string{"build", "-tags=containers_image_openpgp", "-o", dir + string(filepath.Separator)}
 	env := append(os.Environ(), "CGO_ENABLED=0")
 	if os.Getenv("CFS_RACE") == "1" {
-		args = []string{"build", "-race", "-tags=containers_image_openpgp exclude_graphdriver_btrfs", "-o", dir + string(filepath.Separator)}
+		args = []string{"build", "-race", "-tags=containers_image_openpgp,exclude_graphdriver_btrfs", "-o", dir + string(filepath.Separator)}
 		env = append(os.Environ(), "CGO_ENABLED=1")
 	}
 	cmd := exec.Command(goTool(), append(args, pkgs...)...)
