@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/splitstream"
 )
 
@@ -201,7 +202,7 @@ func (r *Repository) SetTag(tag, manifestDigest string) error {
 	if err := r.symlink(name, "streams/"+ManifestContentID(manifestDigest)); err != nil {
 		return fmt.Errorf("tagging %s: %w", tag, err)
 	}
-	return syncDir(filepath.Dir(filepath.Join(r.path, name)))
+	return atomicfile.SyncDir(filepath.Dir(filepath.Join(r.path, name)))
 }
 
 // ResolveTag returns the manifest digest a tag points at.

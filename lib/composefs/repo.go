@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/fsverity"
 )
 
@@ -86,7 +87,7 @@ func writeMeta(repo string, data []byte, alg fsverity.Algorithm) error {
 		return fmt.Errorf("writing %s: %w", target, err)
 	}
 	f.Close()
-	return syncDir(repo)
+	return atomicfile.SyncDir(repo)
 }
 
 // Open opens an existing repository and takes the shared lock.
@@ -162,13 +163,4 @@ func (r *Repository) ParseID(s string) ([]byte, error) {
 		return nil, fmt.Errorf("%q is not a %d-digit lowercase hex %v fs-verity digest", s, 2*r.alg.Size(), r.alg)
 	}
 	return id, nil
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/fsverity"
 )
 
@@ -23,14 +24,14 @@ type tmpFile struct {
 }
 
 func createTemp(dir string) (*tmpFile, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
-	if err == nil {
-		// O_TMPFILE applies the umask; objects must be world-readable 0644.
-		unix.Fchmod(fd, 0o644)
-		return &tmpFile{File: os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)")), dir: dir}, nil
-	}
-	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+	f, ok, err := atomicfile.OpenUnnamed(unix.AT_FDCWD, dir, 0o644)
+	if err != nil {
 		return nil, fmt.Errorf("creating a temporary file in %s: %w", dir, err)
+	}
+	if ok {
+		// O_TMPFILE applies the umask; objects must be world-readable 0644.
+		f.Chmod(0o644)
+		return &tmpFile{File: f, dir: dir}, nil
 	}
 	for i := 0; i < 100; i++ {
 		name := filepath.Join(dir, ".tmp-object-"+randomName(12))
@@ -91,13 +92,7 @@ func (t *tmpFile) link(dst string) error {
 		}
 		return &os.LinkError{Op: "rename", Old: t.named, New: dst, Err: err}
 	}
-	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(t.Fd())), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
-	if errors.Is(err, unix.ENOENT) {
-		// /proc is not mounted (early boot, chroot): link by descriptor,
-		// which needs CAP_DAC_READ_SEARCH.
-		err = unix.Linkat(int(t.Fd()), "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH)
-	}
-	if err != nil {
+	if err := atomicfile.Link(t.File, unix.AT_FDCWD, dst); err != nil {
 		return &os.LinkError{Op: "linkat", Old: "(unnamed temporary file)", New: dst, Err: err}
 	}
 	return nil

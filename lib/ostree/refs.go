@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/atomicfile"
 )
 
 // SetRef points refs/heads/<ref> at commit. The commit must already be in
@@ -39,7 +41,7 @@ func (r *Repo) SetRef(ref, commit string) error {
 	if err := os.MkdirAll(dir, 0o775); err != nil {
 		return fmt.Errorf("ref %s: %w", ref, err)
 	}
-	if err := writeFileAtomic(filepath.Join(r.path, "tmp"), filepath.Join(r.path, "refs", "heads", ref), []byte(commit+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.path, "tmp"), filepath.Join(r.path, "refs", "heads", ref), []byte(commit+"\n"), 0o644); err != nil {
 		return fmt.Errorf("ref %s: %w", ref, err)
 	}
 	return nil

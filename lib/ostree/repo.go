@@ -27,6 +27,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/atomicfile"
 )
 
 // RepoMode is the [core] mode of a repository.
@@ -130,7 +132,7 @@ func Create(path string, mode RepoMode) (*Repo, error) {
 		return nil, fmt.Errorf("creating ostree repo: %w", err)
 	}
 	config := fmt.Sprintf("[core]\nrepo_version=1\nmode=%s\n", mode)
-	if err := writeFileAtomic(path, filepath.Join(path, "config"), []byte(config), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, filepath.Join(path, "config"), []byte(config), 0o644); err != nil {
 		return nil, fmt.Errorf("creating ostree repo %s: %w", path, err)
 	}
 	// objects/ last: its presence is what makes a directory a repository,
@@ -176,7 +178,7 @@ func (r *Repo) ComposefsUnified() (bool, error) {
 // SetConfig sets one config key and rewrites the config atomically.
 func (r *Repo) SetConfig(group, key, value string) error {
 	r.config.Set(group, key, value)
-	if err := writeFileAtomic(r.path, filepath.Join(r.path, "config"), r.config.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(r.path, filepath.Join(r.path, "config"), r.config.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("ostree repo %s config: %w", r.path, err)
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/atomicfile"
 )
 
 // tmpObject is a file being prepared in repo/tmp. It is an anonymous
@@ -27,15 +29,15 @@ func randomSuffix() string {
 }
 
 func (r *Repo) newTmpObject() (*tmpObject, error) {
-	fd, err := unix.Openat(r.dirFD, "tmp", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
-	if err == nil {
-		return &tmpObject{f: os.NewFile(uintptr(fd), filepath.Join(r.path, "tmp", "(tmpfile)"))}, nil
+	f, ok, err := atomicfile.OpenUnnamed(r.dirFD, "tmp", 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.path, err)
 	}
-	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
-		return nil, fmt.Errorf("O_TMPFILE in %s/tmp: %w", r.path, err)
+	if ok {
+		return &tmpObject{f: f}, nil
 	}
 	name := "tmp/tmpobject-" + randomSuffix()
-	fd, err = unix.Openat(r.dirFD, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Openat(r.dirFD, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s/%s: %w", r.path, name, err)
 	}
@@ -49,11 +51,7 @@ func (r *Repo) linkInto(t *tmpObject, dest string) (existed bool, err error) {
 	if t.named != "" {
 		err = unix.Linkat(r.dirFD, t.named, r.dirFD, dest, 0)
 	} else {
-		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(t.f.Fd())), r.dirFD, dest, unix.AT_SYMLINK_FOLLOW)
-		if errors.Is(err, unix.ENOENT) {
-			// No /proc: AT_EMPTY_PATH does the same but needs CAP_DAC_READ_SEARCH.
-			err = unix.Linkat(int(t.f.Fd()), "", r.dirFD, dest, unix.AT_EMPTY_PATH)
-		}
+		err = atomicfile.Link(t.f, r.dirFD, dest)
 	}
 	if errors.Is(err, unix.EEXIST) {
 		return true, nil
@@ -76,53 +74,4 @@ func (t *tmpObject) discard(r *Repo) {
 func setMtimeZero(f *os.File) error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 0, Nsec: 0}}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), ts, 0)
-}
-
-// writeFileAtomic replaces dest with data: a temp file in tmpDir (same
-// filesystem), fsynced, renamed over, and dest's directory fsynced, so
-// readers see the old or the new content and a crash cannot leave a
-// truncated file. A leftover temp lands in tmpDir, never beside dest
-// (ostree would list a stray file in refs/ as a ref).
-func writeFileAtomic(tmpDir, dest string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(tmpDir, "."+filepath.Base(dest)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dest); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(filepath.Dir(dest))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

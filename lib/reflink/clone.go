@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/atomicfile"
 )
 
 // ErrRefused is matched (errors.Is) by every error meaning "this filesystem,
@@ -227,18 +228,11 @@ var testWithoutTmpfile = false
 // "") or, where O_TMPFILE is unsupported, a hidden one the caller removes.
 // Either way it is on dir's filesystem, which is what FICLONE cares about.
 func createUnlinked(dir, base string) (*os.File, string, error) {
-	err := error(unix.EOPNOTSUPP)
 	if !testWithoutTmpfile {
-		var fd int
-		fd, err = unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
-		if err == nil {
-			return os.NewFile(uintptr(fd), dir), "", nil
+		f, ok, err := atomicfile.OpenUnnamed(unix.AT_FDCWD, dir, 0o600)
+		if ok || err != nil {
+			return f, "", err
 		}
-	}
-	// Old kernels report missing O_TMPFILE support as EISDIR; filesystems
-	// without it say EOPNOTSUPP.
-	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
-		return nil, "", &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
@@ -253,11 +247,8 @@ func linkIntoPlace(tmp *os.File, tmpName, dst string) error {
 	if tmpName != "" {
 		return os.Link(tmpName, dst)
 	}
-	procPath := "/proc/self/fd/" + strconv.Itoa(int(tmp.Fd()))
-	err := unix.Linkat(unix.AT_FDCWD, procPath, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
-	runtime.KeepAlive(tmp)
-	if err != nil {
-		return &os.LinkError{Op: "link", Old: procPath, New: dst, Err: err}
+	if err := atomicfile.Link(tmp, unix.AT_FDCWD, dst); err != nil {
+		return &os.LinkError{Op: "link", Old: "(unnamed temporary file)", New: dst, Err: err}
 	}
 	return nil
 }

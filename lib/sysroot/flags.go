@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/ostree"
 )
 
@@ -102,14 +103,15 @@ func parseBootcJSON(data []byte) (Unified, error) {
 }
 
 // WriteBootcJSON records mode in composefs/bootc.json, atomically and
-// durably. It is the last step of `set-unified full`: call it only once
-// everything the flag promises is on disk.
+// durably (bootc itself skips the fsyncs; we do not, because the flag is
+// the commit point of a migration). It is the last step of `set-unified
+// full`: call it only once everything the flag promises is on disk.
 func WriteBootcJSON(root string, mode Unified) error {
 	data, err := MarshalBootcJSON(mode)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(root, BootcJSONPath), data, 0o644)
+	return atomicfile.WriteFile("", filepath.Join(root, BootcJSONPath), data, 0o644)
 }
 
 // ReadRepoFlag reports the ostree repo config key [composefs] unified=true

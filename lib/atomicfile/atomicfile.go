@@ -1,0 +1,100 @@
+// Package atomicfile makes files appear under their name only when they
+// are complete: unnamed O_TMPFILE files linked into place, and whole-file
+// replacement by rename with the fsyncs that make it durable.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// OpenUnnamed opens a writable file without a name (O_TMPFILE) on the
+// filesystem of dir, which is relative to dirfd (unix.AT_FDCWD for the
+// working directory). perm goes through the umask. ok is false, with no
+// error, when the kernel or filesystem has no O_TMPFILE; the caller then
+// makes a named temporary file of its own kind.
+func OpenUnnamed(dirfd int, dir string, perm uint32) (f *os.File, ok bool, err error) {
+	fd, err := unix.Openat(dirfd, dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, perm)
+	if err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)")), true, nil
+	}
+	// Filesystems without O_TMPFILE say EOPNOTSUPP; old kernels, which
+	// do not know the flag, EISDIR or EINVAL.
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+		return nil, false, nil
+	}
+	return nil, false, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
+}
+
+// Link gives an unnamed file from OpenUnnamed the name dst, relative to
+// dirfd. Like link(2) it never replaces an existing file: that is EEXIST,
+// returned as the bare errno for the caller to name its paths.
+func Link(f *os.File, dirfd int, dst string) error {
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), dirfd, dst, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		// /proc is not mounted (early boot, a chroot): link by descriptor,
+		// which needs CAP_DAC_READ_SEARCH.
+		err = unix.Linkat(int(f.Fd()), "", dirfd, dst, unix.AT_EMPTY_PATH)
+	}
+	runtime.KeepAlive(f)
+	return err
+}
+
+// WriteFile replaces path with data so that a reader sees the old or the
+// new content and a crash cannot leave a truncated file: a temporary file
+// in tmpDir (same filesystem as path; "" for path's own directory),
+// fsynced, renamed over path, and path's directory fsynced.
+func WriteFile(tmpDir, path string, data []byte, perm os.FileMode) error {
+	if tmpDir == "" {
+		tmpDir = filepath.Dir(path)
+	}
+	f, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	// CreateTemp makes 0600.
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	done = true
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs a directory, making the names created in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
