@@ -46,15 +46,7 @@ type dirent struct {
 
 func (in *inode) typ() uint32 { return in.mode & TypeMask }
 
-func (in *inode) setXattr(name string, value []byte) {
-	for i := range in.xattrs {
-		if in.xattrs[i].Name == name {
-			in.xattrs[i].Value = value
-			return
-		}
-	}
-	in.xattrs = append(in.xattrs, Xattr{Name: name, Value: value})
-}
+func (in *inode) setXattr(name string, value []byte) { in.xattrs = setXattr(in.xattrs, name, value) }
 
 // builder turns a Node tree into inodes, applying the composefs rewrite
 // (mkcomposefs rewrite_tree_for_erofs) on the way.

@@ -160,14 +160,18 @@ func (n *Node) AddChild(child *Node) error {
 }
 
 // SetXattr sets or replaces an xattr.
-func (n *Node) SetXattr(name string, value []byte) {
-	for i := range n.Xattrs {
-		if n.Xattrs[i].Name == name {
-			n.Xattrs[i].Value = value
-			return
+func (n *Node) SetXattr(name string, value []byte) { n.Xattrs = setXattr(n.Xattrs, name, value) }
+
+// setXattr replaces name's value in xs, or appends it, keeping the order
+// the rest were set in.
+func setXattr(xs []Xattr, name string, value []byte) []Xattr {
+	for i := range xs {
+		if xs[i].Name == name {
+			xs[i].Value = value
+			return xs
 		}
 	}
-	n.Xattrs = append(n.Xattrs, Xattr{Name: name, Value: value})
+	return append(xs, Xattr{Name: name, Value: value})
 }
 
 // GetXattr returns the value of an xattr and whether it exists.

@@ -415,26 +415,3 @@ func prefixOf(re *syntax.Regexp, b *bytes.Buffer) bool {
 	}
 	return false
 }
-
-// Label returns the label of path for a file of type typ, with the aliases
-// applied at every level as a walk of the tree applies them.
-func (p *Policy) Label(path string, typ byte) (string, bool) {
-	return p.Lookup(p.Resolve(path), typ)
-}
-
-// Resolve applies the aliases to path one directory level at a time, from
-// the root down: an alias of a directory moves everything below it, and
-// the moved path may meet another alias further down.
-func (p *Policy) Resolve(path string) string {
-	if len(p.aliases) == 0 || path == "/" {
-		return path
-	}
-	resolved := ""
-	for _, name := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
-		resolved += "/" + name
-		if alias := p.aliases[resolved]; alias != "" {
-			resolved = alias
-		}
-	}
-	return resolved
-}

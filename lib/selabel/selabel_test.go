@@ -258,3 +258,27 @@ func FuzzLookup(f *testing.F) {
 		}
 	})
 }
+
+// Label returns the label of path for a file of type typ with the aliases
+// applied, for tests that have paths rather than a tree to walk.
+func (p *Policy) Label(path string, typ byte) (string, bool) {
+	return p.Lookup(p.Resolve(path), typ)
+}
+
+// Resolve applies the aliases to path one directory level at a time, from
+// the root down, as fstree.Relabel does during its walk: an alias of a
+// directory moves everything below it, and the moved path may meet another
+// alias further down.
+func (p *Policy) Resolve(path string) string {
+	if len(p.aliases) == 0 || path == "/" {
+		return path
+	}
+	resolved := ""
+	for _, name := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		resolved += "/" + name
+		if alias := p.aliases[resolved]; alias != "" {
+			resolved = alias
+		}
+	}
+	return resolved
+}
