@@ -28,8 +28,10 @@ var selabelType = map[Kind]byte{
 // many copies were made.
 func Relabel(root *Dir, p *selabel.Policy) (split int) {
 	setLabel(&root.Stat, p, "/", selabel.TypeDir)
-	// For each leaf as found in the tree, the leaf that carries each label.
-	byLabel := make(map[*Leaf]map[string]*Leaf)
+	// Each leaf as first found, relabelled in place, and the copies made
+	// for names of it that got other labels.
+	seen := make(map[*Leaf]bool)
+	copies := make(map[*Leaf][]*Leaf)
 	var walk func(dir *Dir, prefix string)
 	walk = func(dir *Dir, prefix string) {
 		for _, name := range dir.Names() {
@@ -43,33 +45,36 @@ func Relabel(root *Dir, p *selabel.Policy) (split int) {
 				walk(in, path)
 			case *Leaf:
 				label, ok := p.Lookup(path, selabelType[in.Kind])
-				key := "\x00" // no label; a label never contains NUL
-				if ok {
-					key = label
+				if !seen[in] {
+					seen[in] = true
+					in.Xattrs = withLabel(in.Xattrs, label, ok)
+					continue
 				}
-				copies := byLabel[in]
-				if copies == nil {
-					copies = make(map[string]*Leaf)
-					byLabel[in] = copies
-				}
-				if l := copies[key]; l != nil {
+				if l := withSameLabel(append([]*Leaf{in}, copies[in]...), label, ok); l != nil {
 					dir.entries[name] = l
 					continue
 				}
-				l := in
-				if len(copies) > 0 {
-					clone := *in
-					l = &clone
-					dir.entries[name] = l
-					split++
-				}
-				l.Xattrs = withLabel(in.Xattrs, label, ok)
-				copies[key] = l
+				clone := *in
+				clone.Xattrs = withLabel(in.Xattrs, label, ok)
+				copies[in] = append(copies[in], &clone)
+				dir.entries[name] = &clone
+				split++
 			}
 		}
 	}
 	walk(root, "")
 	return split
+}
+
+// withSameLabel returns the leaf of leaves that carries label (none when
+// ok is false), or nil.
+func withSameLabel(leaves []*Leaf, label string, ok bool) *Leaf {
+	for _, l := range leaves {
+		if v, has := l.Xattrs[selabel.Xattr]; has == ok && string(v) == label {
+			return l
+		}
+	}
+	return nil
 }
 
 func setLabel(st *Stat, p *selabel.Policy, path string, typ byte) {
