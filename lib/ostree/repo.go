@@ -166,9 +166,6 @@ func (r *Repo) Path() string { return r.path }
 // Mode is the repository's [core] mode.
 func (r *Repo) Mode() RepoMode { return r.mode }
 
-// Config is the parsed config file as it was when the repo was opened.
-func (r *Repo) Config() *KeyFile { return r.config }
-
 // ComposefsUnified reports [composefs] unified=true, the flag bootc sets
 // when the ostree repo is bound to the composefs repository.
 func (r *Repo) ComposefsUnified() (bool, error) {

@@ -162,9 +162,6 @@ func (r *Reader) finish(data []byte) error {
 // builds each directory as it closes needs memory for one branch only.
 func (r *Reader) Closed() []string { return r.order.closed }
 
-// End returns the end record once Next has returned io.EOF.
-func (r *Reader) End() *End { return r.end }
-
 // Line is the number of the line last read.
 func (r *Reader) Line() int { return r.line }
 

@@ -70,10 +70,6 @@ func (w *Writer) WriteEntry(e *Entry) error {
 	return w.writeRecord(e)
 }
 
-// Closed lists the directories the last WriteEntry finished, deepest
-// first, as Reader.Closed does.
-func (w *Writer) Closed() []string { return w.order.closed }
-
 // Close writes the end record and flushes. It does not close the
 // underlying writer. After an earlier error it writes nothing more and
 // returns that error.
