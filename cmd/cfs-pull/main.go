@@ -45,7 +45,14 @@ security.selinux label that policy gives its path, as bootc computes it
 before it synthesizes an ostree commit; the composefs image itself stays
 unlabelled, as an OCI image is.
 
+From containers-storage:[overlay@GRAPHROOT+RUNROOT]NAME|ID (default graph root
+<sysroot>/ostree/bootc/storage) nothing is decompressed or copied: each
+layer's stream is built from its tar-split and every file is cloned
+(FICLONE) from the layer's diff directory, then checked against the CRC64
+tar-split recorded, its fs-verity digest and the layer's diff ID.
+
   cfs-pull docker://quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import
+  cfs-pull containers-storage:quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import
   cfs-pull --from-repo localhost/bootc-sha256:... > image.list`
 
 func main() {
@@ -71,6 +78,7 @@ func main() {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "write the object list to `FILE` (- for stdout, none to skip)"},
 			&cli.BoolFlag{Name: "no-selinux", Usage: "do not label the object list from the SELinux policy the image ships"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "layers fetched at once"},
+			&cli.StringFlag{Name: "reflink", Usage: "containers-storage: sources: `always` (every file shares its extents with the store's; fail otherwise) or auto (copy where that is impossible); default always where the repository and the store can share extents"},
 			&cli.IntFlag{Name: "progress-fd", Usage: "write bootc-style JSON progress lines to file descriptor `N` (>= 3)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or summary on stderr"},
 			&cli.BoolFlag{Name: "debug", Usage: "show containers/image's own log messages"},
@@ -118,6 +126,8 @@ func run(c *cli.Context) error {
 	var tree *fstree.Dir
 	if fromRepo != "" {
 		rec, tree, err = fromRepository(repo, fromRepo)
+	} else if name := c.Args().First(); strings.HasPrefix(name, cstoragePrefix) {
+		rec, tree, err = fetchCStorage(ctx, c, repo, rep, name)
 	} else {
 		rec, tree, err = fetch(ctx, c, repo, rep)
 	}

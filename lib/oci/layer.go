@@ -30,6 +30,21 @@ type LayerStats struct {
 // named (objects already written are unreferenced and GC removes them).
 // Each member is passed to member, if not nil, after its body is stored.
 func ImportLayer(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error) (LayerStats, error) {
+	return ImportLayerWith(repo, tarStream, diffID, member, nil)
+}
+
+// ObjectWriter stores the body of a regular member larger than InlineMax,
+// read from body (exactly m.Size bytes, all of which it must read), and
+// reports the object's id, the bytes read and whether the object is new.
+type ObjectWriter func(m *Member, body io.Reader) (id []byte, n int64, created bool, err error)
+
+// ImportLayerWith is ImportLayer with the bodies of large members stored
+// by objects instead of copied into the repository (nil: copied), for
+// sources whose bytes are already in files that can be cloned.
+func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error, objects ObjectWriter) (LayerStats, error) {
+	if objects == nil {
+		objects = func(_ *Member, body io.Reader) ([]byte, int64, bool, error) { return repo.WriteObject(body) }
+	}
 	var stats LayerStats
 	sum := sha256.New()
 	counted := &countingReader{r: io.TeeReader(tarStream, sum)}
@@ -59,7 +74,7 @@ func ImportLayer(repo *composefs.Repository, tarStream io.Reader, diffID string,
 		seen[m.Path] = true
 		stats.Members++
 		if m.Kind == fstree.Regular && m.Size > InlineMax {
-			id, n, created, err := repo.WriteObject(tr)
+			id, n, created, err := objects(m, tr)
 			if err != nil {
 				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
 			}

@@ -146,27 +146,37 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 		return nil, err
 	}
 
+	if err := finishImage(repo, res, src.Name, src.Manifest, src.ManifestDigest, src.Config, opts.Tag, progress); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// finishImage does what follows the layers, for any source: the merged
+// tree, the EROFS image, the config and manifest streams, and the tag,
+// each named only after what it refers to.
+func finishImage(repo *composefs.Repository, res *Result, name string, manifest []byte, manifestDigest string, config []byte, tag string, progress func(Event)) error {
 	tree, merger, err := oci.BuildTree(repo, res.DiffIDs)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src.Name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	res.Tree, res.Implied = tree, merger.ImpliedDirs
 	if res.ImageID, err = oci.WriteErofs(repo, tree); err != nil {
-		return nil, fmt.Errorf("%s: writing the EROFS image: %w", src.Name, err)
+		return fmt.Errorf("%s: writing the EROFS image: %w", name, err)
 	}
 	progress(Event{Kind: "image", ImageHex: fmt.Sprintf("%x", res.ImageID)})
-	if err := oci.StoreImage(repo, src.Manifest, src.Config, res.DiffIDs, res.ImageID); err != nil {
-		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	if err := oci.StoreImage(repo, manifest, config, res.DiffIDs, res.ImageID); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	res.Tag = opts.Tag
+	res.Tag = tag
 	if res.Tag == "" {
-		res.Tag = DefaultTag(src.ManifestDigest)
+		res.Tag = DefaultTag(manifestDigest)
 	}
-	if err := repo.SetTag(res.Tag, src.ManifestDigest); err != nil {
-		return nil, err
+	if err := repo.SetTag(res.Tag, manifestDigest); err != nil {
+		return err
 	}
 	progress(Event{Kind: "tag"})
-	return res, nil
+	return nil
 }
 
 // fetchLayer streams one blob through digest verification and

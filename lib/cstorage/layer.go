@@ -1,0 +1,305 @@
+package cstorage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc64"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+	drivers "go.podman.io/storage/drivers"
+	"golang.org/x/sys/unix"
+)
+
+var crcTable = crc64.MakeTable(crc64.ISO)
+
+// LayerTar is a layer's tar rebuilt from its tar-split and the files of its
+// diff directory, read as an io.Reader. Every file body is checked against
+// the CRC64 tar-split recorded for it as its last byte is read, and its
+// diff file must have the size tar-split recorded.
+//
+// A reader that wants a body without reading it through the tar (to clone
+// the file) calls NextBody right after the member's header, and may then
+// redirect the body's bytes to a clone of the file with ServeBodyFrom: the
+// CRC check then applies to the clone.
+type LayerTar struct {
+	store   *Store
+	layer   Layer
+	tsFile  *os.File
+	gz      *gzip.Reader
+	unpack  tsstorage.Unpacker
+	getters []drivers.FileGetCloser // the layer's, then its parents'
+	prefix  string                  // <graph root>/overlay/, where every body must be
+
+	seg []byte // rest of the current segment
+
+	inBody   bool
+	name     string // the current body's member name
+	diffFile *os.File
+	src      *os.File // diffFile, or the clone it was redirected to
+	off      int64
+	size     int64
+	crc      hash.Hash64
+	want     []byte
+
+	err error
+}
+
+// OpenLayer opens layer i of img. It fails if the store kept no tar-split
+// for the layer (then only Store.Diff can produce its tar, by copying).
+func (s *Store) OpenLayer(img *Image, i int) (*LayerTar, error) {
+	l := img.Layers[i]
+	where := fmt.Sprintf("containers-storage layer %s", l.ID)
+	f, err := os.Open(s.tarSplitPath(l.ID))
+	if err != nil {
+		return nil, fmt.Errorf("%s: tar-split: %w", where, err)
+	}
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: tar-split %s: %w", where, f.Name(), err)
+	}
+	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: tsstorage.NewJSONUnpacker(gz), crc: crc64.New(crcTable),
+		prefix: filepath.Join(s.graphRoot, "overlay") + "/"}
+	driver, err := s.s.GraphDriver()
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	dg, ok := driver.(drivers.DiffGetterDriver)
+	if !ok {
+		t.Close()
+		return nil, fmt.Errorf("%s: the %s driver cannot hand out layer files", where, driver.String())
+	}
+	for j := i; j >= 0; j-- {
+		g, err := dg.DiffGetter(img.Layers[j].ID)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		t.getters = append(t.getters, g)
+	}
+	return t, nil
+}
+
+// Close releases the tar-split and the diff directories.
+func (t *LayerTar) Close() error {
+	t.closeBody()
+	for _, g := range t.getters {
+		g.Close()
+	}
+	t.gz.Close()
+	return t.tsFile.Close()
+}
+
+func (t *LayerTar) fail(format string, args ...any) error {
+	if t.err == nil {
+		t.err = fmt.Errorf("containers-storage layer %s: "+format, append([]any{t.layer.ID}, args...)...)
+	}
+	return t.err
+}
+
+// Read gives the next bytes of the layer tar.
+func (t *LayerTar) Read(p []byte) (int, error) {
+	for t.err == nil {
+		if len(t.seg) > 0 {
+			n := copy(p, t.seg)
+			t.seg = t.seg[n:]
+			return n, nil
+		}
+		if t.inBody {
+			return t.readBody(p)
+		}
+		if err := t.next(); err != nil {
+			return 0, err
+		}
+	}
+	return 0, t.err
+}
+
+// next moves to the next tar-split entry that has bytes.
+func (t *LayerTar) next() error {
+	e, err := t.unpack.Next()
+	if err == io.EOF {
+		return io.EOF
+	}
+	if err != nil {
+		return t.fail("tar-split: %v", err)
+	}
+	switch e.Type {
+	case tsstorage.SegmentType:
+		t.seg = e.Payload
+	case tsstorage.FileType:
+		if e.Size > 0 {
+			return t.openBody(e)
+		}
+	default:
+		return t.fail("tar-split: unknown entry type %d", e.Type)
+	}
+	return nil
+}
+
+func (t *LayerTar) openBody(e *tsstorage.Entry) error {
+	name := e.GetName()
+	if len(e.Payload) != 8 {
+		return t.fail("member %q: tar-split carries no CRC64 for its body", name)
+	}
+	f, err := t.open(name)
+	if err != nil {
+		return t.fail("member %q: %v", name, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return t.fail("member %q: %v", name, err)
+	}
+	if st.Size() != e.Size {
+		f.Close()
+		return t.fail("member %q: diff file %s has %d bytes, tar-split says %d", name, f.Name(), st.Size(), e.Size)
+	}
+	t.inBody, t.name, t.diffFile, t.src, t.off, t.size, t.want = true, name, f, f, 0, e.Size, e.Payload
+	t.crc.Reset()
+	return nil
+}
+
+func (t *LayerTar) readBody(p []byte) (int, error) {
+	if left := t.size - t.off; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := t.src.ReadAt(p, t.off)
+	t.crc.Write(p[:n])
+	t.off += int64(n)
+	if t.off == t.size {
+		var got [8]byte
+		binary.BigEndian.PutUint64(got[:], t.crc.Sum64())
+		if !bytes.Equal(got[:], t.want) {
+			return n, t.fail("member %q: file %s does not match the CRC64 tar-split recorded (changed after the layer was stored?)", t.name, t.diffFile.Name())
+		}
+		t.closeBody()
+		return n, nil
+	}
+	if err == io.EOF || n == 0 && err == nil {
+		return n, t.fail("member %q: file %s shrank to %d bytes while being read", t.name, t.src.Name(), t.off)
+	}
+	if err != nil {
+		return n, t.fail("member %q: %v", t.name, err)
+	}
+	return n, nil
+}
+
+func (t *LayerTar) closeBody() {
+	if t.diffFile != nil {
+		t.diffFile.Close()
+	}
+	t.inBody, t.diffFile, t.src = false, nil, nil
+}
+
+// NextBody is called right after the header of a member whose body the
+// caller wants to take from its file: path is the member's clean absolute
+// path and size its header's size. It returns the member's diff file,
+// valid until the body has been read through Read.
+func (t *LayerTar) NextBody(memberPath string, size int64) (*os.File, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	if len(t.seg) > 0 || t.inBody {
+		return nil, t.fail("member %s: tar-split is out of step with the tar (%d header bytes left)", memberPath, len(t.seg))
+	}
+	for !t.inBody {
+		e, err := t.unpack.Next()
+		if err != nil {
+			return nil, t.fail("member %s: tar-split ends before its body: %v", memberPath, err)
+		}
+		if e.Type != tsstorage.FileType {
+			return nil, t.fail("member %s: tar-split has no file entry for it", memberPath)
+		}
+		if got := "/" + strings.TrimPrefix(path.Clean("/"+e.GetName()), "/"); got != memberPath {
+			return nil, t.fail("member %s: tar-split names %q here", memberPath, e.GetName())
+		}
+		if e.Size != size {
+			return nil, t.fail("member %q: tar-split says %d bytes, its tar header %d", e.GetName(), e.Size, size)
+		}
+		if size == 0 {
+			return nil, nil
+		}
+		if err := t.openBody(e); err != nil {
+			return nil, err
+		}
+	}
+	return t.diffFile, nil
+}
+
+// ServeBodyFrom makes the rest of the current body come from f, a clone of
+// the diff file NextBody returned, so that what is checked and hashed is
+// what was stored.
+func (t *LayerTar) ServeBodyFrom(f *os.File) { t.src = f }
+
+// open finds a member's file: in the layer's diff directory or, for
+// overlay metacopy stubs (metadata only, the data is below), further down.
+// Only regular files inside the store's overlay directory are accepted,
+// whatever symlinks the getter followed.
+func (t *LayerTar) open(name string) (*os.File, error) {
+	var lastErr error
+	for _, g := range t.getters {
+		rc, err := g.Get(name)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		f, ok := rc.(*os.File)
+		if !ok {
+			rc.Close()
+			return nil, errors.New("the storage driver does not hand out files")
+		}
+		if err := t.checkFile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if isMetacopy(f) {
+			f.Close()
+			lastErr = fmt.Errorf("%s is an overlay metacopy stub with no data below it", name)
+			continue
+		}
+		return f, nil
+	}
+	if errors.Is(lastErr, os.ErrNotExist) {
+		return nil, fmt.Errorf("its file is missing from the layer's diff directory: %w", lastErr)
+	}
+	return nil, lastErr
+}
+
+func (t *LayerTar) checkFile(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", f.Name())
+	}
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(real, t.prefix) {
+		return fmt.Errorf("%s resolves to %s, outside the store", f.Name(), real)
+	}
+	return nil
+}
+
+func isMetacopy(f *os.File) bool {
+	for _, name := range []string{"trusted.overlay.metacopy", "user.overlay.metacopy"} {
+		if _, err := unix.Fgetxattr(int(f.Fd()), name, nil); err == nil {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,220 @@
+package pull
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/cstorage"
+	"github.com/cfs-project/cfs/lib/fsverity"
+	"github.com/cfs-project/cfs/lib/oci"
+	"github.com/cfs-project/cfs/lib/reflink"
+)
+
+// CStorageOptions tune FromContainersStorage.
+type CStorageOptions struct {
+	Tag string // "" = localhost/bootc-<manifest digest>
+	// Policy is reflink.Always (every body must share its extents with
+	// the store's file; bootc's "enabled") or reflink.Auto (copy where
+	// that is refused, and take layers without tar-split through
+	// Store.Diff; "enabled-with-copy").
+	Policy   reflink.Policy
+	Progress func(Event)
+}
+
+// CStorageStats counts what an import from containers-storage did.
+type CStorageStats struct {
+	Reflinked, ReflinkedBytes int64 // objects whose extents are shared with the store's files
+	Copied, CopiedBytes       int64 // objects whose bytes were copied
+	Present, PresentBytes     int64 // objects the repository already had
+	LayersPresent             int   // layers whose stream was already in the repository
+	LayersDiffed              int   // layers without tar-split, read through Store.Diff (a copy)
+}
+
+// FromContainersStorage imports img from store into repo without
+// decompressing or copying: each layer's splitstream is built from the
+// layer's tar-split, and every body over 64 bytes is cloned from the
+// layer's diff directory into objects/. The clone is read once, for its
+// fs-verity digest, the CRC64 tar-split recorded and the layer's sha256,
+// which must equal the diff ID before the layer's stream is named. The
+// rest (tree, EROFS image, streams, tag) is exactly a registry pull's.
+func FromContainersStorage(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, name string, opts CStorageOptions) (*Result, *CStorageStats, error) {
+	if opts.Policy != reflink.Always && opts.Policy != reflink.Auto {
+		return nil, nil, fmt.Errorf("reflink policy %s: want always or auto", opts.Policy)
+	}
+	progress := func(ev Event) {
+		if opts.Progress != nil {
+			opts.Progress(ev)
+		}
+	}
+	if _, err := oci.ParseConfig(img.Config); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res := &Result{DiffIDs: img.DiffIDs(), Layers: make([]oci.LayerStats, len(img.Layers))}
+	stats := &CStorageStats{}
+	// Decide which layers need work, and refuse an impossible "always"
+	// before anything is written.
+	todo := make([]bool, len(img.Layers))
+	for i, l := range img.Layers {
+		have, err := oci.HaveLayer(repo, l.DiffID)
+		if err != nil {
+			return nil, nil, err
+		}
+		todo[i] = !have
+		if !have && !l.TarSplit && opts.Policy == reflink.Always {
+			return nil, nil, fmt.Errorf("%s: layer %s (%s) has no tar-split in the store, so its files cannot be shared; use --reflink=auto to copy it through Store.Diff", name, l.ID, l.DiffID)
+		}
+	}
+	if opts.Policy == reflink.Always {
+		if err := preflightShare(repo, store); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	for i, l := range img.Layers {
+		if !todo[i] {
+			stats.LayersPresent++
+			res.Present++
+			progress(Event{Kind: "layer-present", Layer: i, Layers: len(img.Layers), Digest: l.DiffID})
+			continue
+		}
+		progress(Event{Kind: "layer-start", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: l.DiffSize})
+		onBytes := func(n int64) {
+			progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: l.DiffSize, Done: n})
+		}
+		var st oci.LayerStats
+		var err error
+		if l.TarSplit {
+			st, err = importClonedLayer(ctx, repo, store, img, i, opts.Policy, stats, onBytes)
+		} else {
+			stats.LayersDiffed++
+			st, err = importDiffedLayer(ctx, repo, store, l, stats, onBytes)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		res.Layers[i] = st
+		progress(Event{Kind: "layer-done", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: st.TarBytes, Stats: st})
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := finishImage(repo, res, name, img.Manifest, img.ManifestDigest, img.Config, opts.Tag, progress); err != nil {
+		return nil, nil, err
+	}
+	return res, stats, nil
+}
+
+// preflightShare refuses --reflink=always where no file can be shared:
+// a repository whose filesystem has no FICLONE, or a store on another
+// filesystem.
+func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
+	objects := filepath.Join(repo.Path(), "objects")
+	ok, err := reflink.Supported(objects)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (FICLONE); use --reflink=auto to copy the bytes instead", repo.Path())
+	}
+	var a, b unix.Stat_t
+	if err := unix.Stat(objects, &a); err != nil {
+		return err
+	}
+	if err := unix.Stat(store.GraphRoot(), &b); err != nil {
+		return err
+	}
+	if a.Dev != b.Dev {
+		return fmt.Errorf("--reflink=always: containers-storage %s and composefs repository %s are on different filesystems, which cannot share extents; use --reflink=auto to copy", store.GraphRoot(), repo.Path())
+	}
+	return nil
+}
+
+// importClonedLayer stores layer i from its tar-split and diff files.
+func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, i int, policy reflink.Policy, stats *CStorageStats, onBytes func(int64)) (oci.LayerStats, error) {
+	l := img.Layers[i]
+	lt, err := store.OpenLayer(img, i)
+	if err != nil {
+		return oci.LayerStats{}, err
+	}
+	defer lt.Close()
+	objects := func(m *oci.Member, body io.Reader) ([]byte, int64, bool, error) {
+		src, err := lt.NextBody(m.Path, m.Size)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		p, how, err := repo.CloneObject(src, policy)
+		if err != nil {
+			var refused *reflink.RefusedError
+			if errors.As(err, &refused) {
+				return nil, 0, false, fmt.Errorf("%v", refused)
+			}
+			return nil, 0, false, err
+		}
+		lt.ServeBodyFrom(p.File())
+		h := fsverity.New(repo.Algorithm())
+		n, err := io.Copy(h, body)
+		if err != nil {
+			p.Discard()
+			return nil, n, false, err
+		}
+		id := h.Sum(nil)
+		created, err := p.Commit(id)
+		if err != nil {
+			return nil, n, false, err
+		}
+		switch {
+		case !created:
+			atomic.AddInt64(&stats.Present, 1)
+			atomic.AddInt64(&stats.PresentBytes, n)
+		case how == reflink.Cloned:
+			atomic.AddInt64(&stats.Reflinked, 1)
+			atomic.AddInt64(&stats.ReflinkedBytes, n)
+		default:
+			atomic.AddInt64(&stats.Copied, 1)
+			atomic.AddInt64(&stats.CopiedBytes, n)
+		}
+		return id, n, created, nil
+	}
+	in := &countingReader{r: &ctxReader{ctx: ctx, r: lt}, report: onBytes}
+	st, err := oci.ImportLayerWith(repo, in, l.DiffID, nil, objects)
+	if err != nil {
+		return st, fmt.Errorf("containers-storage layer %s: %w", l.ID, err)
+	}
+	return st, nil
+}
+
+// importDiffedLayer takes a layer the store has no tar-split for through
+// Store.Diff, uncompressed: a copy, allowed only under Auto. Its digest is
+// checked like any other layer's, so a diff that is not the original tar
+// fails here.
+func importDiffedLayer(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, l cstorage.Layer, stats *CStorageStats, onBytes func(int64)) (oci.LayerStats, error) {
+	rc, err := store.Diff(l.ID)
+	if err != nil {
+		return oci.LayerStats{}, fmt.Errorf("containers-storage layer %s: %w", l.ID, err)
+	}
+	defer rc.Close()
+	in := &countingReader{r: &ctxReader{ctx: ctx, r: rc}, report: onBytes}
+	st, err := oci.ImportLayer(repo, in, l.DiffID, nil)
+	if err != nil {
+		return st, fmt.Errorf("containers-storage layer %s (no tar-split, read through Store.Diff): %w", l.ID, err)
+	}
+	atomic.AddInt64(&stats.Copied, int64(st.ObjectsNew))
+	atomic.AddInt64(&stats.CopiedBytes, st.BytesNew)
+	atomic.AddInt64(&stats.Present, int64(st.ObjectsPresent))
+	return st, nil
+}
+
+// DefaultCStoragePolicy is the policy when none is asked for: Always where
+// the repository and the store can share extents, Auto elsewhere.
+func DefaultCStoragePolicy(repo *composefs.Repository, store *cstorage.Store) reflink.Policy {
+	if preflightShare(repo, store) == nil {
+		return reflink.Always
+	}
+	return reflink.Auto
+}
