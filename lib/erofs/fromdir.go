@@ -1,6 +1,7 @@
 package erofs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,8 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/lib/fsverity"
@@ -96,27 +97,22 @@ func (b *dirBuilder) children(dir string, parent *Node) error {
 		}
 		jobs = append(jobs, j)
 	}
-	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < min(runtime.GOMAXPROCS(0)*2, len(jobs)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				errs[i] = b.fill(jobs[i].n, jobs[i].p, &jobs[i].st)
-			}
-		}()
-	}
+	// The first error stops the jobs not yet started; Wait returns only
+	// when every started one has finished, so nothing runs on after.
+	g, ctx := errgroup.WithContext(context.Background())
+	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
 	for i := range jobs {
-		next <- i
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return b.fill(jobs[i].n, jobs[i].p, &jobs[i].st)
+		})
 	}
-	close(next)
-	wg.Wait()
-	for i, j := range jobs {
-		if errs[i] != nil {
-			return errs[i]
-		}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, j := range jobs {
 		if j.n.IsDir() {
 			if err := b.children(j.p, j.n); err != nil {
 				return err

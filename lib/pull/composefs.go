@@ -9,6 +9,7 @@ import (
 
 	"go.podman.io/image/v5/pkg/compression"
 	"go.podman.io/image/v5/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fstree"
@@ -50,6 +51,10 @@ type Result struct {
 	ObjectsIn int
 }
 
+// haveLayer is oci.HaveLayer; a test makes it fail while a layer is
+// being written.
+var haveLayer = oci.HaveLayer
+
 // DefaultTag is the tag bootc gives an image in its composefs repository.
 func DefaultTag(manifestDigest string) string { return "localhost/bootc-" + manifestDigest }
 
@@ -88,26 +93,19 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 	if jobs <= 0 {
 		jobs = 2
 	}
+	// Every return below waits for the layer goroutines first: the caller
+	// releases the repository lock when this returns, and nothing may be
+	// written into the repository after that.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, jobs)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
 	for _, i := range order {
 		diffID, blob := res.DiffIDs[i], src.Layers[i]
-		have, err := oci.HaveLayer(repo, diffID)
+		have, err := haveLayer(repo, diffID)
 		if err != nil {
+			cancel()
+			g.Wait()
 			return nil, err
 		}
 		if have {
@@ -115,32 +113,25 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 			progress(Event{Kind: "layer-present", Layer: i, Layers: len(src.Layers), Digest: diffID})
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if ctx.Err() != nil {
-				return
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
 			}
 			progress(Event{Kind: "layer-start", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size})
 			onBytes := func(n int64) {
 				progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Done: n})
 			}
-			stats, err := fetchLayer(ctx, repo, src, blob, diffID, onBytes)
+			stats, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes)
 			if err != nil {
-				fail(fmt.Errorf("%s: %w", src.Name, err))
-				return
+				return fmt.Errorf("%s: %w", src.Name, err)
 			}
-			mu.Lock()
-			res.Layers[i] = stats
-			mu.Unlock()
+			res.Layers[i] = stats // each goroutine its own element
 			progress(Event{Kind: "layer-done", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Stats: stats})
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
