@@ -64,7 +64,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer repo.Close()
-	res, err := ostreeimport.Import(repo, os.Stdin, ostreeimport.Options{Ref: c.String("ref"), ImageReference: c.String("imgref")})
+	res, err := ostreeimport.Import(c.Context, repo, os.Stdin, ostreeimport.Options{Ref: c.String("ref"), ImageReference: c.String("imgref")})
 	if err != nil {
 		return err
 	}

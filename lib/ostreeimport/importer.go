@@ -1,6 +1,7 @@
 package ostreeimport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,8 @@ type Result struct {
 // The ref is set only after the stream's end record checked out and the
 // commit is durable; on any error no ref is touched, and whatever objects
 // were written are unreferenced (fsck-clean, removed by the next prune).
-func Import(repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
+// A cancelled ctx stops it between entries, before the commit is written.
+func Import(ctx context.Context, repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -71,6 +73,9 @@ func Import(repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
 
 	b := newBuilder(repo)
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		e, err := r.Next()
 		if err == io.EOF {
 			break
@@ -90,6 +95,9 @@ func Import(repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
 	}
 	root, err := b.finish()
 	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,7 +103,7 @@ func cloneAndImport(t *testing.T, repo *ostree.Repo, list []byte, opts ostreeimp
 	if err != nil {
 		return sum, nil, err
 	}
-	res, err := ostreeimport.Import(repo, &annotated, opts)
+	res, err := ostreeimport.Import(context.Background(), repo, &annotated, opts)
 	return sum, res, err
 }
 
@@ -221,5 +223,47 @@ func TestEtcAndUsrEtc(t *testing.T) {
 	}
 	if refs, _ := repo.ListRefs(""); len(refs) != 0 {
 		t.Errorf("refs %v", refs)
+	}
+}
+
+// cancelAfter cancels a context once n bytes have been read through it.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p[:min(len(p), 512)])
+	if c.n -= n; c.n <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestImportCancelled cancels an import part-way through its list: it
+// stops with the context's error and sets no ref.
+func TestImportCancelled(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	src := fs.Path("src")
+	os.Mkdir(src, 0o755)
+	list := synthetic(t, src, nil)
+	repo, err := ostree.Create(fs.Path("repo"), ostree.ModeBare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	var annotated bytes.Buffer
+	if _, err := clone.ToOstree(context.Background(), repo, bytes.NewReader(list), &annotated, clone.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := &cancelAfter{r: &annotated, n: annotated.Len() / 2, cancel: cancel}
+	if _, err := ostreeimport.Import(ctx, repo, in, ostreeimport.Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Import: %v, want %v", err, context.Canceled)
+	}
+	if refs, _ := repo.ListRefs(""); len(refs) != 0 {
+		t.Errorf("refs %v after a cancelled import", refs)
 	}
 }
