@@ -30,7 +30,10 @@ func createTemp(dir string) (*tmpFile, error) {
 	}
 	if ok {
 		// O_TMPFILE applies the umask; objects must be world-readable 0644.
-		f.Chmod(0o644)
+		if err := f.Chmod(0o644); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("making a temporary file in %s world-readable: %w", dir, err)
+		}
 		return &tmpFile{File: f, dir: dir}, nil
 	}
 	for i := 0; i < 100; i++ {
@@ -42,8 +45,12 @@ func createTemp(dir string) (*tmpFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("creating a temporary file in %s: %w", dir, err)
 		}
-		os.Chmod(name, 0o644)
-		return &tmpFile{File: f, dir: dir, named: name}, nil
+		t := &tmpFile{File: f, dir: dir, named: name}
+		if err := f.Chmod(0o644); err != nil {
+			t.discard()
+			return nil, fmt.Errorf("making %s world-readable: %w", name, err)
+		}
+		return t, nil
 	}
 	return nil, fmt.Errorf("creating a temporary file in %s: no free name", dir)
 }
