@@ -41,7 +41,7 @@ elsewhere. A summary goes to stderr (--json for a machine-readable one).
 --to composefs (from containers-storage) is not implemented yet.`
 
 func main() {
-	cliutil.Run(&cli.App{
+	cliutil.Main(&cli.App{
 		Name:        "cfs-clone",
 		Usage:       "reflink every object of an object list into another store and write the annotated list to stdout",
 		UsageText:   "cfs-clone --to ostree [options] < list > annotated-list",
@@ -82,9 +82,9 @@ func run(c *cli.Context) error {
 		opts.Policy = p
 	}
 	opts.Workers = c.Int("jobs")
-	rep, err := progress.New(true, c.Int("progress-fd"))
+	rep, err := cliutil.Progress(c, true)
 	if err != nil {
-		return cliutil.Usage("cfs-clone: %v", err)
+		return err
 	}
 	defer rep.Done()
 	opts.Progress = func(s *clone.Summary, done int64) {

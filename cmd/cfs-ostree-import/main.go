@@ -35,7 +35,7 @@ with the next ostree prune.
   cfs-pull docker://quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import`
 
 func main() {
-	cliutil.Run(&cli.App{
+	cliutil.Main(&cli.App{
 		Name:        "cfs-ostree-import",
 		Usage:       "write the ostree dirtree, dirmeta and commit objects for an annotated object list and set the ref",
 		UsageText:   "cfs-ostree-import [options] < annotated-list",

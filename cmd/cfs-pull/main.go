@@ -59,7 +59,7 @@ func main() {
 	if reexec.Init() {
 		return
 	}
-	cliutil.Run(&cli.App{
+	cliutil.Main(&cli.App{
 		Name:        "cfs-pull",
 		Usage:       "fetch an image into the composefs repository and write its object list",
 		UsageText:   "cfs-pull [options] SOURCE\n   cfs-pull [options] --from-repo TAG|MANIFEST-DIGEST",
@@ -100,9 +100,9 @@ func run(c *cli.Context) error {
 	if fromRepo == "" && c.NArg() != 1 || fromRepo != "" && c.NArg() != 0 {
 		return cliutil.Usage("cfs-pull: give exactly one SOURCE, or --from-repo without one (see --help)")
 	}
-	rep, err := progress.New(c.Bool("quiet"), c.Int("progress-fd"))
+	rep, err := cliutil.Progress(c, c.Bool("quiet"))
 	if err != nil {
-		return cliutil.Usage("cfs-pull: %v", err)
+		return err
 	}
 	defer rep.Done()
 

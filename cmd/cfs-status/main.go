@@ -16,7 +16,7 @@ import (
 )
 
 func main() {
-	cliutil.Run(newApp())
+	cliutil.Main(newApp())
 }
 
 func newApp() *cli.App {

@@ -65,6 +65,10 @@ type Repo struct {
 	closed bool
 }
 
+// ErrNotRepository is matched (errors.Is) by the error of Open for a path
+// that does not exist or holds no objects/ directory.
+var ErrNotRepository = errors.New("not an ostree repository")
+
 // Open opens the repository at path.
 func Open(path string) (*Repo, error) {
 	abs, err := filepath.Abs(path)
@@ -72,6 +76,9 @@ func Open(path string) (*Repo, error) {
 		return nil, err
 	}
 	fd, err := unix.Open(abs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("opening ostree repo %s: %w (%w)", abs, ErrNotRepository, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening ostree repo %s: %w", abs, err)
 	}
@@ -86,7 +93,10 @@ func Open(path string) (*Repo, error) {
 func (r *Repo) load() error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(r.dirFD, "objects", &st, 0); err != nil {
-		return fmt.Errorf("not an ostree repository (objects/: %w)", err)
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("%w (objects/: %w)", ErrNotRepository, err)
+		}
+		return fmt.Errorf("objects/: %w", err)
 	}
 	data, err := os.ReadFile(filepath.Join(r.path, "config"))
 	if err != nil {

@@ -57,21 +57,21 @@ type Reporter struct {
 	drawn    bool
 }
 
-// New returns a Reporter writing human output to stderr unless quiet, and
-// JSON lines to fd when fd >= 3.
-func New(quiet bool, fd int) (*Reporter, error) {
-	r := &Reporter{}
-	if !quiet {
-		r.human = os.Stderr
-		r.tty = term.IsTerminal(int(os.Stderr.Fd()))
+// New returns a Reporter writing human output to human (nil: none; a
+// terminal gets a redrawn line, anything else plain lines), and JSON lines
+// to file descriptor fd when fd is not 0.
+func New(human io.Writer, fd int) (*Reporter, error) {
+	r := &Reporter{human: human}
+	if f, ok := human.(*os.File); ok {
+		r.tty = term.IsTerminal(int(f.Fd()))
 	}
 	if fd != 0 {
 		if fd < 3 {
-			return nil, fmt.Errorf("--progress-fd %d: must be 3 or more (0-2 are stdin, stdout and stderr)", fd)
+			return nil, fmt.Errorf("file descriptor %d: must be 3 or more (0-2 are stdin, stdout and stderr)", fd)
 		}
 		f := os.NewFile(uintptr(fd), fmt.Sprintf("progress-fd-%d", fd))
 		if _, err := f.Stat(); err != nil {
-			return nil, fmt.Errorf("--progress-fd %d: %w", fd, err)
+			return nil, fmt.Errorf("file descriptor %d: %w", fd, err)
 		}
 		r.jsonOut = f
 		r.sendJSON(map[string]string{"type": "Start", "version": APIVersion}, true)

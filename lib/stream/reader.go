@@ -57,7 +57,9 @@ func (r *Reader) Image() (*Image, error) {
 	}
 	data, err := r.readLine(MaxImageLine)
 	if err == io.EOF {
-		return nil, r.fail(0, errors.New("empty stream: no image record"))
+		// Nothing at all is what a producer that failed before its first
+		// record leaves: as truncated as a list cut after it.
+		return nil, r.fail(0, fmt.Errorf("empty stream, no image record: %w", ErrTruncated))
 	}
 	if err != nil {
 		return nil, err

@@ -255,6 +255,10 @@ func TestTruncatedStreamIsErrTruncated(t *testing.T) {
 	if !errors.Is(err, ErrTruncated) {
 		t.Errorf("stream without its end record: %v, want ErrTruncated", err)
 	}
+	// A producer that fails before its first line leaves an empty stream.
+	if _, err := readStream(nil); !errors.Is(err, ErrTruncated) {
+		t.Errorf("empty stream: %v, want ErrTruncated", err)
+	}
 }
 
 func TestWriterRefusesAndNeverSeals(t *testing.T) {
