@@ -64,6 +64,9 @@ func (r *Reader) Image() (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLine(data); err != nil {
+		return nil, r.fail(r.line, err)
+	}
 	var head struct {
 		Type Type `json:"type"`
 	}
@@ -100,6 +103,9 @@ func (r *Reader) Next() (*Entry, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := checkLine(data); err != nil {
+		return nil, r.fail(r.line, err)
 	}
 	e := new(Entry)
 	t := TypeEnd

@@ -225,6 +225,16 @@ func TestReaderRejects(t *testing.T) {
 		{"second image", insert(1, good[0]), 2, "second image record"},
 		{"oversized line", replace(3, `{"type":"symlink","path":"/bin","mode":511,"target":"`+strings.Repeat("x", MaxEntryLine)+`"}`), 4, "longer than"},
 		{"not JSON", replace(3, `{"type":"dir",`), 4, "not a valid record"},
+		{"key in capitals", replace(2, `{"type":"symlink","PATH":"/bin","mode":511,"target":"usr/bin"}`), 3, `key "PATH" is not "path" (keys are case-sensitive)`},
+		{"key in mixed case", replace(2, `{"type":"symlink","path":"/bin","Mode":511,"target":"usr/bin"}`), 3, `key "Mode" is not "mode"`},
+		{"escaped key in capitals", replace(2, `{"type":"symlink","p\u0041th":"/bin","mode":511,"target":"usr/bin"}`), 3, `key "pAth" is not "path"`},
+		{"nested key in capitals", strings.Replace(sealed, `"stores":{"composefs"`, `"stores":{"Composefs"`, 1), 1, `key "Composefs" in "stores" is not "composefs"`},
+		{"duplicate key", replace(4, `{"type":"file","path":"/etc/hostname","mode":420,"size":5,"size":5,"inline":"aG9zdAo="}`), 5, `duplicate key "size" (keys are unique)`},
+		{"duplicate escaped key", replace(4, `{"type":"file","path":"/etc/hostname","mode":420,"size":5,"s\u0069ze":5,"inline":"aG9zdAo="}`), 5, `duplicate key "size"`},
+		{"duplicate xattr", replace(3, `{"type":"dir","path":"/etc","mode":493,"xattrs":{"user.a":"","user.a":"eA=="}}`), 4, `duplicate key "user.a" in "xattrs"`},
+		{"invalid UTF-8", replace(2, "{\"type\":\"symlink\",\"path\":\"/bin\",\"mode\":511,\"target\":\"us\xffr/bin\"}"), 3, "invalid UTF-8 at byte 56"},
+		{"unpaired surrogate", replace(2, `{"type":"symlink","path":"/bin","mode":511,"target":"us\udc80r/bin"}`), 3, `a string in "target" holds the escape \udc80`},
+		{"reversed surrogates", replace(2, `{"type":"symlink","path":"/bin","mode":511,"target":"\ude00\ud83d"}`), 3, `\ude00, an unpaired surrogate`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -395,4 +405,21 @@ func lessPath(a, b string) bool {
 		}
 	}
 	return len(ca) < len(cb)
+}
+
+// TestWriterRefusesTextJSONCannotCarry: encoding/json would write U+FFFD
+// for invalid UTF-8 in the image record's text, so the record would say
+// something other than what the producer meant.
+func TestWriterRefusesTextJSONCannotCarry(t *testing.T) {
+	for field, set := range map[string]func(*Image){
+		"source":                func(img *Image) { img.Source = "docker://h/\xff" },
+		"stores.composefs.repo": func(img *Image) { img.Stores.Composefs.Repo = "/sys\xfeoot/composefs" },
+	} {
+		img := testImage()
+		set(img)
+		err := NewWriter(io.Discard).WriteImage(img)
+		if err == nil || !strings.Contains(err.Error(), field+" is not valid UTF-8") {
+			t.Errorf("%s: %v", field, err)
+		}
+	}
 }

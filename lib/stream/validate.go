@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -100,6 +102,9 @@ func CheckImage(img *Image) error {
 	if err := checkDigest("configDigest", img.ConfigDigest); err != nil {
 		return err
 	}
+	if err := checkImageText(img); err != nil {
+		return err
+	}
 	if err := checkDocument("manifest", img.Manifest, img.ManifestDigest); err != nil {
 		return err
 	}
@@ -112,6 +117,31 @@ func CheckImage(img *Image) error {
 		}
 		if err := checkDigest(fmt.Sprintf("layers[%d].diffID", i), l.DiffID); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// checkImageText refuses text a JSON string cannot carry: encoding/json
+// would write U+FFFD in its place, and the record would no longer say
+// what the producer meant (a manifest would no longer match its digest).
+func checkImageText(img *Image) error {
+	text := map[string]string{"source": img.Source, "manifest": img.Manifest, "config": img.Config}
+	for i, l := range img.Layers {
+		text[fmt.Sprintf("layers[%d].mediaType", i)] = l.MediaType
+	}
+	if s := img.Stores.Composefs; s != nil {
+		text["stores.composefs.repo"], text["stores.composefs.tag"] = s.Repo, s.Tag
+	}
+	if s := img.Stores.ContainersStorage; s != nil {
+		text["stores.containersStorage.root"], text["stores.containersStorage.runRoot"] = s.Root, s.RunRoot
+	}
+	if s := img.Stores.Ostree; s != nil {
+		text["stores.ostree.repo"], text["stores.ostree.mode"] = s.Repo, s.Mode
+	}
+	for _, name := range slices.Sorted(maps.Keys(text)) {
+		if !utf8.ValidString(text[name]) {
+			return fmt.Errorf("image record: %s is not valid UTF-8", name)
 		}
 	}
 	return nil
