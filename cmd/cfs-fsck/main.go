@@ -2,20 +2,24 @@
 package main
 
 import (
-	"os"
+	"errors"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/cfs-project/cfs/internal/cliutil"
 )
 
 func main() {
-	app := &cli.App{
+	cliutil.Main(newApp())
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "cfs-fsck",
 		Usage: "check that the stores of a bootc host agree, and repair what can be re-imported",
+		Flags: []cli.Flag{cliutil.SysrootFlag},
 		Action: func(*cli.Context) error {
-			return cli.Exit("cfs-fsck: not implemented yet (a later issue)", 2)
+			return errors.New("no checks are implemented yet")
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		os.Exit(1)
 	}
 }

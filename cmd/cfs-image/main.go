@@ -9,16 +9,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cfs-project/cfs/internal/cliutil"
 	"github.com/cfs-project/cfs/lib/dumpfile"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/fsverity"
 )
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "cfs-image:", err)
-		os.Exit(1)
-	}
+	cliutil.Main(newApp())
 }
 
 func newApp() *cli.App {
@@ -34,7 +32,8 @@ func newApp() *cli.App {
 					&cli.BoolFlag{Name: "from-dumpfile", Usage: "SRC is a composefs dumpfile (- for stdin)"},
 					&cli.StringFlag{Name: "digest-algo", Value: "sha512", Usage: "fs-verity algorithm for object ids and the image digest: sha256 or sha512"},
 					&cli.IntFlag{Name: "version", Value: 1, Usage: "composefs format version: 0 or 1"},
-					&cli.StringFlag{Name: "objects", Usage: "also store the external files in `DIR` (reflinked when possible)"},
+					&cli.PathFlag{Name: "objects", Usage: "also store the external files in `DIR` (reflinked when possible)"},
+					&cli.BoolFlag{Name: "json", Usage: "print the image path, algorithm and fs-verity digest as one JSON object"},
 				},
 				Action: mkfs,
 			},
@@ -49,7 +48,7 @@ func newApp() *cli.App {
 				Usage:     "mount an image read-only (EROFS + overlayfs)",
 				ArgsUsage: "IMAGE MOUNTPOINT",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "objects", Usage: "objects `DIR` the image's files point into"},
+					&cli.PathFlag{Name: "objects", Usage: "objects `DIR` the image's files point into"},
 					&cli.BoolFlag{Name: "verity", Usage: "require fs-verity on the objects (overlayfs verity=require)"},
 					&cli.BoolFlag{Name: "loop", Usage: "mount the image through a loop device (default: only on kernels that cannot mount the file)"},
 				},
@@ -67,7 +66,7 @@ func newApp() *cli.App {
 
 func args(c *cli.Context, n int) ([]string, error) {
 	if c.NArg() != n {
-		return nil, fmt.Errorf("%s: want %d arguments (%s), got %d", c.Command.Name, n, c.Command.ArgsUsage, c.NArg())
+		return nil, cliutil.Usage("%s: want %d arguments (%s), got %d", c.Command.Name, n, c.Command.ArgsUsage, c.NArg())
 	}
 	return c.Args().Slice(), nil
 }
@@ -80,15 +79,15 @@ func mkfs(c *cli.Context) error {
 	src, image := a[0], a[1]
 	alg, err := fsverity.ParseAlgorithm(c.String("digest-algo"))
 	if err != nil {
-		return err
+		return cliutil.Usage("--digest-algo: %v", err)
 	}
 	v := c.Int("version")
 	if v != 0 && v != 1 {
-		return fmt.Errorf("--version must be 0 or 1")
+		return cliutil.Usage("--version must be 0 or 1")
 	}
 	var root *erofs.Node
 	if c.Bool("from-dumpfile") {
-		root, err = parseDumpfile(src)
+		root, err = parseDumpfile(c, src)
 	} else {
 		opts := erofs.DirOptions{Algorithm: alg}
 		if objs := c.String("objects"); objs != "" {
@@ -103,13 +102,23 @@ func mkfs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(hex.EncodeToString(digest))
-	return nil
+	if c.Bool("json") {
+		return cliutil.PrintJSON(c, struct {
+			Image     string `json:"image"`
+			Algorithm string `json:"algorithm"`
+			Digest    string `json:"digest"`
+		}{image, alg.String(), hex.EncodeToString(digest)})
+	}
+	_, err = fmt.Fprintln(c.App.Writer, hex.EncodeToString(digest))
+	return err
 }
 
-func parseDumpfile(src string) (*erofs.Node, error) {
+func parseDumpfile(c *cli.Context, src string) (*erofs.Node, error) {
 	if src == "-" {
-		return dumpfile.Parse(os.Stdin, "<stdin>")
+		if cliutil.IsTerminal(c.App.Reader) {
+			return nil, cliutil.Usage("stdin is a terminal, and mkfs --from-dumpfile - reads a dumpfile from it: pipe one in or give a file")
+		}
+		return dumpfile.Parse(c.App.Reader, "<stdin>")
 	}
 	f, err := os.Open(src)
 	if err != nil {
@@ -132,7 +141,7 @@ func dump(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a[0], err)
 	}
-	w := bufio.NewWriter(os.Stdout)
+	w := bufio.NewWriter(c.App.Writer)
 	if err := dumpfile.Write(w, im.Root); err != nil {
 		return err
 	}
