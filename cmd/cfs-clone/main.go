@@ -11,9 +11,11 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
 	"github.com/cfs-project/cfs/lib/clone"
+	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/ostree"
 	"github.com/cfs-project/cfs/lib/progress"
 	"github.com/cfs-project/cfs/lib/reflink"
@@ -38,18 +40,35 @@ shared; --reflink=auto copies the bytes there instead. Without the flag,
 always is used where the repository's filesystem supports reflinks and auto
 elsewhere. A summary goes to stderr (--json for a machine-readable one).
 
---to composefs (from containers-storage) is not implemented yet.`
+--to containers-storage writes the image into a containers-storage store
+(overlay driver; default <sysroot>/ostree/bootc/storage, or --root) from the
+layer streams of the composefs repository the list names: no registry and
+no compression. Every file body over 64 bytes is cloned from its composefs
+object, and each layer's tar-split is recorded as c/storage records it, so
+podman reads the layers back byte for byte (checked against their diff IDs
+before the image is recorded). The image ID is the config digest, its names
+are --name (repeatable) or the reference podman would give it:
+
+  cfs-pull --from-repo localhost/bootc-sha256:... | cfs-clone --to containers-storage
+
+--to composefs (from containers-storage) is cfs-pull containers-storage:.`
 
 func main() {
+	if reexec.Init() {
+		return
+	}
 	cliutil.Main(&cli.App{
 		Name:        "cfs-clone",
 		Usage:       "reflink every object of an object list into another store and write the annotated list to stdout",
 		UsageText:   "cfs-clone --to ostree [options] < list > annotated-list",
 		Description: description,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "to", Usage: "store to clone into: `ostree` (composefs: not implemented yet)"},
+			&cli.StringFlag{Name: "to", Usage: "store to clone into: `ostree` or containers-storage"},
 			cliutil.SysrootFlag,
-			&cli.StringFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo); must exist"},
+			&cli.StringFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo); must exist. With --to containers-storage: the composefs repository (default: the one the list names)"},
+			&cli.StringFlag{Name: "root", Usage: "containers-storage graph root `DIR` (default <sysroot>/ostree/bootc/storage)"},
+			&cli.StringFlag{Name: "runroot", Usage: "containers-storage run root `DIR` (default " + cstorage.DefaultRunRoot + ")"},
+			&cli.StringSliceFlag{Name: "name", Usage: "name the image `NAME` in containers-storage (repeatable; default: the reference podman would give it)"},
 			&cli.StringFlag{Name: "reflink", Usage: "`always` (fail where extents cannot be shared) or auto (copy there); default: always if the repository's filesystem supports reflinks, else auto"},
 			&cli.IntFlag{Name: "jobs", Usage: "files digested and cloned at once (default: number of CPUs)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object on stderr"},
@@ -62,13 +81,15 @@ func main() {
 
 func run(c *cli.Context) error {
 	switch c.String("to") {
+	case "containers-storage":
+		return runCStorage(c)
 	case "ostree":
 	case "composefs":
 		return cliutil.Usage("cfs-clone: --to composefs is not implemented yet (only --to ostree is)")
 	case "":
-		return cliutil.Usage("cfs-clone: --to is required (ostree)")
+		return cliutil.Usage("cfs-clone: --to is required (ostree or containers-storage)")
 	default:
-		return cliutil.Usage("cfs-clone: --to %q: want ostree", c.String("to"))
+		return cliutil.Usage("cfs-clone: --to %q: want ostree or containers-storage", c.String("to"))
 	}
 	if c.NArg() != 0 {
 		return cliutil.Usage("cfs-clone: unexpected arguments %v; the object list is read from stdin", c.Args().Slice())

@@ -18,18 +18,18 @@ import (
 	"github.com/cfs-project/cfs/lib/stream"
 )
 
-var binary string
+var binary, pullBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cfs-clone-test-")
 	if err != nil {
 		panic(err)
 	}
-	bins, err := testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-clone")
+	bins, err := testbin.Build(dir, "github.com/cfs-project/cfs/cmd/cfs-clone", "github.com/cfs-project/cfs/cmd/cfs-pull")
 	if err != nil {
 		panic(err)
 	}
-	binary = bins["cfs-clone"]
+	binary, pullBinary = bins["cfs-clone"], bins["cfs-pull"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -2,7 +2,6 @@ package pull
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -68,7 +67,7 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 		}
 		todo[i] = !have
 		if !have && !l.TarSplit && opts.Policy == reflink.Always {
-			return nil, nil, fmt.Errorf("%s: layer %s (%s) has no tar-split in the store, so its files cannot be shared; use --reflink=auto to copy it through Store.Diff", name, l.ID, l.DiffID)
+			return nil, nil, fmt.Errorf("%s: layer %s (%s) has no tar-split in the store, so its files cannot be shared (%w); use --reflink=auto to copy it through Store.Diff", name, l.ID, l.DiffID, reflink.ErrRefused)
 		}
 	}
 	if opts.Policy == reflink.Always {
@@ -120,7 +119,7 @@ func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (FICLONE); use --reflink=auto to copy the bytes instead", repo.Path())
+		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (%w); use --reflink=auto to copy the bytes instead", repo.Path(), reflink.ErrRefused)
 	}
 	var a, b unix.Stat_t
 	if err := unix.Stat(objects, &a); err != nil {
@@ -130,7 +129,7 @@ func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
 		return err
 	}
 	if a.Dev != b.Dev {
-		return fmt.Errorf("--reflink=always: containers-storage %s and composefs repository %s are on different filesystems, which cannot share extents; use --reflink=auto to copy", store.GraphRoot(), repo.Path())
+		return fmt.Errorf("--reflink=always: containers-storage %s and composefs repository %s are on different filesystems, which cannot share extents (%w); use --reflink=auto to copy", store.GraphRoot(), repo.Path(), reflink.ErrRefused)
 	}
 	return nil
 }
@@ -150,10 +149,6 @@ func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *c
 		}
 		p, how, err := repo.CloneObject(src, policy)
 		if err != nil {
-			var refused *reflink.RefusedError
-			if errors.As(err, &refused) {
-				return nil, 0, false, fmt.Errorf("%v", refused)
-			}
 			return nil, 0, false, err
 		}
 		lt.ServeBodyFrom(p.File())

@@ -1,0 +1,281 @@
+package clone
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.podman.io/image/v5/docker/reference"
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/cstorage"
+	"github.com/cfs-project/cfs/lib/oci"
+	"github.com/cfs-project/cfs/lib/reflink"
+	"github.com/cfs-project/cfs/lib/splitstream"
+	"github.com/cfs-project/cfs/lib/stream"
+)
+
+// CStorageOptions tune ToContainersStorage.
+type CStorageOptions struct {
+	// Policy is reflink.Always or reflink.Auto; 0 picks Always where the
+	// store and the composefs repository can share extents, Auto elsewhere.
+	Policy reflink.Policy
+	// Names for the image; nil means DefaultNames.
+	Names []string
+	// Repo is the composefs repository holding the layers; "" means the
+	// one the list's image record names.
+	Repo string
+}
+
+// CStorageSummary counts what ToContainersStorage did.
+type CStorageSummary struct {
+	ImageID        string   `json:"imageID"`
+	Names          []string `json:"names"`
+	ImageCreated   bool     `json:"imageCreated"`
+	LayersWritten  int      `json:"layersWritten"`
+	LayersPresent  int      `json:"layersPresent"`
+	Reflinked      int64    `json:"reflinked"`
+	ReflinkedBytes int64    `json:"reflinkedBytes"`
+	Copied         int64    `json:"copied"`
+	CopiedBytes    int64    `json:"copiedBytes"`
+	Entries        int64    `json:"entries"`
+	Policy         string   `json:"reflink"`
+	Root           string   `json:"root"`
+}
+
+// String is the one-line summary cfs-clone prints on stderr.
+func (s *CStorageSummary) String() string {
+	what := "already recorded"
+	if s.ImageCreated {
+		what = "recorded"
+	}
+	return fmt.Sprintf("image %s %s as %s; layers written %d, already present %d; files reflinked %d (%d bytes), copied %d (%d bytes); %d entries, reflink=%s, containers-storage %s",
+		s.ImageID, what, strings.Join(s.Names, ", "), s.LayersWritten, s.LayersPresent, s.Reflinked, s.ReflinkedBytes, s.Copied, s.CopiedBytes, s.Entries, s.Policy, s.Root)
+}
+
+// ToContainersStorage writes the image an object list describes into a
+// containers-storage store, from the layer splitstreams of the composefs
+// repository: no registry, no compression, and where reflinks work no
+// file data written (every body over 64 bytes is cloned from its object).
+// The list goes to out with stores.containersStorage added. Each written
+// layer is read back through Store.Diff and must give its diff ID; only
+// then, and only after the input's end record checked out, is the image
+// recorded, and only then is the end record written.
+func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reader, out io.Writer, opts CStorageOptions) (*CStorageSummary, error) {
+	sum := &CStorageSummary{Root: store.GraphRoot()}
+	r := stream.NewReader(in)
+	img, err := r.Image()
+	if err != nil {
+		return sum, err
+	}
+	repoPath := opts.Repo
+	if repoPath == "" && img.Stores.Composefs != nil {
+		repoPath = img.Stores.Composefs.Repo
+	}
+	if repoPath == "" {
+		return sum, fmt.Errorf("object list line 1: the image record names no composefs repository (stores.composefs.repo); give one with --repo")
+	}
+	repo, err := composefs.Open(repoPath)
+	if err != nil {
+		return sum, err
+	}
+	defer repo.Close()
+	cfg, err := oci.ParseConfig([]byte(img.Config))
+	if err != nil {
+		return sum, fmt.Errorf("object list line 1: %w", err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(img.Layers) {
+		return sum, fmt.Errorf("object list line 1: the config lists %d diff IDs, the record %d layers", len(cfg.RootFS.DiffIDs), len(img.Layers))
+	}
+	for i, l := range img.Layers {
+		if l.DiffID != cfg.RootFS.DiffIDs[i] {
+			return sum, fmt.Errorf("object list line 1: layer %d has diffID %s, the config says %s", i, l.DiffID, cfg.RootFS.DiffIDs[i])
+		}
+	}
+	if opts.Policy == 0 {
+		opts.Policy = reflink.Always
+		if preflightCStorage(store, repo) != nil {
+			opts.Policy = reflink.Auto
+		}
+	} else if opts.Policy == reflink.Always {
+		if err := preflightCStorage(store, repo); err != nil {
+			return sum, err
+		}
+	}
+	if opts.Policy != reflink.Always && opts.Policy != reflink.Auto {
+		return sum, fmt.Errorf("reflink policy %s: want always or auto", opts.Policy)
+	}
+	sum.Policy = opts.Policy.String()
+	names := opts.Names
+	if names == nil {
+		names = DefaultNames(img)
+	}
+	sum.Names = names
+	n := &cstorage.NewImage{
+		Manifest: []byte(img.Manifest), Config: []byte(img.Config), DiffIDs: cfg.RootFS.DiffIDs, Names: names, Policy: opts.Policy,
+		Layer: func(i int) (cstorage.ChunkReader, error) { return openLayerChunks(repo, cfg.RootFS.DiffIDs[i]) },
+	}
+	sum.ImageID = n.ImageID()
+	if "sha256:"+sum.ImageID != img.ConfigDigest {
+		return sum, fmt.Errorf("object list line 1: config bytes have digest sha256:%s, the record says %s", sum.ImageID, img.ConfigDigest)
+	}
+	top, ws, err := store.WriteLayers(n)
+	sum.LayersWritten, sum.LayersPresent = ws.LayersWritten, ws.LayersPresent
+	sum.Reflinked, sum.ReflinkedBytes, sum.Copied, sum.CopiedBytes = ws.Cloned, ws.ClonedBytes, ws.Copied, ws.CopiedBytes
+	if err != nil {
+		dropLayers(store, ws.Written)
+		return sum, err
+	}
+	err = func() error {
+		rec := *img
+		rec.Stores.ContainersStorage = &stream.ContainersStorageStore{Root: store.GraphRoot(), RunRoot: store.RunRoot(), ImageID: sum.ImageID}
+		w := stream.NewWriter(out)
+		if err := w.WriteImage(&rec); err != nil {
+			return err
+		}
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			e, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			sum.Entries++
+			if err := w.WriteEntry(e); err != nil {
+				return err
+			}
+		}
+		written := map[string]bool{}
+		for _, id := range ws.Written {
+			written[id] = true
+		}
+		var checkIDs, checkDiffIDs []string
+		for i, id := range n.LayerIDs() {
+			if written[id] {
+				checkIDs, checkDiffIDs = append(checkIDs, id), append(checkDiffIDs, n.DiffIDs[i])
+			}
+		}
+		if err := store.CheckLayers(checkIDs, checkDiffIDs); err != nil {
+			return err
+		}
+		created, _ := time.Parse(time.RFC3339Nano, cfg.Created)
+		if sum.ImageCreated, err = store.RecordImage(n, top, created); err != nil {
+			return err
+		}
+		return w.Close()
+	}()
+	if err != nil && !sum.ImageCreated {
+		dropLayers(store, ws.Written)
+	}
+	return sum, err
+}
+
+// dropLayers removes layers this run wrote for an image it did not record,
+// top first, so that a failed run leaves the store as it found it.
+func dropLayers(store *cstorage.Store, ids []string) {
+	for i := len(ids) - 1; i >= 0; i-- {
+		store.Storage().DeleteLayer(ids[i])
+	}
+}
+
+// preflightCStorage refuses --reflink=always where nothing can be shared:
+// a store on a filesystem without FICLONE, or on another filesystem than
+// the composefs repository.
+func preflightCStorage(store *cstorage.Store, repo *composefs.Repository) error {
+	ok, err := reflink.Supported(store.GraphRoot())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (%w); use --reflink=auto to copy the bytes instead", store.GraphRoot(), reflink.ErrRefused)
+	}
+	var a, b unix.Stat_t
+	if err := unix.Stat(store.GraphRoot(), &a); err != nil {
+		return err
+	}
+	if err := unix.Stat(filepath.Join(repo.Path(), "objects"), &b); err != nil {
+		return err
+	}
+	if a.Dev != b.Dev {
+		return fmt.Errorf("--reflink=always: composefs repository %s and containers-storage %s are on different filesystems, which cannot share extents (%w); use --reflink=auto to copy", repo.Path(), store.GraphRoot(), reflink.ErrRefused)
+	}
+	return nil
+}
+
+// DefaultNames is the name podman gives the image after pulling it from
+// where the list says it came from: the normalised reference of a
+// docker:// or containers-storage: source. Otherwise (a list from
+// --from-repo, an oci: layout) it is bootc's name for an image restored
+// from composefs, localhost/bootc-recovered:<config digest, 12 hex>.
+func DefaultNames(img *stream.Image) []string {
+	src := img.Source
+	var ref string
+	switch {
+	case strings.HasPrefix(src, "docker://"):
+		ref = strings.TrimPrefix(src, "docker://")
+	case strings.HasPrefix(src, "containers-storage:"):
+		if r, err := cstorage.ParseReference(strings.TrimPrefix(src, "containers-storage:")); err == nil {
+			ref = r.Image
+		}
+	}
+	if ref != "" {
+		if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+			if _, digested := named.(reference.Digested); !digested {
+				return []string{reference.TagNameOnly(named).String()}
+			}
+		}
+	}
+	return []string{"localhost/bootc-recovered:" + strings.TrimPrefix(img.ConfigDigest, "sha256:")[:12]}
+}
+
+// layerChunks reads a layer splitstream as cstorage chunks, each object
+// opened as the file to clone from.
+type layerChunks struct {
+	repo *composefs.Repository
+	sr   *splitstream.Reader
+}
+
+func openLayerChunks(repo *composefs.Repository, diffID string) (*layerChunks, error) {
+	sr, _, err := repo.OpenStream(composefs.LayerContentID(diffID), splitstream.ContentOCILayer)
+	if err != nil {
+		return nil, fmt.Errorf("composefs repository %s: layer %s: %w", repo.Path(), diffID, err)
+	}
+	return &layerChunks{repo: repo, sr: sr}, nil
+}
+
+func (l *layerChunks) Next() (cstorage.Chunk, error) {
+	c, err := l.sr.Next()
+	if err != nil {
+		return cstorage.Chunk{}, err
+	}
+	if c.External == nil {
+		return cstorage.Chunk{Inline: c.Inline}, nil
+	}
+	f, err := l.repo.OpenObject(c.External)
+	if err != nil {
+		return cstorage.Chunk{}, fmt.Errorf("composefs object %x: %w", c.External, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return cstorage.Chunk{}, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return cstorage.Chunk{}, fmt.Errorf("composefs object %s is not a regular file", f.Name())
+	}
+	return cstorage.Chunk{File: f, Size: st.Size()}, nil
+}
+
+func (l *layerChunks) Close() error {
+	l.sr.Close()
+	return nil
+}

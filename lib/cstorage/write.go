@@ -1,0 +1,207 @@
+package cstorage
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/storage"
+	drivers "go.podman.io/storage/drivers"
+
+	"github.com/cfs-project/cfs/lib/reflink"
+)
+
+// NewImage is what WriteLayers and RecordImage need to put an image into
+// a store.
+type NewImage struct {
+	Manifest, Config []byte
+	DiffIDs          []string
+	Names            []string
+	// Layer opens layer i's tar as chunks.
+	Layer func(i int) (ChunkReader, error)
+	// Policy: reflink.Always (every body over 64 bytes shares its
+	// extents), reflink.Auto (copy where FICLONE is refused).
+	Policy reflink.Policy
+}
+
+// WriteStats counts what WriteLayers did.
+type WriteStats struct {
+	CloneStats
+	LayersWritten, LayersPresent int
+	Written                      []string // IDs of the layers written, to check with CheckLayers
+}
+
+// ImageID is the ID c/image gives an image: its config digest.
+func (n *NewImage) ImageID() string {
+	sum := sha256.Sum256(n.Config)
+	return hex.EncodeToString(sum[:])
+}
+
+// LayerIDs are the layers' IDs as c/image computes them.
+func (n *NewImage) LayerIDs() []string {
+	ids := make([]string, len(n.DiffIDs))
+	parent := ""
+	for i, d := range n.DiffIDs {
+		ids[i] = LayerID(parent, d)
+		parent = ids[i]
+	}
+	return ids
+}
+
+// WriteLayers puts every layer the store lacks into it, each through
+// PrepareStagedLayer/ApplyStagedLayer with a differ that clones bodies
+// and records tar-split, and returns the top layer's ID. A layer the
+// store already has under the same ID is reused and never re-applied
+// (ApplyStagedLayer would replace its files).
+func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
+	st := &WriteStats{}
+	if n.Policy != reflink.Always && n.Policy != reflink.Auto {
+		return "", st, fmt.Errorf("reflink policy %s: want always or auto", n.Policy)
+	}
+	ids := n.LayerIDs()
+	parent := ""
+	for i, id := range ids {
+		if l, err := s.s.Layer(id); err == nil {
+			if l.UncompressedDigest != "" && l.UncompressedDigest.String() != n.DiffIDs[i] {
+				return "", st, fmt.Errorf("containers-storage layer %s exists with diffID %s, not %s", id, l.UncompressedDigest, n.DiffIDs[i])
+			}
+			st.LayersPresent++
+			parent = id
+			continue
+		} else if !errors.Is(err, storage.ErrLayerUnknown) {
+			return "", st, fmt.Errorf("containers-storage layer %s: %w", id, err)
+		}
+		chunks, err := n.Layer(i)
+		if err != nil {
+			return "", st, err
+		}
+		d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy}
+		err = s.applyLayer(id, parent, d)
+		if c, ok := chunks.(io.Closer); ok {
+			c.Close()
+		}
+		st.Cloned += d.stats.Cloned
+		st.ClonedBytes += d.stats.ClonedBytes
+		st.Copied += d.stats.Copied
+		st.CopiedBytes += d.stats.CopiedBytes
+		if err != nil {
+			return "", st, err
+		}
+		st.LayersWritten++
+		st.Written = append(st.Written, id)
+		parent = id
+	}
+	return parent, st, nil
+}
+
+func (s *Store) applyLayer(id, parent string, d *cloneDiffer) error {
+	out, err := s.s.PrepareStagedLayer(&drivers.ApplyDiffWithDifferOpts{}, d)
+	if err != nil {
+		if out != nil {
+			s.s.CleanupStagedLayer(out)
+		}
+		return fmt.Errorf("containers-storage: writing layer %s: %w", d.diffID, err)
+	}
+	if out.UncompressedDigest.String() != d.diffID {
+		s.s.CleanupStagedLayer(out)
+		return fmt.Errorf("containers-storage: layer %s came out as %s", d.diffID, out.UncompressedDigest)
+	}
+	if _, err := s.s.ApplyStagedLayer(storage.ApplyStagedLayerOptions{
+		ID: id, ParentLayer: parent, DiffOutput: out,
+		DiffOptions: &drivers.ApplyDiffWithDifferOpts{},
+	}); err != nil {
+		s.s.CleanupStagedLayer(out)
+		return fmt.Errorf("containers-storage: recording layer %s: %w", d.diffID, err)
+	}
+	return nil
+}
+
+// CheckLayers reads each layer back as c/storage gives it to podman
+// (Store.Diff: tar-split plus the files, every CRC64 checked) and requires
+// its sha256 to be the diff ID.
+func (s *Store) CheckLayers(ids, diffIDs []string) error {
+	for i, id := range ids {
+		rc, err := s.Diff(id)
+		if err != nil {
+			return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
+		}
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffIDs[i] {
+			return fmt.Errorf("containers-storage layer %s reads back as %s, want %s", id, got, diffIDs[i])
+		}
+	}
+	return nil
+}
+
+// RecordImage records the image on top, with the config, the manifest
+// under "manifest-<digest>" and "manifest" (what podman and bootc read),
+// the config's creation date and the names, as c/image does at the end of
+// a pull. An image already there with the same top layer only gains the
+// missing names and big data; it reports created=false.
+func (s *Store) RecordImage(n *NewImage, top string, created time.Time) (bool, error) {
+	id := n.ImageID()
+	md := digestOf(n.Manifest)
+	configKey := "sha256:" + id
+	bigData := []storage.ImageBigDataOption{
+		{Key: configKey, Data: n.Config},
+		{Key: "manifest-" + md, Data: n.Manifest},
+		{Key: storage.ImageDigestBigDataKey, Data: n.Manifest},
+	}
+	_, err := s.s.CreateImage(id, n.Names, top, "", &storage.ImageOptions{CreationDate: created, BigData: bigData})
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, storage.ErrDuplicateID) {
+		return false, fmt.Errorf("containers-storage: recording image %s: %w", id, err)
+	}
+	img, err := s.s.Image(id)
+	if err != nil {
+		return false, fmt.Errorf("containers-storage: image %s: %w", id, err)
+	}
+	if img.TopLayer != top {
+		return false, fmt.Errorf("containers-storage: image %s exists with top layer %s, not %s", id, img.TopLayer, top)
+	}
+	have := map[string]bool{}
+	for _, k := range img.BigDataNames {
+		have[k] = true
+	}
+	for _, b := range bigData {
+		if have[b.Key] && b.Key != storage.ImageDigestBigDataKey {
+			continue
+		}
+		if b.Key == storage.ImageDigestBigDataKey && have[b.Key] {
+			cur, err := s.s.ImageBigData(id, b.Key)
+			if err == nil && string(cur) == string(b.Data) {
+				continue
+			}
+		}
+		if err := s.s.SetImageBigData(id, b.Key, b.Data, manifest.Digest); err != nil {
+			return false, fmt.Errorf("containers-storage: image %s: %w", id, err)
+		}
+	}
+	var missing []string
+	for _, name := range n.Names {
+		found := false
+		for _, have := range img.Names {
+			found = found || have == name
+		}
+		if !found {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		if err := s.s.AddNames(id, missing); err != nil {
+			return false, fmt.Errorf("containers-storage: naming image %s: %w", id, err)
+		}
+	}
+	return false, nil
+}
