@@ -25,13 +25,19 @@ type DirOptions struct {
 	// digest, e.g. to store the bytes in an objects dir. It may be called
 	// from several goroutines at once.
 	Object func(path string, digest []byte) error
+	// Hardlinks merges the names of one inode (same st_dev and st_ino)
+	// into one image inode, as composefs-rs's read_filesystem does. The
+	// default, like C mkcomposefs, gives every name an inode of its own
+	// (nlink 1) and never looks at st_ino, so the image does not depend
+	// on how the source tree happens to be linked.
+	Hardlinks bool
 }
 
-// FromDir builds the tree of a directory the way composefs-rs does: files
+// FromDir builds the tree of a directory the way mkcomposefs does: files
 // of InlineThreshold bytes or less are inline, larger ones are external
-// objects named by their fs-verity digest; hardlinks are detected by inode
-// and the first name in dumpfile order is canonical. Symlinks are not
-// followed.
+// objects named by their fs-verity digest. With opts.Hardlinks, names of
+// one inode become hardlinks of the first in dumpfile order. Symlinks are
+// not followed.
 func FromDir(dir string, opts DirOptions) (*Node, error) {
 	b := &dirBuilder{opts: opts, seen: map[devIno]*Node{}}
 	var st unix.Stat_t
@@ -45,7 +51,13 @@ func FromDir(dir string, opts DirOptions) (*Node, error) {
 	if err := b.fill(root, dir, &st); err != nil {
 		return nil, err
 	}
-	return root, b.children(dir, root)
+	if err := b.children(dir, root); err != nil {
+		return nil, err
+	}
+	// children meets a directory's own entries before its subdirectories'
+	// (/b before /a/x); the inode belongs to the first name in pre-order.
+	root.NormalizeLinks()
+	return root, nil
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -81,7 +93,7 @@ func (b *dirBuilder) children(dir string, parent *Node) error {
 			return fmt.Errorf("%s: %w", j.p, err)
 		}
 		key := devIno{uint64(j.st.Dev), j.st.Ino}
-		linkable := j.st.Mode&unix.S_IFMT != unix.S_IFDIR && j.st.Nlink > 1
+		linkable := b.opts.Hardlinks && j.st.Mode&unix.S_IFMT != unix.S_IFDIR && j.st.Nlink > 1
 		if first, ok := b.seen[key]; ok && linkable {
 			if err := parent.AddChild(&Node{Name: name, LinkTo: first}); err != nil {
 				return fmt.Errorf("%s: %w", j.p, err)
