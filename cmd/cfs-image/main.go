@@ -33,6 +33,7 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "digest-algo", Value: "sha512", Usage: "fs-verity algorithm for object ids and the image digest: sha256 or sha512"},
 					&cli.IntFlag{Name: "version", Value: 1, Usage: "composefs format version: 0 or 1"},
 					&cli.PathFlag{Name: "objects", Usage: "also store the external files in `DIR` (reflinked when possible)"},
+					&cli.BoolFlag{Name: "hardlinks", Usage: "names of one inode in SRC become one inode in the image, as composefs-rs does (default: each name its own inode, as mkcomposefs does)"},
 					&cli.BoolFlag{Name: "json", Usage: "print the image path, algorithm and fs-verity digest as one JSON object"},
 				},
 				Action: mkfs,
@@ -86,10 +87,13 @@ func mkfs(c *cli.Context) error {
 		return cliutil.Usage("--version must be 0 or 1")
 	}
 	var root *erofs.Node
+	if c.Bool("from-dumpfile") && c.Bool("hardlinks") {
+		return cliutil.Usage("--hardlinks is for a directory; a dumpfile says its hardlinks itself")
+	}
 	if c.Bool("from-dumpfile") {
 		root, err = parseDumpfile(c, src)
 	} else {
-		opts := erofs.DirOptions{Algorithm: alg}
+		opts := erofs.DirOptions{Algorithm: alg, Hardlinks: c.Bool("hardlinks")}
 		if objs := c.String("objects"); objs != "" {
 			opts.Object = func(p string, d []byte) error { return erofs.StoreObject(objs, p, d) }
 		}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cfs-project/cfs/lib/dumpfile"
+	"github.com/cfs-project/cfs/lib/erofs"
 )
 
 // TestMkfsBadDumpfile: bad input gets an error naming the line and leaves
@@ -67,5 +71,55 @@ func TestMkfsDumpRoundTrip(t *testing.T) {
 	got, _ := os.ReadFile(out)
 	if string(got) != in {
 		t.Errorf("dump = %q, want %q", got, in)
+	}
+}
+
+// TestMkfsHardlinks: a directory's hardlinks are separate inodes by
+// default, as mkcomposefs makes them, and one inode with --hardlinks.
+func TestMkfsHardlinks(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(filepath.Join(src, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "b"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "b"), filepath.Join(src, "a", "x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		flags []string
+		want  string // in the dump
+	}{
+		{nil, "\n/a/x 5 100644 1 "},
+		{[]string{"--hardlinks"}, "\n/a/x 5 @100644 2 "},
+	} {
+		img := filepath.Join(dir, "img")
+		args := append(append([]string{"cfs-image", "mkfs"}, c.flags...), src, img)
+		app := newApp()
+		app.Writer = new(bytes.Buffer)
+		if err := app.Run(args); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := erofs.Read(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dump bytes.Buffer
+		if err := dumpfile.Write(&dump, im.Root); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(dump.String(), c.want) {
+			t.Errorf("mkfs %v: no %q in\n%s", c.flags, c.want, dump.String())
+		}
+	}
+	err := newApp().Run([]string{"cfs-image", "mkfs", "--hardlinks", "--from-dumpfile", "-", filepath.Join(dir, "x")})
+	if err == nil || !strings.Contains(err.Error(), "--hardlinks") {
+		t.Errorf("--hardlinks with --from-dumpfile: %v", err)
 	}
 }

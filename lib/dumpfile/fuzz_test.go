@@ -16,11 +16,13 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(rootLine))
 	f.Add([]byte(rootLine + "/a 2 100644 1 0 0 0 5.7 - hi -\n/b 0 @100644 1 0 0 0 5.7 /a - -\n"))
 	f.Add([]byte(rootLine + "/c 10 100644 1 0 0 0 0.0 00/11 - - user.x=\\x3d\n/d 0 20000 1 0 0 0 0.0 - - -"))
-	if files, _ := filepath.Glob("/work/shared/testdata/composefs-assets/*.dump"); len(files) > 0 {
-		for _, p := range files {
-			if data, err := os.ReadFile(p); err == nil && len(data) < 10000 {
-				f.Add(data)
-			}
+	files, _ := filepath.Glob("../erofs/testdata/composefs-assets/*.dump")
+	if len(files) == 0 {
+		f.Fatal("no seeds in ../erofs/testdata/composefs-assets")
+	}
+	for _, p := range files {
+		if data, err := os.ReadFile(p); err == nil && len(data) < 10000 {
+			f.Add(data)
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -15,20 +15,29 @@ import (
 )
 
 // assetsDir holds the composefs C test-suite dumpfiles with the sha256 of
-// the image mkcomposefs writes for each.
+// the image mkcomposefs writes for each: testdata/composefs-assets, or
+// CFS_COMPOSEFS_ASSETS (a full copy of composefs's tests/assets, with the
+// large trees left out here). A missing directory is a failure in CI.
 func assetsDir(t testing.TB) string {
 	dir := assetsDirOrEmpty()
 	if dir == "" {
-		t.Skip("composefs test assets not found (set CFS_COMPOSEFS_ASSETS)")
+		if os.Getenv("CI") == "true" || os.Getenv("CFS_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatalf("composefs test assets not found at %s", assetsPath())
+		}
+		t.Skipf("composefs test assets not found at %s (set CFS_COMPOSEFS_ASSETS)", assetsPath())
 	}
 	return dir
 }
 
-func assetsDirOrEmpty() string {
-	dir := os.Getenv("CFS_COMPOSEFS_ASSETS")
-	if dir == "" {
-		dir = "/work/shared/testdata/composefs-assets"
+func assetsPath() string {
+	if dir := os.Getenv("CFS_COMPOSEFS_ASSETS"); dir != "" {
+		return dir
 	}
+	return filepath.Join("testdata", "composefs-assets")
+}
+
+func assetsDirOrEmpty() string {
+	dir := assetsPath()
 	if _, err := os.Stat(dir); err != nil {
 		return ""
 	}
