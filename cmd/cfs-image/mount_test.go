@@ -165,7 +165,7 @@ func testMount(t *testing.T, mountFlags ...string) {
 		}
 	}
 	srcTree(t, src)
-	run(t, "mkfs", "--objects", objs, src, img)
+	run(t, "mkfs", "--hardlinks", "--objects", objs, src, img) // the comparison below checks hardlink identity
 	if out, err := exec.Command(fsck, img).CombinedOutput(); err != nil {
 		t.Fatalf("fsck.erofs: %v\n%s", err, out)
 	}
