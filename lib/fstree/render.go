@@ -113,6 +113,13 @@ func streamEntry(t stream.Type, p string, st *Stat) *stream.Entry {
 // WriteEntries writes the tree as object-list entries, root first. src
 // gives the path holding a regular file's bytes (the object in the
 // store), and may return "" when there is none to name.
+//
+// Only regular files are listed as hardlinks. A layer may hardlink a
+// symlink, a device or a FIFO too; the EROFS image keeps such names on one
+// inode, as composefs-rs and mkcomposefs do, but the list spells each name
+// out as an entry of its own: an ostree commit has no hardlinks (two
+// symlinks with the same metadata and target are one object there
+// anyway), and a consumer then needs no second kind of link target.
 func WriteEntries(w *stream.Writer, root *Dir, src func(*Leaf) string) error {
 	if err := w.WriteEntry(streamEntry(stream.TypeDir, "/", &root.Stat)); err != nil {
 		return err
@@ -122,7 +129,7 @@ func WriteEntries(w *stream.Writer, root *Dir, src func(*Leaf) string) error {
 		case *Dir:
 			return w.WriteEntry(streamEntry(stream.TypeDir, p, &in.Stat))
 		case *Leaf:
-			if firstPath != "" {
+			if firstPath != "" && in.Kind == Regular {
 				return w.WriteEntry(&stream.Entry{Type: stream.TypeHardlink, Path: p, LinkTo: firstPath})
 			}
 			e := streamEntry(kindType[in.Kind], p, &in.Stat)

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"archive/tar"
+	"os"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/stream"
+)
+
+// TestPullHardlinkedSymlink: a layer may hardlink a symlink. The EROFS
+// image keeps both names on one inode, as composefs-rs does; the object
+// list spells the second name out as a symlink of its own, and so can be
+// written from the tagged image (--from-repo) as well as by the pull.
+func TestPullHardlinkedSymlink(t *testing.T) {
+	dir, _ := layout(t, v1.MediaTypeImageLayer, rawTar(t,
+		member{name: "usr/", typ: tar.TypeDir},
+		member{name: "usr/bin/", typ: tar.TypeDir},
+		member{name: "usr/bin/real", body: "#!/bin/sh\n"},
+		member{name: "usr/bin/sym", link: "real", typ: tar.TypeSymlink},
+		member{name: "usr/bin/zsym", link: "usr/bin/sym", typ: tar.TypeLink},
+		member{name: "usr/bin/zz", link: "usr/bin/real", typ: tar.TypeLink},
+	))
+	repoDir := filepath.Join(t.TempDir(), "composefs")
+	res := cfsPull(t, "--repo", repoDir, "--insecure-policy", "--quiet", "--tag", "t", "oci:"+dir+":latest")
+	if res.err != nil {
+		t.Fatalf("%v\n%s", res.err, res.stderr)
+	}
+	img, entries := readList(t, res.stdout)
+	byPath := map[string]*stream.Entry{}
+	for _, e := range entries {
+		byPath[e.Path] = e
+	}
+	if e := byPath["/usr/bin/zsym"]; e == nil || e.Type != stream.TypeSymlink || e.Target != "real" {
+		t.Errorf("the second name of the symlink is listed as %+v, want a symlink to \"real\"", e)
+	}
+	if e := byPath["/usr/bin/zz"]; e == nil || e.Type != stream.TypeHardlink || e.LinkTo != "/usr/bin/real" {
+		t.Errorf("a hardlinked file is listed as %+v, want a hardlink to /usr/bin/real", e)
+	}
+
+	data, err := os.ReadFile(filepath.Join(repoDir, "images", img.Stores.Composefs.Image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := erofs.Read(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := im.Root.Lookup("usr").Lookup("bin")
+	if sym, zsym := bin.Lookup("sym"), bin.Lookup("zsym"); sym == nil || zsym == nil || sym.Inode() != zsym.Inode() {
+		t.Errorf("the EROFS image does not keep the two symlink names on one inode")
+	}
+
+	again := cfsPull(t, "--repo", repoDir, "--from-repo", "t")
+	if again.err != nil {
+		t.Fatalf("--from-repo: %v\n%s", again.err, again.stderr)
+	}
+	readList(t, again.stdout)
+}
