@@ -205,12 +205,19 @@ func (r *Repository) SetTag(tag, manifestDigest string) error {
 	return atomicfile.SyncDir(filepath.Dir(filepath.Join(r.path, name)))
 }
 
+// ErrNoSuchTag is wrapped by ResolveTag for a tag the repository does not
+// have.
+var ErrNoSuchTag = errors.New("no such tag")
+
 // ResolveTag returns the manifest digest a tag points at.
 func (r *Repository) ResolveTag(tag string) (string, error) {
 	if err := checkTag(tag); err != nil {
 		return "", err
 	}
 	text, err := os.Readlink(filepath.Join(r.path, "streams/refs/oci", EncodeTag(tag)))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%w: %s (in %s)", ErrNoSuchTag, tag, r.path)
+	}
 	if err != nil {
 		return "", fmt.Errorf("tag %s: %w", tag, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -13,6 +14,10 @@ import (
 	"github.com/cfs-project/cfs/lib/fstree"
 	"github.com/cfs-project/cfs/lib/splitstream"
 )
+
+// ErrNoSuchImage is wrapped by OpenImage for a manifest digest the
+// repository holds no image for.
+var ErrNoSuchImage = errors.New("no such image")
 
 // Named refs composefs-rs puts in a config stream for the EROFS images
 // made from it; they are what keeps an image alive through GC.
@@ -166,6 +171,11 @@ type StoredImage struct {
 // OpenImage reads an image's manifest and config back from their streams
 // and checks their digests.
 func OpenImage(repo *composefs.Repository, manifestDigest string) (*StoredImage, error) {
+	if _, ok, err := repo.StreamID(composefs.ManifestContentID(manifestDigest)); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("%w: manifest %s (in %s)", ErrNoSuchImage, manifestDigest, repo.Path())
+	}
 	manifest, refs, err := readSingleObjectStream(repo, composefs.ManifestContentID(manifestDigest), splitstream.ContentOCIManifest)
 	if err != nil {
 		return nil, err

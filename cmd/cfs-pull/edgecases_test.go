@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/stream"
 )
@@ -60,4 +62,27 @@ func TestPullHardlinkedSymlink(t *testing.T) {
 		t.Fatalf("--from-repo: %v\n%s", again.err, again.stderr)
 	}
 	readList(t, again.stdout)
+}
+
+// TestFromRepoUnknown: --from-repo with a tag or digest the repository
+// does not have says so in one line, not with a raw readlink error.
+func TestFromRepoUnknown(t *testing.T) {
+	_, src := ociLayout(t, testimage.Options{Seed: 1})
+	repoDir := filepath.Join(t.TempDir(), "composefs")
+	if res := cfsPull(t, "--repo", repoDir, "--insecure-policy", "--quiet", "--output", "none", src); res.err != nil {
+		t.Fatalf("%v\n%s", res.err, res.stderr)
+	}
+	missing := "sha256:" + strings.Repeat("0", 64)
+	for ref, want := range map[string]string{
+		"localhost/nosuch": "cfs-pull: no such tag: localhost/nosuch (in " + repoDir + ")\n",
+		missing:            "cfs-pull: no such image: manifest " + missing + " (in " + repoDir + ")\n",
+	} {
+		res := cfsPull(t, "--repo", repoDir, "--from-repo", ref)
+		if res.err == nil || string(res.stderr) != want {
+			t.Errorf("--from-repo %s: %v, stderr %q, want %q", ref, res.err, res.stderr, want)
+		}
+		if len(res.stdout) != 0 {
+			t.Errorf("--from-repo %s wrote a list", ref)
+		}
+	}
 }
