@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,5 +85,37 @@ func TestFromRepoUnknown(t *testing.T) {
 		if len(res.stdout) != 0 {
 			t.Errorf("--from-repo %s wrote a list", ref)
 		}
+	}
+}
+
+// TestPullRefusesBadCapability: cfs-clone could never write a file whose
+// security.capability the kernel refuses, so the pull refuses the layer
+// before anything is tagged, naming the member.
+func TestPullRefusesBadCapability(t *testing.T) {
+	var buf bytes.Buffer
+	w := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "usr/bin/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "usr/bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 1, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}},
+	} {
+		if err := w.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			w.Write([]byte("x"))
+		}
+	}
+	w.Close()
+	dir, _ := layout(t, v1.MediaTypeImageLayer, buf.Bytes())
+	repoDir := filepath.Join(t.TempDir(), "composefs")
+	res := cfsPull(t, "--repo", repoDir, "--insecure-policy", "--quiet", "oci:"+dir+":latest")
+	msg := strings.TrimSpace(string(res.stderr))
+	if res.err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, `member "usr/bin/ping": /usr/bin/ping: security.capability revision 2 is 4 bytes, want 20`) {
+		t.Errorf("exit %v, stderr:\n%s", res.err, msg)
+	}
+	if tagCount(t, repoDir) != 0 {
+		t.Error("an image with an invalid capability was tagged")
 	}
 }

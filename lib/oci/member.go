@@ -94,6 +94,11 @@ func memberFromHeader(hdr *tar.Header) (*Member, error) {
 			if m.Stat.Xattrs == nil {
 				m.Stat.Xattrs = make(map[string][]byte)
 			}
+			if name == "security.capability" {
+				if err := checkCapability([]byte(value)); err != nil {
+					return nil, fmt.Errorf("%s: %w", p, err)
+				}
+			}
 			m.Stat.Xattrs[name] = []byte(value)
 		}
 	}

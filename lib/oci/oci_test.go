@@ -26,6 +26,10 @@ type tm struct {
 	xattrs     map[string]string
 }
 
+// capNetRaw is a revision 2 security.capability granting cap_net_raw
+// permitted and effective, as setcap writes it.
+const capNetRaw = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
 func tarOf(t testing.TB, members ...tm) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -93,7 +97,7 @@ func TestLayerReassemblesByteExact(t *testing.T) {
 		{name: "usr/bin/small", body: strings.Repeat("x", 64)},
 		{name: "usr/bin/over", body: strings.Repeat("y", 65)},
 		{name: "usr/bin/block", body: strings.Repeat("z", 512)},
-		{name: "usr/bin/big", body: string(big), mode: 0o4755, xattrs: map[string]string{"security.capability": "\x01\x00\x00\x02"}},
+		{name: "usr/bin/big", body: string(big), mode: 0o4755, xattrs: map[string]string{"security.capability": capNetRaw}},
 		{name: "usr/bin/link", link: "usr/bin/big", typ: tar.TypeLink},
 		{name: "usr/bin/sym", link: "../lib/x", typ: tar.TypeSymlink},
 		{name: "usr/" + strings.Repeat("long", 40), body: "long name"},
@@ -131,7 +135,7 @@ func TestLayerReassemblesByteExact(t *testing.T) {
 	if !bytes.Equal(got[6].Object, bigID) || got[3].Inline == nil || string(got[3].Inline) != strings.Repeat("x", 64) {
 		t.Errorf("bodies not mapped back to their members")
 	}
-	if got[6].Stat.Mode != 0o4755 || string(got[6].Stat.Xattrs["security.capability"]) != "\x01\x00\x00\x02" {
+	if got[6].Stat.Mode != 0o4755 || string(got[6].Stat.Xattrs["security.capability"]) != capNetRaw {
 		t.Errorf("metadata of %s: %+v", got[6].Path, got[6].Stat)
 	}
 	if got[7].Hardlink != "/usr/bin/big" || got[8].Target != "../lib/x" {
@@ -281,8 +285,8 @@ func TestImpliedParents(t *testing.T) {
 
 func TestTransformForOCI(t *testing.T) {
 	root, err := buildTree(t, []tm{
-		{name: "usr/", typ: tar.TypeDir, mode: 0o711, xattrs: map[string]string{"security.selinux": "usr_t", "security.capability": "c"}},
-		{name: "usr/f", body: "x", xattrs: map[string]string{"user.keep": "u", "security.selinux": "s", "security.capability": "c"}},
+		{name: "usr/", typ: tar.TypeDir, mode: 0o711, xattrs: map[string]string{"security.selinux": "usr_t", "security.capability": capNetRaw}},
+		{name: "usr/f", body: "x", xattrs: map[string]string{"user.keep": "u", "security.selinux": "s", "security.capability": capNetRaw}},
 		{name: "run/", typ: tar.TypeDir}, {name: "run/junk", body: "j"},
 	})
 	if err != nil {
@@ -291,11 +295,11 @@ func TestTransformForOCI(t *testing.T) {
 	if err := TransformForOCI(root, AllowlistOnly); err != nil {
 		t.Fatal(err)
 	}
-	if root.Mode != 0o711 || string(root.Xattrs["security.capability"]) != "c" || root.Xattrs["security.selinux"] != nil {
+	if root.Mode != 0o711 || string(root.Xattrs["security.capability"]) != capNetRaw || root.Xattrs["security.selinux"] != nil {
 		t.Errorf("root %+v", root.Stat)
 	}
 	f, _ := root.Lookup("/usr/f")
-	if x := f.(*fstree.Leaf).Xattrs; len(x) != 1 || string(x["security.capability"]) != "c" {
+	if x := f.(*fstree.Leaf).Xattrs; len(x) != 1 || string(x["security.capability"]) != capNetRaw {
 		t.Errorf("file xattrs %v", x)
 	}
 	run, _ := root.Lookup("/run")
