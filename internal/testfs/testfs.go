@@ -283,3 +283,78 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// Shutdown cuts the filesystem off as a power loss would: `xfs_io -x -c
+// shutdown` stops it without flushing its log, so what the journal had
+// not committed is lost, and every later I/O on it fails with EIO. Only
+// XFS has it. Remount brings it back.
+func (fs *FS) Shutdown(t testing.TB) {
+	t.Helper()
+	if fs.Type != "xfs" {
+		t.Fatalf("testfs: Shutdown needs XFS, not %s", fs.Type)
+	}
+	xfsIO := RequireTool(t, "xfs_io")
+	if out, err := exec.Command(xfsIO, "-x", "-c", "shutdown", fs.Dir).CombinedOutput(); err != nil {
+		t.Fatalf("testfs: xfs_io -x -c shutdown %s: %v: %s", fs.Dir, err, strings.TrimSpace(string(out)))
+	}
+}
+
+// Remount unmounts the filesystem and mounts it again, which replays its
+// journal: after Shutdown, the state a host finds after a power cut.
+// Nothing may still have a file open on it.
+func (fs *FS) Remount(t testing.TB) {
+	t.Helper()
+	unmount(t, fs.Dir)
+	if t.Failed() {
+		t.FailNow()
+	}
+	if err := retryOnce(func() error { return unix.Mount(fs.Loop, fs.Dir, fs.Type, 0, "") }); err != nil {
+		t.Fatalf("testfs: mount %s (%s) on %s again: %v", fs.Loop, fs.Type, fs.Dir, err)
+	}
+}
+
+// Crash is Shutdown then Remount.
+func (fs *FS) Crash(t testing.TB) {
+	t.Helper()
+	fs.Shutdown(t)
+	fs.Remount(t)
+}
+
+// FsyncNoise fsyncs a small file on the filesystem every 20 ms, as
+// journald does on a host, until the returned stop is called. Each fsync
+// commits the journal, names included: this is what makes a name durable
+// ahead of the bytes it names when a writer links before its data is on
+// disk. Errors (EIO after Shutdown) are ignored.
+func (fs *FS) FsyncNoise(t testing.TB) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	path := fs.Path(".fsync-noise")
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+				fmt.Fprintf(f, "%d\n", i)
+				f.Sync()
+				f.Close()
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once bool
+	stop = func() {
+		if !once {
+			once = true
+			close(done)
+			<-finished
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
