@@ -1,14 +1,19 @@
 package composefs
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/cfs-project/cfs/lib/atomicfile"
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/beneath"
+	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/splitstream"
 )
 
@@ -30,23 +35,28 @@ func (r *Repository) symlink(name, target string) error {
 	text = append(text, targetParts[common:]...)
 	link := strings.Join(text, "/")
 
-	abs := filepath.Join(r.path, name)
-	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+	dirfd, err := beneath.MkdirAll(int(r.dir.Fd()), filepath.Dir(name), 0o755)
+	if err != nil {
 		return err
 	}
-	err := os.Symlink(link, abs)
-	if err == nil || !errors.Is(err, os.ErrExist) {
+	defer unix.Close(dirfd)
+	base := filepath.Base(name)
+	err = unix.Symlinkat(link, dirfd, base)
+	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
-	if cur, rerr := os.Readlink(abs); rerr == nil && cur == link {
+	buf := make([]byte, unix.PathMax)
+	if n, rerr := unix.Readlinkat(dirfd, base, buf); rerr == nil && string(buf[:n]) == link {
 		return nil
 	}
-	tmp := filepath.Join(r.path, ".symlink-"+randomName(12))
-	if err := os.Symlink(link, tmp); err != nil {
+	// Another link text, or something planted there: replace it with
+	// rename, which never follows what it replaces.
+	tmp := ".symlink-" + randomName(12)
+	if err := unix.Symlinkat(link, dirfd, tmp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, abs); err != nil {
-		os.Remove(tmp)
+	if err := unix.Renameat(dirfd, tmp, dirfd, base); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
 		return err
 	}
 	return nil
@@ -72,8 +82,8 @@ func (r *Repository) linkedObject(name string) ([]byte, error) {
 }
 
 // WriteStream stores a finished splitstream under streams/<contentID>.
-// The repository is synced first so the name never refers to objects a
-// crash could lose.
+// The pending objects are flushed first (made durable, then named), so
+// the stream's name never refers to objects a crash could lose.
 func (r *Repository) WriteStream(contentID string, w *splitstream.Writer) ([]byte, error) {
 	if err := checkContentID(contentID); err != nil {
 		return nil, err
@@ -86,7 +96,7 @@ func (r *Repository) WriteStream(contentID string, w *splitstream.Writer) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Sync(); err != nil {
+	if err := r.Flush(); err != nil {
 		return nil, err
 	}
 	if err := r.symlink("streams/"+contentID, "objects/"+ObjectName(id)); err != nil {
@@ -120,9 +130,19 @@ func (r *Repository) OpenStream(contentID string, contentType uint64) (*splitstr
 	if !ok {
 		return nil, nil, fmt.Errorf("stream %s: %w", contentID, os.ErrNotExist)
 	}
-	data, err := os.ReadFile(r.ObjectPath(id))
+	f, err := r.OpenObject(id)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("stream %s: %w", contentID, err)
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", contentID, err)
+	}
+	// A stream is read whole anyway; its digest is cheap next to that,
+	// and a stream object a crash damaged must not be trusted.
+	if got, _ := fsverity.Digest(bytes.NewReader(data), r.alg); !bytes.Equal(got, id) {
+		return nil, nil, fmt.Errorf("stream %s: object %s is damaged (its bytes have digest %x)", contentID, r.ObjectPath(id), got)
 	}
 	sr, err := splitstream.NewReader(data, uint8(r.alg))
 	if err != nil {
@@ -148,6 +168,9 @@ func checkContentID(id string) error {
 func (r *Repository) WriteImage(image []byte) ([]byte, error) {
 	id, err := r.EnsureObject(image)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.Flush(); err != nil {
 		return nil, err
 	}
 	if err := r.symlink("images/"+hex.EncodeToString(id), "objects/"+ObjectName(id)); err != nil {
@@ -190,7 +213,10 @@ func ConfigContentID(configDigest string) string { return "oci-config-" + config
 func LayerContentID(diffID string) string { return "oci-layer-" + diffID }
 
 // SetTag points streams/refs/oci/<tag> at the manifest stream, durably.
-// Call it only after the manifest stream is written.
+// Call it only after the manifest stream is written. Everything named so
+// far is made durable first (syncfs), so the tag never survives a crash
+// that lost a stream or object name it depends on, whatever the
+// filesystem's journal orders.
 func (r *Repository) SetTag(tag, manifestDigest string) error {
 	if err := checkTag(tag); err != nil {
 		return err
@@ -198,11 +224,25 @@ func (r *Repository) SetTag(tag, manifestDigest string) error {
 	if _, ok, err := r.StreamID(ManifestContentID(manifestDigest)); err != nil || !ok {
 		return fmt.Errorf("tagging %s: manifest stream for %s is missing (%v)", tag, manifestDigest, err)
 	}
+	if err := r.Flush(); err != nil {
+		return err
+	}
+	if err := r.Sync(); err != nil {
+		return err
+	}
 	name := "streams/refs/oci/" + EncodeTag(tag)
 	if err := r.symlink(name, "streams/"+ManifestContentID(manifestDigest)); err != nil {
 		return fmt.Errorf("tagging %s: %w", tag, err)
 	}
-	return atomicfile.SyncDir(filepath.Dir(filepath.Join(r.path, name)))
+	dirfd, err := beneath.OpenDir(int(r.dir.Fd()), "streams/refs/oci")
+	if err != nil {
+		return fmt.Errorf("tagging %s: %w", tag, err)
+	}
+	defer unix.Close(dirfd)
+	if err := unix.Fsync(dirfd); err != nil {
+		return fmt.Errorf("tagging %s: fsync streams/refs/oci: %w", tag, err)
+	}
+	return nil
 }
 
 // ErrNoSuchTag is wrapped by ResolveTag for a tag the repository does not

@@ -6,12 +6,47 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/beneath"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
+
+// Durability. An object gets its name only after its bytes are on disk:
+// on XFS or ext4 a linkat can reach the journal (any fsync on the
+// filesystem commits it) long before delayed allocation writes the data,
+// and a power cut then leaves a 0-byte file under a digest name. Objects
+// are therefore written unnamed (O_TMPFILE), kept open as pending, and
+// named in batches: one syncfs makes every pending object's bytes
+// durable, and only then are they linked into objects/XX. One syncfs per
+// batch instead of an fsync per object keeps the cost to a few journal
+// commits per image. Stream, image and tag names are made after a Flush,
+// so they too never outlive what they name.
+
+// defaultBatch is the number of pending objects that triggers a Flush.
+const defaultBatch = 1024
+
+// batchSize bounds the pending objects by the descriptors we may hold.
+func batchSize() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < defaultBatch {
+		return max(int(lim.Cur/4), 16)
+	}
+	return defaultBatch
+}
+
+// pendingObject is a complete object waiting for the next Flush.
+type pendingObject struct {
+	t       *tmpFile
+	id      []byte
+	size    int64
+	replace bool // the object under this name is known to be wrong
+}
 
 // ObjectName is the path of an object below objects/: "XX/rest".
 func ObjectName(id []byte) string {
@@ -19,20 +54,101 @@ func ObjectName(id []byte) string {
 	return h[:2] + "/" + h[2:]
 }
 
-// ObjectPath is the absolute path of the object id.
+// ObjectPath is the absolute path of the object id. A pending object
+// (written, not yet flushed) has no file there yet; OpenObject opens it.
 func (r *Repository) ObjectPath(id []byte) string {
 	return filepath.Join(r.path, "objects", ObjectName(id))
 }
 
-// HasObject reports whether the object exists.
+// HasObject reports whether the object exists or is pending.
 func (r *Repository) HasObject(id []byte) bool {
+	if r.isPending(id) {
+		return true
+	}
 	_, err := os.Lstat(r.ObjectPath(id))
 	return err == nil
 }
 
-// OpenObject opens an object for reading.
+func (r *Repository) isPending(id []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.pending[string(id)]
+	return ok
+}
+
+// OpenObject opens an object for reading, pending or named.
 func (r *Repository) OpenObject(id []byte) (*os.File, error) {
+	r.mu.Lock()
+	if p, ok := r.pending[string(id)]; ok {
+		defer r.mu.Unlock()
+		return p.t.open()
+	}
+	r.mu.Unlock()
 	return os.Open(r.ObjectPath(id))
+}
+
+// CheckObject checks, cheaply, that the stored object id is what it
+// should be: a regular file (not a symlink) of the given size and, where
+// the kernel measured it with fs-verity, of that digest. A crash can
+// leave a name whose bytes were lost (a 0-byte or short file): such an
+// object must be replaced, never reused. The error wraps fs.ErrNotExist
+// for a missing object.
+func (r *Repository) CheckObject(id []byte, size int64) error {
+	if r.isPending(id) {
+		return nil
+	}
+	return r.checkStored(id, size)
+}
+
+// checkStored is CheckObject of the file under the object's name, pending
+// or not.
+func (r *Repository) checkStored(id []byte, size int64) error {
+	p := r.ObjectPath(id)
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return fmt.Errorf("object %x: %w", id, &os.PathError{Op: "lstat", Path: p, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("object %s is not a regular file", p)
+	}
+	if st.Size != size {
+		return fmt.Errorf("object %s is %d bytes, its stream says %d", p, st.Size, size)
+	}
+	if r.verityOn.Load() || r.secure {
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, got, err := fsverity.Measure(f)
+		if err == nil && !bytes.Equal(got, id) {
+			return fmt.Errorf("object %s has fs-verity digest %x", p, got)
+		}
+		if err != nil && r.secure {
+			return fmt.Errorf("object %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// checkObjectBytes checks an existing object against the bytes it should
+// hold, for the small objects a caller has in memory (streams, images,
+// manifests, configs), where comparing is cheap.
+func (r *Repository) checkObjectBytes(id, data []byte) error {
+	if err := r.CheckObject(id, int64(len(data))); err != nil {
+		return err
+	}
+	if r.isPending(id) {
+		return nil
+	}
+	got, err := os.ReadFile(r.ObjectPath(id))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, data) {
+		return fmt.Errorf("object %s does not hold the bytes its name says", r.ObjectPath(id))
+	}
+	return nil
 }
 
 // enableVerity turns on fs-verity where the filesystem supports it and,
@@ -63,50 +179,170 @@ func enableVerity(f *os.File, alg fsverity.Algorithm, want []byte, required bool
 	return true, nil
 }
 
-// finishObject names a complete temporary file by its digest. An object
-// that already exists is left as it is and reported as not created.
-func (r *Repository) finishObject(t *tmpFile, id []byte) (created bool, err error) {
-	defer t.discard()
+// finishObject queues a complete temporary file to be named id at the
+// next Flush. An object already pending, or already stored and intact,
+// is left as it is and reported as not created; replace says the stored
+// one is known to be wrong.
+func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace bool) (created bool, err error) {
+	queued := false
+	defer func() {
+		if !queued {
+			t.discard()
+		}
+	}()
+	if r.isPending(id) {
+		return false, nil
+	}
+	if !replace && r.checkStored(id, size) == nil {
+		return false, nil
+	}
 	if err := t.reopenReadOnly(); err != nil {
 		return false, err
 	}
-	if _, err := enableVerity(t.File, r.alg, id, r.secure); err != nil {
+	on, err := enableVerity(t.File, r.alg, id, r.secure)
+	if err != nil {
 		return false, err
 	}
-	dst := r.ObjectPath(id)
-	if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return false, err
+	if on {
+		r.verityOn.Store(true)
 	}
-	if err := t.link(dst); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return false, nil
+	r.mu.Lock()
+	if _, ok := r.pending[string(id)]; ok {
+		r.mu.Unlock()
+		return false, nil
+	}
+	r.pending[string(id)] = &pendingObject{t: t, id: id, size: size, replace: replace}
+	queued = true
+	full := len(r.pending) >= r.batch
+	r.mu.Unlock()
+	if full {
+		if err := r.Flush(); err != nil {
+			return true, err
 		}
-		return false, err
 	}
 	return true, nil
 }
 
-// EnsureObject stores data as an object and returns its id.
+// Flush makes every pending object durable and then names it: one syncfs
+// for the whole batch, then a link per object. An object whose name is
+// taken by a wrong file (see CheckObject) replaces it atomically. Stream,
+// image and tag writers call it before they name anything.
+func (r *Repository) Flush() error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	r.mu.Lock()
+	batch := make([]*pendingObject, 0, len(r.pending))
+	for _, p := range r.pending {
+		batch = append(batch, p)
+	}
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := r.Sync()
+	if err == nil {
+		for _, p := range batch {
+			if lerr := r.nameObject(p); lerr != nil {
+				err = fmt.Errorf("storing object %x: %w", p.id, lerr)
+				break
+			}
+		}
+	}
+	// On an error the rest are dropped unnamed: a re-run writes them again.
+	r.mu.Lock()
+	for _, p := range batch {
+		delete(r.pending, string(p.id))
+	}
+	r.mu.Unlock()
+	for _, p := range batch {
+		p.t.discard()
+	}
+	return err
+}
+
+func (r *Repository) nameObject(p *pendingObject) error {
+	dirfd, err := r.objectDir(p.id[0])
+	if err != nil {
+		return err
+	}
+	rest := hex.EncodeToString(p.id[1:])
+	if !p.replace {
+		err := p.t.link(dirfd, rest)
+		if !errors.Is(err, unix.EEXIST) {
+			return err
+		}
+		// Another writer named it meanwhile, or a wrong file is there.
+		if r.checkStored(p.id, p.size) == nil {
+			return nil
+		}
+	}
+	return p.t.replace(dirfd, rest)
+}
+
+// objectDir returns objects/XX, created if needed, never through a
+// symlink planted in the repository.
+func (r *Repository) objectDir(b byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fd, ok := r.subdirs[b]; ok {
+		return fd, nil
+	}
+	if r.objects < 0 {
+		return -1, r.objectsErr
+	}
+	name := hex.EncodeToString([]byte{b})
+	fd, err := beneath.MkdirAll(r.objects, name, 0o755)
+	if err != nil {
+		return -1, fmt.Errorf("%s/objects/%w", r.path, err)
+	}
+	r.subdirs[b] = fd
+	return fd, nil
+}
+
+func (r *Repository) newTemp() (*tmpFile, error) {
+	if err := r.checkWritable(); err != nil {
+		return nil, err
+	}
+	if r.objects < 0 {
+		return nil, r.objectsErr
+	}
+	return createTemp(r.objects, filepath.Join(r.path, "objects"))
+}
+
+// EnsureObject stores data as an object and returns its id. An existing
+// object of that id is compared with data and replaced if it differs.
 func (r *Repository) EnsureObject(data []byte) ([]byte, error) {
 	id, err := fsverity.Digest(bytes.NewReader(data), r.alg)
 	if err != nil {
 		return nil, err
 	}
-	if r.HasObject(id) {
+	if r.isPending(id) {
 		return id, nil
 	}
-	_, _, _, err = r.WriteObject(bytes.NewReader(data))
-	return id, err
+	err = r.checkObjectBytes(id, data)
+	if err == nil {
+		return id, nil
+	}
+	replace := !errors.Is(err, fs.ErrNotExist)
+	t, err := r.newTemp()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Write(data); err != nil {
+		t.discard()
+		return nil, fmt.Errorf("storing object %x: %w", id, err)
+	}
+	if _, err := r.finishObject(t, id, int64(len(data)), replace); err != nil {
+		return nil, fmt.Errorf("storing object %x: %w", id, err)
+	}
+	return id, nil
 }
 
 // WriteObject stores everything src yields as an object, hashing the
 // bytes as they are written. It reports the id, the size, and whether the
-// object is new.
+// object is new. The object is pending until the next Flush.
 func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created bool, err error) {
-	if err := r.checkWritable(); err != nil {
-		return nil, 0, false, err
-	}
-	t, err := createTemp(filepath.Join(r.path, "objects"))
+	t, err := r.newTemp()
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -119,7 +355,7 @@ func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created 
 		return nil, size, false, err
 	}
 	id = h.Sum(nil)
-	created, err = r.finishObject(t, id)
+	created, err = r.finishObject(t, id, size, false)
 	if err != nil {
 		return nil, size, false, fmt.Errorf("storing object %x: %w", id, err)
 	}
@@ -129,7 +365,7 @@ func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created 
 // ImportFile stores the content of the file at src as an object, sharing
 // its extents by FICLONE under the given policy. The digest is computed
 // over the bytes that landed in the repository, never trusted from the
-// caller.
+// caller. The object is pending until the next Flush.
 func (r *Repository) ImportFile(src string, policy reflink.Policy) (id []byte, size int64, how reflink.Result, created bool, err error) {
 	if err := r.checkWritable(); err != nil {
 		return nil, 0, 0, false, err
@@ -139,7 +375,7 @@ func (r *Repository) ImportFile(src string, policy reflink.Policy) (id []byte, s
 		return nil, 0, 0, false, err
 	}
 	defer in.Close()
-	t, err := createTemp(filepath.Join(r.path, "objects"))
+	t, err := r.newTemp()
 	if err != nil {
 		return nil, 0, 0, false, err
 	}
@@ -159,7 +395,7 @@ func (r *Repository) ImportFile(src string, policy reflink.Policy) (id []byte, s
 		return nil, size, how, false, err
 	}
 	id = h.Sum(nil)
-	created, err = r.finishObject(t, id)
+	created, err = r.finishObject(t, id, size, false)
 	if err != nil {
 		return nil, size, how, false, fmt.Errorf("storing object %x from %s: %w", id, src, err)
 	}

@@ -12,17 +12,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
+	"github.com/cfs-project/cfs/lib/beneath"
 	"github.com/cfs-project/cfs/lib/fsverity"
 )
 
 // Repository is an open composefs repository. It holds a shared flock on
 // the repository directory for its lifetime, as composefs-rs does, so a
 // garbage collection (which takes it exclusively) never runs while we
-// write objects that nothing references yet.
+// write objects that nothing references yet. Its methods are safe for
+// concurrent use.
 type Repository struct {
 	path     string
 	dir      *os.File
@@ -32,14 +36,35 @@ type Repository struct {
 	// carry verity too. Otherwise verity is enabled where the filesystem
 	// can and digests are computed in userspace.
 	secure bool
+	// verityOn is set once an object here got fs-verity: existing objects
+	// are then checked against the kernel's measurement too.
+	verityOn atomic.Bool
+
+	// objects is objects/ opened beneath the root (no symlink followed),
+	// or -1 with objectsErr saying why writes cannot happen.
+	objects    int
+	objectsErr error
+
+	mu      sync.Mutex
+	subdirs map[byte]int              // objects/XX, opened beneath objects/
+	pending map[string]*pendingObject // written, not yet durable nor named
+	batch   int                       // pending objects that trigger a Flush
+	flushMu sync.Mutex                // one Flush at a time
 }
 
 // ErrNotRepository is returned by Open for a directory without meta.json.
 var ErrNotRepository = errors.New("not a composefs repository (no meta.json)")
 
+// subdirNames are the directories a repository has from its creation.
+var subdirNames = []string{"objects", "streams", "images"}
+
 // Create makes a repository at path, or opens the one there if its
 // configuration is the same. The directory is created with mode 0700, as
 // bootc does for /sysroot/composefs.
+//
+// A crash leaves nothing or a usable repository: the subdirectories are
+// made and made durable first, and meta.json, which is what makes a
+// directory a repository, is published last (fsynced, then linked).
 func Create(path string, alg fsverity.Algorithm) (*Repository, error) {
 	if alg != fsverity.SHA256 && alg != fsverity.SHA512 {
 		return nil, fmt.Errorf("composefs repository %s: unsupported algorithm %v", path, alg)
@@ -47,13 +72,20 @@ func Create(path string, alg fsverity.Algorithm) (*Repository, error) {
 	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("creating composefs repository: %w", err)
 	}
-	if err := writeMeta(path, newMeta(alg).encode(), alg); err != nil {
+	root, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating composefs repository: %w", err)
+	}
+	defer root.Close()
+	if _, err := makeSubdirs(int(root.Fd()), path); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"objects", "streams", "images"} {
-		if err := os.Mkdir(filepath.Join(path, d), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("composefs repository %s: %w", path, err)
-		}
+	if err := writeMeta(int(root.Fd()), path, newMeta(alg).encode(), alg); err != nil {
+		return nil, err
+	}
+	// The repository's own name, for a crash right after Create.
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
 	r, err := Open(path)
 	if err != nil {
@@ -66,10 +98,32 @@ func Create(path string, alg fsverity.Algorithm) (*Repository, error) {
 	return r, nil
 }
 
+// makeSubdirs creates the missing subdirectories (never through a
+// symlink) and, if it made any, fsyncs the repository directory so that
+// they are durable before anything is written into them.
+func makeSubdirs(root int, path string) (made bool, err error) {
+	for _, d := range subdirNames {
+		err := unix.Mkdirat(root, d, 0o755)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return made, fmt.Errorf("composefs repository %s: mkdir %s: %w", path, d, err)
+		}
+		made = true
+	}
+	if made {
+		if err := unix.Fsync(root); err != nil {
+			return made, fmt.Errorf("composefs repository %s: fsync: %w", path, err)
+		}
+	}
+	return made, nil
+}
+
 // writeMeta publishes meta.json whole or not at all: O_TMPFILE, write,
 // fsync, try to enable verity (secure mode), link into place. An existing
 // meta.json is fine when it is byte-identical.
-func writeMeta(repo string, data []byte, alg fsverity.Algorithm) error {
+func writeMeta(root int, repo string, data []byte, alg fsverity.Algorithm) error {
 	target := filepath.Join(repo, "meta.json")
 	if existing, err := os.ReadFile(target); err == nil {
 		if !bytes.Equal(existing, data) {
@@ -79,7 +133,7 @@ func writeMeta(repo string, data []byte, alg fsverity.Algorithm) error {
 		}
 		return nil
 	}
-	f, err := publishFile(repo, "meta.json", data, alg)
+	f, err := publishFile(root, repo, "meta.json", data, alg)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil // a concurrent init won; Open checks what it wrote
@@ -87,10 +141,15 @@ func writeMeta(repo string, data []byte, alg fsverity.Algorithm) error {
 		return fmt.Errorf("writing %s: %w", target, err)
 	}
 	f.Close()
-	return atomicfile.SyncDir(repo)
+	if err := unix.Fsync(root); err != nil {
+		return fmt.Errorf("fsync %s: %w", repo, err)
+	}
+	return nil
 }
 
-// Open opens an existing repository and takes the shared lock.
+// Open opens an existing repository and takes the shared lock. A
+// writable repository missing one of its subdirectories (left so by a
+// crash during an older Create) gets it back.
 func Open(path string) (*Repository, error) {
 	data, err := os.ReadFile(filepath.Join(path, "meta.json"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -111,7 +170,21 @@ func Open(path string) (*Repository, error) {
 		dir.Close()
 		return nil, fmt.Errorf("locking composefs repository %s: %w", path, err)
 	}
-	r := &Repository{path: path, dir: dir, alg: alg, writable: writable}
+	r := &Repository{path: path, dir: dir, alg: alg, writable: writable, objects: -1,
+		subdirs: map[byte]int{}, pending: map[string]*pendingObject{}, batch: batchSize()}
+	if writable {
+		// Only a writer can repair; a reader of a read-only
+		// filesystem (EROFS, EACCES) needs no repair to read.
+		if _, err := makeSubdirs(int(dir.Fd()), path); err != nil && !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EACCES) {
+			dir.Close()
+			return nil, err
+		}
+	}
+	if fd, err := beneath.OpenDir(int(dir.Fd()), "objects"); err != nil {
+		r.objectsErr = fmt.Errorf("composefs repository %s: %w", path, err)
+	} else {
+		r.objects = fd
+	}
 	if mf, err := os.Open(filepath.Join(path, "meta.json")); err == nil {
 		_, _, merr := fsverity.Measure(mf)
 		r.secure = merr == nil
@@ -120,12 +193,26 @@ func Open(path string) (*Repository, error) {
 	return r, nil
 }
 
-// Close releases the lock.
+// Close names and makes durable the objects still pending (they are
+// whole, and a later run can reuse them), then releases the lock.
 func (r *Repository) Close() error {
 	if r.dir == nil {
 		return nil
 	}
-	err := r.dir.Close() // closing the descriptor drops the flock
+	err := r.Flush()
+	r.mu.Lock()
+	for _, fd := range r.subdirs {
+		unix.Close(fd)
+	}
+	r.subdirs = nil
+	r.mu.Unlock()
+	if r.objects >= 0 {
+		unix.Close(r.objects)
+		r.objects = -1
+	}
+	if cerr := r.dir.Close(); err == nil { // closing the descriptor drops the flock
+		err = cerr
+	}
 	r.dir = nil
 	return err
 }
@@ -146,9 +233,8 @@ func (r *Repository) checkWritable() error {
 	return nil
 }
 
-// Sync makes everything written to the repository's filesystem durable.
-// composefs-rs calls syncfs before a stream name appears, so a name never
-// points at objects a crash could lose; so do we.
+// Sync makes everything written to the repository's filesystem durable
+// (syncfs). It does not name pending objects: Flush does.
 func (r *Repository) Sync() error {
 	if err := unix.Syncfs(int(r.dir.Fd())); err != nil {
 		return fmt.Errorf("syncfs %s: %w", r.path, err)

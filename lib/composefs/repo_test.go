@@ -107,6 +107,18 @@ func TestObjects(t *testing.T) {
 	if _, _, created, err := r.WriteObject(bytes.NewReader(data)); err != nil || created {
 		t.Fatalf("second WriteObject: created=%v %v", created, err)
 	}
+	// Pending: readable, but not named until a Flush made it durable.
+	if _, err := os.Lstat(r.ObjectPath(id)); !os.IsNotExist(err) {
+		t.Errorf("object named before Flush: %v", err)
+	}
+	if f, err := r.OpenObject(id); err != nil {
+		t.Errorf("OpenObject of a pending object: %v", err)
+	} else {
+		f.Close()
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	got, err := os.ReadFile(r.ObjectPath(id))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("object content: %v", err)

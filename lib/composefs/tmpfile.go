@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -14,17 +13,21 @@ import (
 	"github.com/cfs-project/cfs/lib/fsverity"
 )
 
-// tmpFile is a file being written that has no name until it is complete:
-// O_TMPFILE where the filesystem has it, otherwise a hidden name that
-// composefs-rs would also recognise as transient (.tmp-object-…).
+// tmpFile is a file being written that has no name until it is complete
+// and durable: O_TMPFILE where the filesystem has it, otherwise a hidden
+// name that composefs-rs would also recognise as transient
+// (.tmp-object-…).
 type tmpFile struct {
 	*os.File
-	dir   string
+	dirfd int    // the directory it was created in (not owned)
+	dir   string // that directory's path, for messages
 	named string // the hidden name in the fallback, "" with O_TMPFILE
 }
 
-func createTemp(dir string) (*tmpFile, error) {
-	f, ok, err := atomicfile.OpenUnnamed(unix.AT_FDCWD, dir, 0o644)
+const tmpPrefix = ".tmp-object-"
+
+func createTemp(dirfd int, dir string) (*tmpFile, error) {
+	f, ok, err := atomicfile.OpenUnnamed(dirfd, ".", 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating a temporary file in %s: %w", dir, err)
 	}
@@ -34,18 +37,19 @@ func createTemp(dir string) (*tmpFile, error) {
 			f.Close()
 			return nil, fmt.Errorf("making a temporary file in %s world-readable: %w", dir, err)
 		}
-		return &tmpFile{File: f, dir: dir}, nil
+		return &tmpFile{File: f, dirfd: dirfd, dir: dir}, nil
 	}
 	for i := 0; i < 100; i++ {
-		name := filepath.Join(dir, ".tmp-object-"+randomName(12))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-		if errors.Is(err, os.ErrExist) {
+		name := tmpPrefix + randomName(12)
+		fd, err := unix.Openat(dirfd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if errors.Is(err, unix.EEXIST) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("creating a temporary file in %s: %w", dir, err)
 		}
-		t := &tmpFile{File: f, dir: dir, named: name}
+		f := os.NewFile(uintptr(fd), dir+"/"+name)
+		t := &tmpFile{File: f, dirfd: dirfd, dir: dir, named: name}
 		if err := f.Chmod(0o644); err != nil {
 			t.discard()
 			return nil, fmt.Errorf("making %s world-readable: %w", name, err)
@@ -69,11 +73,7 @@ func randomName(n int) string {
 // reopenReadOnly swaps the writable descriptor for a read-only one:
 // FS_IOC_ENABLE_VERITY refuses a file that anyone has open for writing.
 func (t *tmpFile) reopenReadOnly() error {
-	path := t.named
-	if path == "" {
-		path = "/proc/self/fd/" + strconv.Itoa(int(t.Fd()))
-	}
-	ro, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	ro, err := t.open()
 	if err != nil {
 		return fmt.Errorf("reopening a temporary file in %s read-only: %w", t.dir, err)
 	}
@@ -82,43 +82,73 @@ func (t *tmpFile) reopenReadOnly() error {
 	return nil
 }
 
-// link gives the file its final name. It never replaces an existing file:
-// an existing name returns an error matching os.ErrExist.
-func (t *tmpFile) link(dst string) error {
+// open opens another read-only descriptor on the file.
+func (t *tmpFile) open() (*os.File, error) {
 	if t.named != "" {
-		err := unix.Renameat2(unix.AT_FDCWD, t.named, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+		fd, err := unix.Openat(t.dirfd, t.named, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), t.dir+"/"+t.named), nil
+	}
+	return os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(t.Fd())), os.O_RDONLY|unix.O_CLOEXEC, 0)
+}
+
+// link gives the file the name dst in the directory dirfd. It never
+// replaces an existing file: an existing name is unix.EEXIST.
+func (t *tmpFile) link(dirfd int, dst string) error {
+	if t.named != "" {
+		err := unix.Renameat2(t.dirfd, t.named, dirfd, dst, unix.RENAME_NOREPLACE)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 			// No RENAME_NOREPLACE here: link(2) refuses an existing name too.
-			if err = unix.Link(t.named, dst); err == nil {
-				os.Remove(t.named)
+			if err = unix.Linkat(t.dirfd, t.named, dirfd, dst, 0); err == nil {
+				unix.Unlinkat(t.dirfd, t.named, 0)
 			}
 		}
 		if err == nil {
 			t.named = ""
-			return nil
 		}
-		return &os.LinkError{Op: "rename", Old: t.named, New: dst, Err: err}
+		return err
 	}
-	if err := atomicfile.Link(t.File, unix.AT_FDCWD, dst); err != nil {
-		return &os.LinkError{Op: "linkat", Old: "(unnamed temporary file)", New: dst, Err: err}
+	return atomicfile.Link(t.File, dirfd, dst)
+}
+
+// replace gives the file the name dst in dirfd, atomically replacing
+// whatever is there (a corrupt object, a planted symlink).
+func (t *tmpFile) replace(dirfd int, dst string) error {
+	if t.named != "" {
+		if err := unix.Renameat(t.dirfd, t.named, dirfd, dst); err != nil {
+			return err
+		}
+		t.named = ""
+		return nil
+	}
+	tmp := tmpPrefix + randomName(12)
+	if err := atomicfile.Link(t.File, dirfd, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, dst); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return err
 	}
 	return nil
 }
 
-// discard drops a file that will not be published.
+// discard drops the descriptor, and the hidden name of a file that was
+// not published.
 func (t *tmpFile) discard() {
 	t.File.Close()
 	if t.named != "" {
-		os.Remove(t.named)
+		unix.Unlinkat(t.dirfd, t.named, 0)
 	}
 }
 
-// publishFile writes data to dir/name atomically. With an algorithm it
-// also tries to enable fs-verity first, so the name never appears without
-// it where the filesystem supports it. The returned file is open
-// read-only.
-func publishFile(dir, name string, data []byte, alg fsverity.Algorithm) (*os.File, error) {
-	t, err := createTemp(dir)
+// publishFile writes data to name in dirfd atomically and durably (fsync
+// before the link). With an algorithm it also tries to enable fs-verity
+// first, so the name never appears without it where the filesystem
+// supports it. The returned file is open read-only.
+func publishFile(dirfd int, dir, name string, data []byte, alg fsverity.Algorithm) (*os.File, error) {
+	t, err := createTemp(dirfd, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +170,9 @@ func publishFile(dir, name string, data []byte, alg fsverity.Algorithm) (*os.Fil
 			return nil, err
 		}
 	}
-	if err := t.link(filepath.Join(dir, name)); err != nil {
+	if err := t.link(dirfd, name); err != nil {
 		t.discard()
-		return nil, err
+		return nil, &os.LinkError{Op: "linkat", Old: "(temporary file)", New: dir + "/" + name, Err: err}
 	}
 	return t.File, nil
 }
