@@ -71,10 +71,21 @@ func Digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// HaveLayer reports whether the layer's stream and its object exist.
+// HaveLayer reports whether the layer is stored intact enough to be used
+// without fetching it again: its stream exists and hashes to its name,
+// and every object it refers to exists with the size its tar header
+// gives (and the fs-verity digest, where the kernel measures one). A
+// stored layer that fails any of this (a crash lost some bytes, an object
+// was deleted) is fetched again, which rewrites what is wrong.
 func HaveLayer(repo *composefs.Repository, diffID string) (bool, error) {
 	_, ok, err := repo.StreamID(composefs.LayerContentID(diffID))
-	return ok, err
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := ReadLayer(repo, diffID, func(*Member) error { return nil }); err != nil {
+		return false, nil
+	}
+	return true, nil
 }
 
 // BuildTree merges the stored layers, in order, into the tree composefs

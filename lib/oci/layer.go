@@ -138,7 +138,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // ReadLayer replays the members of a stored layer in tar order without
-// reading any object: external bodies are skipped by their size.
+// reading any object: external bodies are skipped by their size, after
+// checking that each object exists with that size.
 func ReadLayer(repo *composefs.Repository, diffID string, member func(*Member) error) error {
 	sr, _, err := repo.OpenStream(composefs.LayerContentID(diffID), splitstream.ContentOCILayer)
 	if err != nil {
@@ -159,7 +160,7 @@ func ReadLayer(repo *composefs.Repository, diffID string, member func(*Member) e
 		if err != nil {
 			return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
 		}
-		body.lastObject = nil
+		body.lastObject, body.expect = nil, hdr.Size
 		if m.Kind == fstree.Regular && m.Size <= InlineMax {
 			if m.Inline, err = io.ReadAll(tr); err != nil {
 				return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
@@ -180,13 +181,16 @@ func ReadLayer(repo *composefs.Repository, diffID string, member func(*Member) e
 }
 
 // layerBodies presents a layer splitstream as its tar, except that an
-// external chunk reads as zeros of the object's size: the tar reader only
-// skips bodies, and the object ids are what the caller wants.
+// external chunk reads as zeros of the size its tar header gives: the tar
+// reader only skips bodies, and the object ids are what the caller wants.
+// Each object is checked against that size (composefs.CheckObject), so a
+// missing or truncated object is an error naming it, not a misparsed tar.
 type layerBodies struct {
 	sr         *splitstream.Reader
 	repo       *composefs.Repository
 	inline     []byte
 	zeros      int64
+	expect     int64 // the size of the current member's body
 	lastObject []byte
 }
 
@@ -200,20 +204,14 @@ func (b *layerBodies) Read(p []byte) (int, error) {
 			b.inline = c.Inline
 			continue
 		}
-		f, err := b.repo.OpenObject(c.External)
-		if err != nil {
-			return 0, fmt.Errorf("object %x: %w", c.External, err)
-		}
-		st, err := f.Stat()
-		f.Close()
-		if err != nil {
-			return 0, err
-		}
 		if b.lastObject != nil {
 			return 0, errors.New("two objects for one member")
 		}
+		if err := b.repo.CheckObject(c.External, b.expect); err != nil {
+			return 0, err
+		}
 		b.lastObject = c.External
-		b.zeros = st.Size()
+		b.zeros = b.expect
 	}
 	if len(b.inline) > 0 {
 		n := copy(p, b.inline)
