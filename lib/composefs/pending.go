@@ -3,7 +3,6 @@ package composefs
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/cfs-project/cfs/lib/reflink"
 )
@@ -20,10 +19,7 @@ type Pending struct {
 // CloneObject starts an object with the content of src, sharing its
 // extents by FICLONE under the given policy. Nothing is named until Commit.
 func (r *Repository) CloneObject(src *os.File, policy reflink.Policy) (*Pending, reflink.Result, error) {
-	if err := r.checkWritable(); err != nil {
-		return nil, 0, err
-	}
-	t, err := createTemp(filepath.Join(r.path, "objects"))
+	t, err := r.newTemp()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -38,11 +34,18 @@ func (r *Repository) CloneObject(src *os.File, policy reflink.Policy) (*Pending,
 // File is the object's content, to read with ReadAt (or from offset 0).
 func (p *Pending) File() *os.File { return p.t.File }
 
-// Commit names the object by id, the fs-verity digest the caller computed
-// over File's bytes; where the kernel measures fs-verity it checks id too.
-// An object that already exists is kept and reported as not created.
+// Commit queues the object under id, the fs-verity digest the caller
+// computed over File's bytes; where the kernel measures fs-verity it
+// checks id too. Like every object it is named at the repository's next
+// Flush, once its bytes are durable. An intact object that already exists
+// is kept and reported as not created.
 func (p *Pending) Commit(id []byte) (created bool, err error) {
-	created, err = p.r.finishObject(p.t, id)
+	st, err := p.t.Stat()
+	if err != nil {
+		p.t.discard()
+		return false, fmt.Errorf("storing object %x: %w", id, err)
+	}
+	created, err = p.r.finishObject(p.t, id, st.Size(), false)
 	if err != nil {
 		return false, fmt.Errorf("storing object %x: %w", id, err)
 	}
