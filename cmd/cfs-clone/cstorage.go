@@ -1,10 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
@@ -16,13 +12,13 @@ import (
 // runCStorage is --to containers-storage (lib/clone.ToContainersStorage).
 func runCStorage(c *cli.Context) error {
 	if c.NArg() != 0 {
-		return cliutil.Usage("cfs-clone: unexpected arguments %v; the object list is read from stdin", c.Args().Slice())
+		return cliutil.Usage("unexpected arguments %v; the object list is read from stdin", c.Args().Slice())
 	}
 	opts := clone.CStorageOptions{Names: c.StringSlice("name"), Repo: c.String("repo")}
 	if s := c.String("reflink"); s != "" {
 		p, err := reflink.ParsePolicy(s)
 		if err != nil || p == reflink.Never {
-			return cliutil.Usage("cfs-clone: --reflink=%s: want always or auto", s)
+			return cliutil.Usage("--reflink=%s: want always or auto", s)
 		}
 		opts.Policy = p
 	}
@@ -30,21 +26,18 @@ func runCStorage(c *cli.Context) error {
 	if root == "" {
 		root = cstorage.DefaultGraphRoot(c.String("sysroot"))
 	}
+	in, err := cliutil.ListInput(c)
+	if err != nil {
+		return err
+	}
 	store, err := cstorage.Open(root, c.String("runroot"))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	sum, err := clone.ToContainersStorage(c.Context, store, os.Stdin, os.Stdout, opts)
+	sum, err := clone.ToContainersStorage(c.Context, store, in, c.App.Writer, opts)
 	if err != nil {
-		return err
+		return reflinkHint(err)
 	}
-	switch {
-	case c.Bool("json"):
-		b, _ := json.Marshal(sum)
-		fmt.Fprintln(os.Stderr, string(b))
-	case !c.Bool("quiet"):
-		fmt.Fprintln(os.Stderr, "cfs-clone: "+sum.String())
-	}
-	return nil
+	return summary(c, sum, sum.String())
 }

@@ -2,13 +2,8 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"go.podman.io/storage/pkg/reexec"
@@ -57,7 +52,11 @@ func main() {
 	if reexec.Init() {
 		return
 	}
-	cliutil.Main(&cli.App{
+	cliutil.Main(newApp())
+}
+
+func newApp() *cli.App {
+	return cliutil.ListOnStdout(&cli.App{
 		Name:        "cfs-clone",
 		Usage:       "reflink every object of an object list into another store and write the annotated list to stdout",
 		UsageText:   "cfs-clone --to ostree [options] < list > annotated-list",
@@ -65,15 +64,15 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "to", Usage: "store to clone into: `ostree` or containers-storage"},
 			cliutil.SysrootFlag,
-			&cli.StringFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo); must exist. With --to containers-storage: the composefs repository (default: the one the list names)"},
-			&cli.StringFlag{Name: "root", Usage: "containers-storage graph root `DIR` (default <sysroot>/ostree/bootc/storage)"},
-			&cli.StringFlag{Name: "runroot", Usage: "containers-storage run root `DIR` (default " + cstorage.DefaultRunRoot + ")"},
+			&cli.PathFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo); must exist. With --to containers-storage: the composefs repository (default: the one the list names)"},
+			&cli.PathFlag{Name: "root", Usage: "containers-storage graph root `DIR` (default <sysroot>/ostree/bootc/storage)"},
+			&cli.PathFlag{Name: "runroot", Usage: "containers-storage run root `DIR` (default " + cstorage.DefaultRunRoot + ")"},
 			&cli.StringSliceFlag{Name: "name", Usage: "name the image `NAME` in containers-storage (repeatable; default: the reference podman would give it)"},
 			&cli.StringFlag{Name: "reflink", Usage: "`always` (fail where extents cannot be shared) or auto (copy there); default: always if the repository's filesystem supports reflinks, else auto"},
 			&cli.IntFlag{Name: "jobs", Usage: "files digested and cloned at once (default: number of CPUs)"},
-			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object on stderr"},
-			&cli.IntFlag{Name: "progress-fd", Usage: "write bootc-style JSON progress lines to file descriptor `N` (>= 3)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no summary on stderr (errors still go there)"},
+			cliutil.JSONFlag,
+			cliutil.ProgressFDFlag,
+			cliutil.QuietFlag,
 		},
 		Action: run,
 	})
@@ -85,24 +84,28 @@ func run(c *cli.Context) error {
 		return runCStorage(c)
 	case "ostree":
 	case "composefs":
-		return cliutil.Usage("cfs-clone: --to composefs is not implemented yet (only --to ostree is)")
+		return cliutil.Usage("--to composefs is not implemented yet (only --to ostree is)")
 	case "":
-		return cliutil.Usage("cfs-clone: --to is required (ostree or containers-storage)")
+		return cliutil.Usage("--to is required (ostree or containers-storage)")
 	default:
-		return cliutil.Usage("cfs-clone: --to %q: want ostree or containers-storage", c.String("to"))
+		return cliutil.Usage("--to %q: want ostree or containers-storage", c.String("to"))
 	}
 	if c.NArg() != 0 {
-		return cliutil.Usage("cfs-clone: unexpected arguments %v; the object list is read from stdin", c.Args().Slice())
+		return cliutil.Usage("unexpected arguments %v; the object list is read from stdin", c.Args().Slice())
 	}
 	var opts clone.Options
 	if s := c.String("reflink"); s != "" {
 		p, err := reflink.ParsePolicy(s)
 		if err != nil || p == reflink.Never {
-			return cliutil.Usage("cfs-clone: --reflink=%s: want always or auto", s)
+			return cliutil.Usage("--reflink=%s: want always or auto", s)
 		}
 		opts.Policy = p
 	}
 	opts.Workers = c.Int("jobs")
+	in, err := cliutil.ListInput(c)
+	if err != nil {
+		return err
+	}
 	rep, err := cliutil.Progress(c, true)
 	if err != nil {
 		return err
@@ -112,29 +115,39 @@ func run(c *cli.Context) error {
 		rep.Progress(progress.Bytes{Task: "clone", Description: "Cloning objects into ostree", ID: "ostree", Bytes: done, Steps: s.Entries}, false, "")
 	}
 
-	repoPath := c.String("repo")
-	if repoPath == "" {
-		repoPath = filepath.Join(c.String("sysroot"), "ostree", "repo")
-	}
+	repoPath := cliutil.OstreeRepo(c)
 	repo, err := ostree.Open(repoPath)
 	if err != nil {
-		return fmt.Errorf("%w (create it with `ostree init --repo=%s --mode=bare` or `ostree admin init-fs`)", err, repoPath)
+		return cliutil.Hint(err, "create it with `ostree init --repo=%s --mode=bare` or `ostree admin init-fs`", repoPath)
 	}
 	// Closing releases the repo lock; only after the list is written.
 	defer repo.Close()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := clone.ToOstree(ctx, repo, os.Stdin, os.Stdout, opts)
+	sum, err := clone.ToOstree(c.Context, repo, in, c.App.Writer, opts)
 	if err != nil {
-		return err
+		return reflinkHint(err)
 	}
+	return summary(c, sum, sum.String())
+}
+
+// reflinkHint adds to an error meaning "extents cannot be shared" which
+// flag allows a copy instead.
+func reflinkHint(err error) error {
+	if errors.Is(err, reflink.ErrRefused) {
+		return cliutil.Hint(err, "use --reflink=auto to copy the bytes instead")
+	}
+	return err
+}
+
+// summary prints the summary on stderr (stdout is the list): JSON with
+// --json, one line unless --quiet.
+func summary(c *cli.Context, v any, line string) error {
 	switch {
 	case c.Bool("json"):
-		b, _ := json.Marshal(sum)
-		fmt.Fprintln(os.Stderr, string(b))
+		return cliutil.PrintJSON(c, v)
 	case !c.Bool("quiet"):
-		fmt.Fprintln(os.Stderr, "cfs-clone: "+sum.String())
+		_, err := fmt.Fprintln(cliutil.SummaryWriter(c), "cfs-clone: "+line)
+		return err
 	}
 	return nil
 }

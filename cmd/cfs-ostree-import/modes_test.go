@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,6 +60,10 @@ func TestExt4ReflinkPolicy(t *testing.T) {
 	res := runTool(t, list, "cfs-clone", "--to", "ostree", "--repo", repo, "--reflink=always")
 	if res.err == nil {
 		t.Fatal("--reflink=always succeeded on ext4")
+	}
+	// 5: extents cannot be shared and copying was not allowed (docs/cli.md).
+	if ee, ok := res.err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+		t.Errorf("exit status: %v, want 5", res.err)
 	}
 	msg := strings.TrimSpace(string(res.stderr))
 	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "does not support reflinks") || !strings.Contains(msg, "--reflink=auto") {

@@ -140,8 +140,9 @@ func wrapLine(line int, err error) error {
 }
 
 // preflight refuses, before any object is written, a clone that cannot
-// share extents under --reflink=always: a repository on a filesystem
-// without FICLONE, or a composefs repository on another filesystem.
+// share extents under the Always policy: a repository on a filesystem
+// without FICLONE, or a composefs repository on another filesystem. Its
+// errors match reflink.ErrRefused.
 func preflight(repo *ostree.Repo, img *stream.Image, policy reflink.Policy) error {
 	if policy != reflink.Always {
 		return nil
@@ -151,7 +152,7 @@ func preflight(repo *ostree.Repo, img *stream.Image, policy reflink.Policy) erro
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (FICLONE); use --reflink=auto to copy the bytes instead", repo.Path())
+		return fmt.Errorf("the filesystem of %s does not support reflinks: %w", repo.Path(), reflink.ErrRefused)
 	}
 	if img.Stores.Composefs != nil && img.Stores.Composefs.Repo != "" {
 		var a, b unix.Stat_t
@@ -159,7 +160,7 @@ func preflight(repo *ostree.Repo, img *stream.Image, policy reflink.Policy) erro
 			return err
 		}
 		if err := unix.Stat(img.Stores.Composefs.Repo, &b); err == nil && a.Dev != b.Dev {
-			return fmt.Errorf("--reflink=always: composefs repo %s and ostree repo %s are on different filesystems, which cannot share extents; use --reflink=auto to copy", img.Stores.Composefs.Repo, repo.Path())
+			return fmt.Errorf("composefs repo %s and ostree repo %s are on different filesystems, which cannot share extents: %w", img.Stores.Composefs.Repo, repo.Path(), reflink.ErrRefused)
 		}
 	}
 	return nil

@@ -33,7 +33,7 @@ func (e *RefusedError) Error() string {
 	} else {
 		why = e.DstFS + " filesystem refused FICLONE"
 	}
-	return fmt.Sprintf("reflink %s from %s: %s: %v (%s); use --reflink=auto to allow copying",
+	return fmt.Sprintf("reflink %s from %s: %s: %v (%s)",
 		e.Dst, e.Src, why, e.Err, errnoName(e.Err))
 }
 
