@@ -2,10 +2,8 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -35,44 +33,56 @@ with the next ostree prune.
   cfs-pull docker://quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import`
 
 func main() {
-	cliutil.Main(&cli.App{
+	cliutil.Main(newApp())
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:        "cfs-ostree-import",
 		Usage:       "write the ostree dirtree, dirmeta and commit objects for an annotated object list and set the ref",
 		UsageText:   "cfs-ostree-import [options] < annotated-list",
 		Description: description,
 		Flags: []cli.Flag{
 			cliutil.SysrootFlag,
-			&cli.StringFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo); the one cfs-clone wrote to"},
+			&cli.PathFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo); the one cfs-clone wrote to"},
 			&cli.StringFlag{Name: "ref", Usage: "set `REF` instead of ostree/container/image/<escaped image reference>"},
 			&cli.StringFlag{Name: "imgref", Usage: "name the ref after image reference `REF` instead of the list's source"},
-			&cli.BoolFlag{Name: "json", Usage: "print commit, ref, content checksum and counts as JSON on stdout"},
+			&cli.BoolFlag{Name: "json", Usage: "print commit, ref, content checksum and counts as one JSON object on stdout"},
 		},
 		Action: run,
-	})
+	}
 }
 
 func run(c *cli.Context) error {
 	if c.NArg() != 0 {
-		return cliutil.Usage("cfs-ostree-import: unexpected arguments %v; the object list is read from stdin", c.Args().Slice())
+		return cliutil.Usage("unexpected arguments %v; the object list is read from stdin", c.Args().Slice())
 	}
-	repoPath := c.String("repo")
-	if repoPath == "" {
-		repoPath = filepath.Join(c.String("sysroot"), "ostree", "repo")
+	if ref := c.String("ref"); ref != "" {
+		if err := ostree.ValidateRefName(ref); err != nil {
+			return cliutil.Usage("--ref %q: %v", ref, err)
+		}
 	}
-	repo, err := ostree.Open(repoPath)
+	in, err := cliutil.ListInput(c)
+	if err != nil {
+		return err
+	}
+	repo, err := ostree.Open(cliutil.OstreeRepo(c))
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	res, err := ostreeimport.Import(c.Context, repo, os.Stdin, ostreeimport.Options{Ref: c.String("ref"), ImageReference: c.String("imgref")})
-	if err != nil {
+	res, err := ostreeimport.Import(c.Context, repo, in, ostreeimport.Options{Ref: c.String("ref"), ImageReference: c.String("imgref")})
+	switch {
+	case errors.Is(err, ostreeimport.ErrNotAnnotated):
+		return cliutil.Hint(err, "the object list must come from cfs-clone --to ostree")
+	case errors.Is(err, ostreeimport.ErrNoImageReference):
+		return cliutil.Hint(err, "give --ref or --imgref")
+	case err != nil:
 		return err
 	}
 	if c.Bool("json") {
-		b, _ := json.Marshal(res)
-		fmt.Println(string(b))
-		return nil
+		return cliutil.PrintJSON(c, res)
 	}
-	fmt.Println(res.Commit)
-	return nil
+	_, err = fmt.Fprintln(c.App.Writer, res.Commit)
+	return err
 }

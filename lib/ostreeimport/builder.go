@@ -140,7 +140,7 @@ func (b *builder) add(e *stream.Entry) error {
 func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	var sum [32]byte
 	if e.Ostree == "" {
-		return sum, fmt.Errorf("%s: no ostree checksum; the object list must come from cfs-clone --to ostree", e.Path)
+		return sum, fmt.Errorf("%s: %w", e.Path, ErrNotAnnotated)
 	}
 	have, err := b.repo.HasObject(e.Ostree, ostree.ObjectFile)
 	if err != nil {

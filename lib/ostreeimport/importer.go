@@ -126,10 +126,18 @@ func Import(ctx context.Context, repo *ostree.Repo, in io.Reader, opts Options) 
 	return &res, nil
 }
 
+// ErrNotAnnotated is wrapped by the error for a file entry without its
+// ostree checksum: the list did not pass through a clone into ostree.
+var ErrNotAnnotated = errors.New("no ostree checksum")
+
+// ErrNoImageReference: the image record has no source, and no ref or image
+// reference was given to name the ref after.
+var ErrNoImageReference = errors.New("the image record has no source to name the ref after")
+
 func resolveRef(img *stream.Image, opts Options) (string, error) {
 	if opts.Ref != "" {
 		if err := ostree.ValidateRefName(opts.Ref); err != nil {
-			return "", fmt.Errorf("--ref %q: %w", opts.Ref, err)
+			return "", fmt.Errorf("ref %q: %w", opts.Ref, err)
 		}
 		return opts.Ref, nil
 	}
@@ -138,7 +146,7 @@ func resolveRef(img *stream.Image, opts Options) (string, error) {
 		src = img.Source
 	}
 	if src == "" {
-		return "", errors.New("the image record has no source to name the ref after; give --ref or --imgref")
+		return "", ErrNoImageReference
 	}
 	ref, err := ostree.ImageRef(src)
 	if err != nil {
