@@ -135,6 +135,26 @@ func TestBadInput(t *testing.T) {
 		})
 		wantFailure(t, pipe(t, bad, repo), repo, "/usr/bin/bash", "chardev cannot be stored")
 	})
+	t.Run("file metadata edited after clone", func(t *testing.T) {
+		// The symlink check has a counterpart for files: the object's
+		// stored metadata must be the entry's.
+		for name, edit := range map[string][2]string{
+			"mode":  {`"mode":493`, `"mode":511`},
+			"owner": {`"uid":0`, `"uid":1000`},
+		} {
+			bad := editLine(t, annotated, `"path":"/usr/bin/bash"`, func(l string) string {
+				if !strings.Contains(l, edit[0]) {
+					t.Fatalf("%s: no %s in %s", name, edit[0], l)
+				}
+				return strings.Replace(l, edit[0], edit[1], 1)
+			})
+			wantFailure(t, runTool(t, bad, "cfs-ostree-import", "--repo", other), other, "/usr/bin/bash", "was stored with", "edited after cfs-clone")
+		}
+		if res := runTool(t, annotated, "cfs-ostree-import", "--repo", other, "--ref", "unedited"); res.err != nil {
+			t.Fatalf("the unedited list: %v\n%s", res.err, res.stderr)
+		}
+		mustRun(t, nil, "ostree", "refs", "--repo="+other, "--delete", "unedited")
+	})
 	t.Run("not annotated", func(t *testing.T) {
 		wantFailure(t, runTool(t, list, "cfs-ostree-import", "--repo", repo), repo, "no ostree checksum", "cfs-clone")
 	})

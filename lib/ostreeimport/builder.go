@@ -142,15 +142,34 @@ func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	if e.Ostree == "" {
 		return sum, fmt.Errorf("%s: %w", e.Path, ErrNotAnnotated)
 	}
-	have, err := b.repo.HasObject(e.Ostree, ostree.ObjectFile)
+	if _, err := hex.Decode(sum[:], []byte(e.Ostree)); err != nil || !ostree.ValidChecksum(e.Ostree) {
+		return sum, fmt.Errorf("%s: bad ostree checksum %q", e.Path, e.Ostree)
+	}
+	missing := fmt.Errorf("%s: file object %s is not in %s (pruned since cfs-clone ran, or cloned into another repository?)", e.Path, e.Ostree, b.repo.Path())
+	if e.Type != stream.TypeFile {
+		have, err := b.repo.HasObject(e.Ostree, ostree.ObjectFile)
+		if err != nil {
+			return sum, fmt.Errorf("%s: %w", e.Path, err)
+		}
+		if !have {
+			return sum, missing
+		}
+		return sum, nil
+	}
+	// The checksum names metadata and content together. A symlink's is
+	// recomputed from the entry; a file's content is not read again, but
+	// the metadata the object was stored with must be the entry's, or the
+	// commit would give the file a mode, owner or label the list never
+	// said.
+	stored, err := b.repo.FileObjectMeta(e.Ostree)
+	if errors.Is(err, ostree.ErrNoObject) {
+		return sum, missing
+	}
 	if err != nil {
 		return sum, fmt.Errorf("%s: %w", e.Path, err)
 	}
-	if !have {
-		return sum, fmt.Errorf("%s: file object %s is not in %s (pruned since cfs-clone ran, or cloned into another repository?)", e.Path, e.Ostree, b.repo.Path())
-	}
-	if _, err := hex.Decode(sum[:], []byte(e.Ostree)); err != nil || !ostree.ValidChecksum(e.Ostree) {
-		return sum, fmt.Errorf("%s: bad ostree checksum %q", e.Path, e.Ostree)
+	if want := FileMeta(e); !ostree.SameFileMeta(stored, want) {
+		return sum, fmt.Errorf("%s: the entry says %v, but its ostree object %s was stored with %v (was the list edited after cfs-clone?)", e.Path, want, e.Ostree, stored)
 	}
 	return sum, nil
 }

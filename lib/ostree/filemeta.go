@@ -1,0 +1,137 @@
+package ostree
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoObject is wrapped by FileObjectMeta for an object that is not in
+// the repository.
+var ErrNoObject = errors.New("no such object")
+
+// FileObjectMeta returns the metadata a regular file object is stored
+// with, as the repository mode records it: in bare mode the inode's owner,
+// mode and xattrs; in bare-user mode the user.ostreemeta xattr; in
+// bare-user-only mode the mode alone. The checksum names this metadata
+// with the content, so a caller can check what it means to commit against
+// it without reading the content.
+func (r *Repo) FileObjectMeta(checksum string) (FileMeta, error) {
+	if !ValidChecksum(checksum) {
+		return FileMeta{}, fmt.Errorf("invalid checksum %q", checksum)
+	}
+	p := filepath.Join(r.path, ObjectPath(checksum, ObjectFile))
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); errors.Is(err, unix.ENOENT) {
+		return FileMeta{}, fmt.Errorf("%s: %w", p, ErrNoObject)
+	} else if err != nil {
+		return FileMeta{}, fmt.Errorf("%s: %w", p, err)
+	}
+	if st.Mode&sIFMT != sIFREG {
+		return FileMeta{}, fmt.Errorf("%s: not a regular file object", p)
+	}
+	switch r.mode {
+	case ModeBareUser:
+		blob, err := getXattr(p, bareUserMetaXattr)
+		if err != nil {
+			return FileMeta{}, fmt.Errorf("%s: %s: %w", p, bareUserMetaXattr, err)
+		}
+		v, err := decodeGVariant(dirMetaType, blob)
+		if err != nil {
+			return FileMeta{}, fmt.Errorf("%s: %s: %w", p, bareUserMetaXattr, err)
+		}
+		f := v.([]any)
+		mode := be32(f[2].(uint32))
+		if mode&sIFMT != sIFREG {
+			return FileMeta{}, fmt.Errorf("%s: %s records mode %#o, not a regular file", p, bareUserMetaXattr, mode)
+		}
+		xs, err := xattrsFromValue(f[3])
+		if err != nil {
+			return FileMeta{}, fmt.Errorf("%s: %s: %w", p, bareUserMetaXattr, err)
+		}
+		return FileMeta{UID: be32(f[0].(uint32)), GID: be32(f[1].(uint32)), Mode: mode & permMask, Xattrs: XattrMap(xs)}, nil
+	case ModeBareUserOnly:
+		return FileMeta{Mode: st.Mode & permMask}, nil
+	}
+	xattrs, err := objectXattrs(p)
+	if err != nil {
+		return FileMeta{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return FileMeta{UID: st.Uid, GID: st.Gid, Mode: st.Mode & permMask, Xattrs: xattrs}, nil
+}
+
+// SameFileMeta reports whether a and b name the same object header:
+// ostree drops empty xattr values, so they do not count.
+func SameFileMeta(a, b FileMeta) bool {
+	if a.UID != b.UID || a.GID != b.GID || a.Mode != b.Mode {
+		return false
+	}
+	xa, errA := canonicalXattrs(a.Xattrs)
+	xb, errB := canonicalXattrs(b.Xattrs)
+	if errA != nil || errB != nil || len(xa) != len(xb) {
+		return false
+	}
+	for i := range xa {
+		if xa[i].Name != xb[i].Name || !bytes.Equal(xa[i].Value, xb[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// String describes the metadata for messages.
+func (m FileMeta) String() string {
+	xs, _ := canonicalXattrs(m.Xattrs)
+	names := make([]string, len(xs))
+	for i, x := range xs {
+		names[i] = x.Name
+	}
+	return fmt.Sprintf("mode %#o uid %d gid %d xattrs %v", m.Mode, m.UID, m.GID, names)
+}
+
+func objectXattrs(p string) (map[string][]byte, error) {
+	size, err := unix.Llistxattr(p, nil)
+	if errors.Is(err, unix.ENOTSUP) || err == nil && size == 0 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, size)
+	if size, err = unix.Llistxattr(p, buf); err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, name := range bytes.Split(bytes.TrimSuffix(buf[:size], []byte{0}), []byte{0}) {
+		v, err := getXattr(p, string(name))
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed in between
+		}
+		if err != nil {
+			return nil, fmt.Errorf("xattr %s: %w", name, err)
+		}
+		out[string(name)] = v
+	}
+	return out, nil
+}
+
+func getXattr(p, name string) ([]byte, error) {
+	for {
+		size, err := unix.Lgetxattr(p, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size)
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // grew in between
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
