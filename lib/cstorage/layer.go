@@ -43,6 +43,7 @@ type LayerTar struct {
 	seg []byte // rest of the current segment
 
 	inBody   bool
+	asked    bool   // the body was opened by NextBody, whose caller names the member
 	name     string // the current body's member name
 	diffFile *os.File
 	src      *os.File // diffFile, or the clone it was redirected to
@@ -103,7 +104,7 @@ func (t *LayerTar) Close() error {
 
 func (t *LayerTar) fail(format string, args ...any) error {
 	if t.err == nil {
-		t.err = fmt.Errorf("containers-storage layer %s: "+format, append([]any{t.layer.ID}, args...)...)
+		t.err = fmt.Errorf(format, args...)
 	}
 	return t.err
 }
@@ -140,7 +141,10 @@ func (t *LayerTar) next() error {
 		t.seg = e.Payload
 	case tsstorage.FileType:
 		if e.Size > 0 {
-			return t.openBody(e)
+			if err := t.openBody(e); err != nil {
+				return t.fail("member %q: %v", e.GetName(), err)
+			}
+			t.asked = false
 		}
 	default:
 		return t.fail("tar-split: unknown entry type %d", e.Type)
@@ -148,27 +152,38 @@ func (t *LayerTar) next() error {
 	return nil
 }
 
+// openBody opens the file of a tar-split file entry; its errors do not
+// name the member, the callers do.
 func (t *LayerTar) openBody(e *tsstorage.Entry) error {
 	name := e.GetName()
 	if len(e.Payload) != 8 {
-		return t.fail("member %q: tar-split carries no CRC64 for its body", name)
+		return errors.New("tar-split carries no CRC64 for its body")
 	}
 	f, err := t.open(name)
 	if err != nil {
-		return t.fail("member %q: %v", name, err)
+		return err
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return t.fail("member %q: %v", name, err)
+		return err
 	}
 	if st.Size() != e.Size {
 		f.Close()
-		return t.fail("member %q: diff file %s has %d bytes, tar-split says %d", name, f.Name(), st.Size(), e.Size)
+		return fmt.Errorf("diff file %s has %d bytes, tar-split says %d", f.Name(), st.Size(), e.Size)
 	}
 	t.inBody, t.name, t.diffFile, t.src, t.off, t.size, t.want = true, name, f, f, 0, e.Size, e.Payload
 	t.crc.Reset()
 	return nil
+}
+
+// member prefixes an error about the current body with its member name,
+// unless the caller of NextBody names it.
+func (t *LayerTar) member() string {
+	if t.asked {
+		return ""
+	}
+	return fmt.Sprintf("member %q: ", t.name)
 }
 
 func (t *LayerTar) readBody(p []byte) (int, error) {
@@ -182,16 +197,16 @@ func (t *LayerTar) readBody(p []byte) (int, error) {
 		var got [8]byte
 		binary.BigEndian.PutUint64(got[:], t.crc.Sum64())
 		if !bytes.Equal(got[:], t.want) {
-			return n, t.fail("member %q: file %s does not match the CRC64 tar-split recorded (changed after the layer was stored?)", t.name, t.diffFile.Name())
+			return n, t.fail("%sfile %s does not match the CRC64 tar-split recorded (changed after the layer was stored?)", t.member(), t.diffFile.Name())
 		}
 		t.closeBody()
 		return n, nil
 	}
 	if err == io.EOF || n == 0 && err == nil {
-		return n, t.fail("member %q: file %s shrank to %d bytes while being read", t.name, t.src.Name(), t.off)
+		return n, t.fail("%sfile %s shrank to %d bytes while being read", t.member(), t.src.Name(), t.off)
 	}
 	if err != nil {
-		return n, t.fail("member %q: %v", t.name, err)
+		return n, t.fail("%s%v", t.member(), err)
 	}
 	return n, nil
 }
@@ -212,29 +227,28 @@ func (t *LayerTar) NextBody(memberPath string, size int64) (*os.File, error) {
 		return nil, t.err
 	}
 	if len(t.seg) > 0 || t.inBody {
-		return nil, t.fail("member %s: tar-split is out of step with the tar (%d header bytes left)", memberPath, len(t.seg))
+		return nil, t.fail("tar-split is out of step with the tar (%d header bytes left)", len(t.seg))
 	}
-	for !t.inBody {
-		e, err := t.unpack.Next()
-		if err != nil {
-			return nil, t.fail("member %s: tar-split ends before its body: %v", memberPath, err)
-		}
-		if e.Type != tsstorage.FileType {
-			return nil, t.fail("member %s: tar-split has no file entry for it", memberPath)
-		}
-		if got := "/" + strings.TrimPrefix(path.Clean("/"+e.GetName()), "/"); got != memberPath {
-			return nil, t.fail("member %s: tar-split names %q here", memberPath, e.GetName())
-		}
-		if e.Size != size {
-			return nil, t.fail("member %q: tar-split says %d bytes, its tar header %d", e.GetName(), e.Size, size)
-		}
-		if size == 0 {
-			return nil, nil
-		}
-		if err := t.openBody(e); err != nil {
-			return nil, err
-		}
+	e, err := t.unpack.Next()
+	if err != nil {
+		return nil, t.fail("tar-split ends before its body: %v", err)
 	}
+	if e.Type != tsstorage.FileType {
+		return nil, t.fail("tar-split has no file entry for it")
+	}
+	if got := "/" + strings.TrimPrefix(path.Clean("/"+e.GetName()), "/"); got != memberPath {
+		return nil, t.fail("tar-split names %q here", e.GetName())
+	}
+	if e.Size != size {
+		return nil, t.fail("tar-split says %d bytes, its tar header %d", e.Size, size)
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	if err := t.openBody(e); err != nil {
+		return nil, t.fail("%v", err)
+	}
+	t.asked = true
 	return t.diffFile, nil
 }
 
@@ -247,52 +261,61 @@ func (t *LayerTar) ServeBodyFrom(f *os.File) { t.src = f }
 // overlay metacopy stubs (metadata only, the data is below), further down.
 // Only regular files inside the store's overlay directory are accepted,
 // whatever symlinks the getter followed.
+//
+// A member of this layer's tar must be in this layer's directory: the
+// driver's getter also looks in the layers below, which is right only
+// past a metacopy stub, so a file found below without one is missing.
 func (t *LayerTar) open(name string) (*os.File, error) {
-	var lastErr error
-	for _, g := range t.getters {
+	own := filepath.Join(t.prefix, t.layer.ID, "diff") + "/"
+	for i, g := range t.getters {
 		rc, err := g.Get(name)
 		if err != nil {
-			lastErr = err
-			continue
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("its file is missing from the layer's diff directory %s", own)
+			}
+			return nil, err
 		}
 		f, ok := rc.(*os.File)
 		if !ok {
 			rc.Close()
 			return nil, errors.New("the storage driver does not hand out files")
 		}
-		if err := t.checkFile(f); err != nil {
+		real, err := t.checkFile(f)
+		if err != nil {
 			f.Close()
 			return nil, err
 		}
+		if i == 0 && !strings.HasPrefix(real, own) {
+			f.Close()
+			return nil, fmt.Errorf("its file is missing from the layer's diff directory %s (a layer below has one)", own)
+		}
 		if isMetacopy(f) {
 			f.Close()
-			lastErr = fmt.Errorf("%s is an overlay metacopy stub with no data below it", name)
 			continue
 		}
 		return f, nil
 	}
-	if errors.Is(lastErr, os.ErrNotExist) {
-		return nil, fmt.Errorf("its file is missing from the layer's diff directory: %w", lastErr)
-	}
-	return nil, lastErr
+	return nil, fmt.Errorf("%s is an overlay metacopy stub with no data below it", name)
 }
 
-func (t *LayerTar) checkFile(f *os.File) error {
+// checkFile accepts a regular file inside the store's overlay directory
+// and returns the path it really has.
+func (t *LayerTar) checkFile(f *os.File) (string, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", f.Name())
+		return "", fmt.Errorf("%s is not a regular file", f.Name())
 	}
 	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !strings.HasPrefix(real, t.prefix) {
-		return fmt.Errorf("%s resolves to %s, outside the store", f.Name(), real)
+		return "", fmt.Errorf("%s resolves to %s, outside the store", f.Name(), real)
 	}
-	return nil
+	return real, nil
 }
 
 func isMetacopy(f *os.File) bool {

@@ -142,6 +142,7 @@ func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *c
 		return oci.LayerStats{}, err
 	}
 	defer lt.Close()
+	// Errors of lt are about a member; ImportLayerWith names it.
 	objects := func(m *oci.Member, body io.Reader) ([]byte, int64, bool, error) {
 		src, err := lt.NextBody(m.Path, m.Size)
 		if err != nil {
