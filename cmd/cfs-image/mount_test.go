@@ -280,3 +280,37 @@ func TestMountWithoutObjects(t *testing.T) {
 	}
 	run(t, "umount", mnt)
 }
+
+// TestMountMakesNoTemporaryDirectory: the EROFS layer (and the empty data
+// layer without --objects) are mounts attached nowhere, so a mount killed
+// half-way cannot leave a directory behind. It must work with TMPDIR
+// naming no directory at all, and leave no EROFS mount in the table.
+func TestMountMakesNoTemporaryDirectory(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	work := t.TempDir()
+	src, mnt, img := filepath.Join(work, "src"), filepath.Join(work, "mnt"), filepath.Join(work, "img")
+	for _, d := range []string{src, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "big"), bytes.Repeat([]byte("b"), 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mkfs", "--objects", filepath.Join(work, "objects"), src, img)
+	t.Setenv("TMPDIR", filepath.Join(work, "no-such-dir"))
+	for _, args := range [][]string{{}, {"--loop"}, {"--objects", filepath.Join(work, "objects")}} {
+		run(t, append(append([]string{"mount"}, args...), img, mnt)...)
+		mounts, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(mounts, []byte(" - erofs ")) {
+			t.Errorf("mount %v: an EROFS mount is attached:\n%s", args, mounts)
+		}
+		if fi, err := os.Stat(filepath.Join(mnt, "big")); err != nil || fi.Size() != 5000 {
+			t.Errorf("mount %v: %v %v", args, fi, err)
+		}
+		run(t, "umount", mnt)
+	}
+}

@@ -25,9 +25,13 @@ type MountOptions struct {
 
 // Mount mounts a composefs image read-only at mountpoint: the image as
 // EROFS (file-backed, or through a loop device on kernels before 6.12),
-// under an overlayfs with the objects dir as a data-only lower layer. The
-// EROFS mount is detached once the overlay holds it, so Unmount of the
-// mountpoint releases everything.
+// under an overlayfs with the objects dir as a data-only lower layer.
+//
+// The EROFS mount is made with the new mount API and never attached
+// anywhere: overlayfs finds it through /proc/self/fd, holds its own
+// reference, and the descriptor is closed. No temporary directory exists
+// at any point, so a process killed half-way leaves nothing behind, and
+// Unmount of the mountpoint releases everything.
 func Mount(image, mountpoint string, opts MountOptions) error {
 	for _, p := range []string{image, mountpoint, opts.ObjectsDir} {
 		// The legacy overlay option string cannot carry these.
@@ -39,36 +43,25 @@ func Mount(image, mountpoint string, opts MountOptions) error {
 	if err != nil {
 		return err
 	}
-	lower, err := os.MkdirTemp("", "cfs-image-erofs-")
+	lower, err := mountErofs(image, !hasACL, opts.Loop)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(lower)
-	erofsOpts := "ro"
-	if !hasACL {
-		erofsOpts += ",noacl"
-	}
-	if err := mountErofs(image, lower, erofsOpts, opts.Loop); err != nil {
-		return err
-	}
-	// Once the overlay is up (or failed) the erofs mount is not needed
-	// under a name: the overlay keeps its own reference.
-	defer unix.Unmount(lower, unix.MNT_DETACH)
+	defer unix.Close(lower)
 
 	// overlayfs wants a second layer when there is no upper. Without an
-	// objects dir an empty one serves: the redirects find nothing, which is
-	// the metadata-only view asked for. The overlay pins it, so its name
-	// can go once mounted.
+	// objects dir an empty, detached tmpfs serves: the redirects find
+	// nothing, which is the metadata-only view asked for.
 	data := opts.ObjectsDir
 	if data == "" {
-		empty, err := os.MkdirTemp("", "cfs-image-noobjects-")
+		empty, err := detachedMount("tmpfs", "", nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("mount an empty data layer: %w", err)
 		}
-		defer os.Remove(empty)
-		data = empty
+		defer unix.Close(empty)
+		data = fdPath(empty)
 	}
-	ovl := "metacopy=on,redirect_dir=on,lowerdir=" + lower + "::" + data
+	ovl := "metacopy=on,redirect_dir=on,lowerdir=" + fdPath(lower) + "::" + data
 	if opts.Verity {
 		ovl += ",verity=require"
 	}
@@ -76,6 +69,36 @@ func Mount(image, mountpoint string, opts MountOptions) error {
 		return fmt.Errorf("mount overlay at %s (%s): %w", mountpoint, ovl, err)
 	}
 	return nil
+}
+
+func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
+// detachedMount makes a read-only mount of fstype from source with the
+// given flag options, attached nowhere, and returns its descriptor.
+func detachedMount(fstype, source string, flags []string) (int, error) {
+	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen %s: %w", fstype, err)
+	}
+	defer unix.Close(fs)
+	if source != "" {
+		if err := unix.FsconfigSetString(fs, "source", source); err != nil {
+			return -1, fmt.Errorf("%s source %s: %w", fstype, source, err)
+		}
+	}
+	for _, f := range append([]string{"ro"}, flags...) {
+		if err := unix.FsconfigSetFlag(fs, f); err != nil {
+			return -1, fmt.Errorf("%s option %s: %w", fstype, f, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, err
+	}
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount %s: %w", fstype, err)
+	}
+	return mnt, nil
 }
 
 // Unmount unmounts a composefs mount made by Mount.
@@ -102,28 +125,34 @@ func imageHasACL(image string) (bool, error) {
 	return binary.LittleEndian.Uint32(hdr[8:])&headerFlagHasACL != 0, nil
 }
 
-func mountErofs(image, target, opts string, loop bool) error {
+// mountErofs returns a detached read-only EROFS mount of image.
+func mountErofs(image string, noACL, loop bool) (int, error) {
+	var flags []string
+	if noACL {
+		flags = append(flags, "noacl")
+	}
 	if !loop {
-		err := unix.Mount(image, target, "erofs", unix.MS_RDONLY, opts)
+		fd, err := detachedMount("erofs", image, flags)
 		if err == nil {
-			return nil
+			return fd, nil
 		}
 		if !errors.Is(err, unix.ENOTBLK) {
-			return fmt.Errorf("mount erofs %s: %w", image, err)
+			return -1, fmt.Errorf("mount erofs %s: %w", image, err)
 		}
 	}
 	// Kernels before 6.12 need a block device.
 	dev, lf, err := attachLoop(image)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	// With AUTOCLEAR the device is torn down on its last close, so the
 	// fd stays open until the mount holds the device.
 	defer lf.Close()
-	if err := unix.Mount(dev, target, "erofs", unix.MS_RDONLY, opts); err != nil {
-		return fmt.Errorf("mount erofs %s via %s: %w", image, dev, err)
+	fd, err := detachedMount("erofs", dev, flags)
+	if err != nil {
+		return -1, fmt.Errorf("mount erofs %s via %s: %w", image, dev, err)
 	}
-	return nil
+	return fd, nil
 }
 
 // attachLoop binds image to a free loop device that frees itself when the
