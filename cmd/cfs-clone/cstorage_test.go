@@ -15,6 +15,7 @@ import (
 
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/stream"
 )
@@ -152,7 +153,11 @@ func TestContainersStorageRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	const name = "localhost/cfs-roundtrip:1"
-	list, _, b, repo := roundTrip(t, fs, "oci:"+layout+":latest", name, "--reflink", "always")
+	list, a, b, repo := roundTrip(t, fs, "oci:"+layout+":latest", name, "--reflink", "always")
+	// Layer IDs as c/image computes them: a later pull finds our layers.
+	if got, want := layerIDs(t, b, name), layerIDs(t, a, name); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("layer IDs %v, skopeo's %v", got, want)
+	}
 
 	rec, entries, err := stream.ReadAll(bytes.NewReader(list))
 	if err != nil {
@@ -248,6 +253,121 @@ func TestContainersStorageRoundTrip(t *testing.T) {
 	if !bytes.Equal(again, list) {
 		t.Error("second clone gave a different list")
 	}
+}
+
+func layerIDs(t *testing.T, s store, ref string) []string {
+	t.Helper()
+	st, err := cstorage.Open(s.graph, s.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	img, err := st.FindImage(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, l := range img.Layers {
+		ids = append(ids, l.ID)
+	}
+	return ids
+}
+
+// TestCloneToContainersStorageBadInput: a clone that cannot share extents
+// under always, a list that ends early and a repository missing a layer
+// fail with one line, record no image, and the next run succeeds.
+func TestCloneToContainersStorageBadInput(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	xfs := testfs.XFS(t, 0)
+	img, err := testimage.Generate(testimage.Options{Seed: 22})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := xfs.Path("layout")
+	if err := img.WriteOCILayout(layout, "latest"); err != nil {
+		t.Fatal(err)
+	}
+	const name = "localhost/cfs-clone-bad:1"
+	a := newStore(xfs.Path("a"))
+	skopeoInto(t, "oci:"+layout+":latest", a, name)
+	repo := xfs.Path("composefs")
+	list := runOK(t, nil, pullBinary, "--repo", repo, "--quiet", a.ref(name))
+	id := img.ConfigDigest.Encoded()
+
+	noImage := func(s store) {
+		t.Helper()
+		st, err := cstorage.Open(s.graph, s.run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if _, err := st.FindImage(id); err == nil {
+			t.Error("a failed clone recorded the image")
+		}
+		if layers, _ := st.Storage().Layers(); len(layers) != 0 {
+			t.Errorf("a failed clone left %d layers", len(layers))
+		}
+	}
+	fail := func(s store, input []byte, want ...string) {
+		t.Helper()
+		out, errb, err := runErr(input, binary, "--to", "containers-storage", "--root", s.graph, "--runroot", s.run, "--reflink", "always")
+		msg := strings.TrimSpace(errb)
+		if err == nil || strings.Contains(msg, "\n") {
+			t.Errorf("want a one-line error, got %v: %q", err, msg)
+		}
+		for _, w := range want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("error %q does not mention %q", msg, w)
+			}
+		}
+		if _, _, err := stream.ReadAll(bytes.NewReader(out)); err == nil {
+			t.Error("a failed clone wrote a complete list")
+		}
+		noImage(s)
+	}
+
+	t.Run("AlwaysOnExt4", func(t *testing.T) {
+		ext4 := testfs.Ext4(t, 0)
+		s := newStore(ext4.Path("b"))
+		fail(s, list, "--reflink=always", "does not support reflinks", "--reflink=auto")
+		out, errb, err := runErr(list, binary, "--to", "containers-storage", "--root", s.graph, "--runroot", s.run, "--reflink", "auto")
+		if err != nil {
+			t.Fatalf("auto on ext4: %v\n%s", err, errb)
+		}
+		if !strings.Contains(errb, "reflinked 0 (0 bytes), copied") || strings.Contains(errb, "copied 0 ") {
+			t.Errorf("auto on ext4: %s", errb)
+		}
+		if rec, _, err := stream.ReadAll(bytes.NewReader(out)); err != nil || rec.Stores.ContainersStorage == nil {
+			t.Errorf("auto on ext4: list %v", err)
+		}
+		if got := layerIDs(t, s, id); len(got) != 3 {
+			t.Errorf("auto on ext4: %d layers", len(got))
+		}
+	})
+
+	t.Run("TruncatedList", func(t *testing.T) {
+		s := newStore(xfs.Path("truncated"))
+		fail(s, list[:len(list)/2], "without an end record")
+		if _, _, err := runErr(list[:len(list)/2], binary, "--to", "containers-storage", "--root", s.graph, "--runroot", s.run); exitCode(err) != 3 {
+			t.Errorf("a truncated list: exit status %d, want 3", exitCode(err))
+		}
+		runOK(t, list, binary, "--to", "containers-storage", "--root", s.graph, "--runroot", s.run, "--quiet")
+	})
+
+	t.Run("MissingLayerStream", func(t *testing.T) {
+		s := newStore(xfs.Path("missing"))
+		link := filepath.Join(repo, "streams", "oci-layer-"+img.DiffIDs[1].String())
+		target, err := os.Readlink(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(link)
+		fail(s, list, img.DiffIDs[1].String())
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		runOK(t, list, binary, "--to", "containers-storage", "--root", s.graph, "--runroot", s.run, "--quiet")
+	})
 }
 
 // TestPodmanRunsExportedImage runs a container from an image cfs-clone

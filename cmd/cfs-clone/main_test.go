@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.podman.io/storage/pkg/reexec"
+
 	"github.com/cfs-project/cfs/internal/testbin"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/lib/ostree"
@@ -21,6 +23,9 @@ import (
 var binary, pullBinary string
 
 func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
 	dir, err := os.MkdirTemp("", "cfs-clone-test-")
 	if err != nil {
 		panic(err)
