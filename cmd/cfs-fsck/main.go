@@ -2,14 +2,18 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/urfave/cli/v2"
+	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
 )
 
 func main() {
+	// --repair writes layers into containers-storage, which re-executes
+	// this binary for some operations.
+	if reexec.Init() {
+		return
+	}
 	cliutil.Main(newApp())
 }
 
@@ -18,8 +22,8 @@ func newApp() *cli.App {
 		Name:  "cfs-fsck",
 		Usage: "check that the stores of a bootc host agree, and repair what can be re-imported",
 		Flags: []cli.Flag{cliutil.SysrootFlag},
-		Action: func(*cli.Context) error {
-			return errors.New("no checks are implemented yet")
+		Commands: []*cli.Command{
+			imagesCommand(),
 		},
 	}
 }

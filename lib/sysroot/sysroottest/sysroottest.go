@@ -29,10 +29,21 @@ type Image struct {
 	Architecture string
 	Version      string // org.opencontainers.image.version label; "" for none
 	Created      time.Time
+
+	// A real image instead of the made-up one: its documents exactly as
+	// stored (in the composefs repository the fixture is built on), the
+	// verity of its EROFS image, and whether the ostree commit says it
+	// was synthesized from composefs.
+	RawManifest, RawConfig []byte
+	ImageVerity            string
+	Synthesized            bool
 }
 
 // Config is the image config JSON for im; its digest stands for the image.
 func (im Image) Config() []byte {
+	if im.RawConfig != nil {
+		return im.RawConfig
+	}
 	cfg := map[string]any{
 		"architecture": im.Architecture,
 		"os":           "linux",
@@ -51,6 +62,9 @@ func (im Image) Config() []byte {
 
 // Manifest is an OCI manifest naming im's config.
 func (im Image) Manifest() []byte {
+	if im.RawManifest != nil {
+		return im.RawManifest
+	}
 	cfg := im.Config()
 	b, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
@@ -135,13 +149,17 @@ func Ostree(t testing.TB, root string, deps []Deployment, booted int) *Host {
 	index := 0
 	for i, d := range deps {
 		im := d.Image
+		md := []ostree.MetaEntry{
+			ostree.MetaString("ostree.manifest-digest", im.ManifestDigest()),
+			ostree.MetaString("ostree.manifest", string(im.Manifest())),
+			ostree.MetaString("ostree.container.image-config", string(im.Config())),
+			ostree.MetaBool("ostree.bootable", true),
+		}
+		if im.Synthesized {
+			md = append(md, ostree.MetaBool("ostree-ext.composefs-synthesized", true))
+		}
 		commit, err := repo.WriteCommit(ostree.Commit{
-			Metadata: []ostree.MetaEntry{
-				ostree.MetaString("ostree.manifest-digest", im.ManifestDigest()),
-				ostree.MetaString("ostree.manifest", string(im.Manifest())),
-				ostree.MetaString("ostree.container.image-config", string(im.Config())),
-				ostree.MetaBool("ostree.bootable", true),
-			},
+			Metadata:  md,
 			Subject:   fmt.Sprintf("image %d", i),
 			Timestamp: uint64(1700000000 + i),
 			RootTree:  tree,
@@ -209,8 +227,13 @@ func Composefs(t testing.TB, root string, deps []Deployment, booted int, boot Co
 	for i, d := range deps {
 		im := d.Image
 		v := Verity(i)
+		if im.ImageVerity != "" {
+			v = im.ImageVerity
+		}
 		h.Ids = append(h.Ids, v)
-		must(t, oci.StoreImage(repo, im.Manifest(), im.Config(), nil, nil))
+		if _, ok, _ := repo.StreamID(composefs.ManifestContentID(im.ManifestDigest())); !ok {
+			must(t, oci.StoreImage(repo, im.Manifest(), im.Config(), nil, nil))
+		}
 		must(t, repo.SetTag("localhost/bootc-"+im.ManifestDigest(), im.ManifestDigest()))
 		dir := filepath.Join(root, "state", "deploy", v)
 		must(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
