@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
@@ -36,6 +38,9 @@ func runCStorage(c *cli.Context) error {
 	}
 	defer store.Close()
 	sum, err := clone.ToContainersStorage(c.Context, store, in, c.App.Writer, opts)
+	if errors.Is(err, clone.ErrNoComposefsRepo) {
+		return cliutil.Hint(err, "give one with --repo")
+	}
 	if err != nil {
 		return reflinkHint(err)
 	}

@@ -2,6 +2,7 @@ package clone
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -77,7 +78,7 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 		repoPath = img.Stores.Composefs.Repo
 	}
 	if repoPath == "" {
-		return sum, fmt.Errorf("object list line 1: the image record names no composefs repository (stores.composefs.repo); give one with --repo")
+		return sum, fmt.Errorf("object list line 1: %w", ErrNoComposefsRepo)
 	}
 	repo, err := composefs.Open(repoPath)
 	if err != nil {
@@ -186,7 +187,11 @@ func dropLayers(store *cstorage.Store, ids []string) {
 	}
 }
 
-// preflightCStorage refuses --reflink=always where nothing can be shared:
+// ErrNoComposefsRepo: the image record names no composefs repository to
+// clone from, and the options give none.
+var ErrNoComposefsRepo = errors.New("the image record names no composefs repository (stores.composefs.repo)")
+
+// preflightCStorage refuses the Always policy where nothing can be shared:
 // a store on a filesystem without FICLONE, or on another filesystem than
 // the composefs repository.
 func preflightCStorage(store *cstorage.Store, repo *composefs.Repository) error {
@@ -195,7 +200,7 @@ func preflightCStorage(store *cstorage.Store, repo *composefs.Repository) error 
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (%w); use --reflink=auto to copy the bytes instead", store.GraphRoot(), reflink.ErrRefused)
+		return fmt.Errorf("the filesystem of %s does not support reflinks (%w)", store.GraphRoot(), reflink.ErrRefused)
 	}
 	var a, b unix.Stat_t
 	if err := unix.Stat(store.GraphRoot(), &a); err != nil {
@@ -205,7 +210,7 @@ func preflightCStorage(store *cstorage.Store, repo *composefs.Repository) error 
 		return err
 	}
 	if a.Dev != b.Dev {
-		return fmt.Errorf("--reflink=always: composefs repository %s and containers-storage %s are on different filesystems, which cannot share extents (%w); use --reflink=auto to copy", repo.Path(), store.GraphRoot(), reflink.ErrRefused)
+		return fmt.Errorf("composefs repository %s and containers-storage %s are on different filesystems, which cannot share extents (%w)", repo.Path(), store.GraphRoot(), reflink.ErrRefused)
 	}
 	return nil
 }

@@ -481,7 +481,7 @@ func (x *extractor) writeBody(f *os.File, body io.Reader, cloneFrom *os.File, cs
 		return nil
 	}
 	if d.policy == reflink.Always && size > 64 {
-		return fmt.Errorf("--reflink=always: the body is not one object of the composefs repository, so it cannot be cloned (%w)", reflink.ErrRefused)
+		return fmt.Errorf("the body is not one object of the composefs repository, so it cannot be cloned (%w)", reflink.ErrRefused)
 	}
 	n, err := io.Copy(f, body)
 	if err != nil {

@@ -67,7 +67,7 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 		}
 		todo[i] = !have
 		if !have && !l.TarSplit && opts.Policy == reflink.Always {
-			return nil, nil, fmt.Errorf("%s: layer %s (%s) has no tar-split in the store, so its files cannot be shared (%w); use --reflink=auto to copy it through Store.Diff", name, l.ID, l.DiffID, reflink.ErrRefused)
+			return nil, nil, fmt.Errorf("%s: layer %s (%s) has no tar-split in the store, so its files cannot be shared (%w)", name, l.ID, l.DiffID, reflink.ErrRefused)
 		}
 	}
 	if opts.Policy == reflink.Always {
@@ -109,7 +109,7 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 	return res, stats, nil
 }
 
-// preflightShare refuses --reflink=always where no file can be shared:
+// preflightShare refuses the Always policy where no file can be shared:
 // a repository whose filesystem has no FICLONE, or a store on another
 // filesystem.
 func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
@@ -119,7 +119,7 @@ func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("--reflink=always: the filesystem of %s does not support reflinks (%w); use --reflink=auto to copy the bytes instead", repo.Path(), reflink.ErrRefused)
+		return fmt.Errorf("the filesystem of %s does not support reflinks (%w)", repo.Path(), reflink.ErrRefused)
 	}
 	var a, b unix.Stat_t
 	if err := unix.Stat(objects, &a); err != nil {
@@ -129,7 +129,7 @@ func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
 		return err
 	}
 	if a.Dev != b.Dev {
-		return fmt.Errorf("--reflink=always: containers-storage %s and composefs repository %s are on different filesystems, which cannot share extents (%w); use --reflink=auto to copy", store.GraphRoot(), repo.Path(), reflink.ErrRefused)
+		return fmt.Errorf("containers-storage %s and composefs repository %s are on different filesystems, which cannot share extents (%w)", store.GraphRoot(), repo.Path(), reflink.ErrRefused)
 	}
 	return nil
 }
