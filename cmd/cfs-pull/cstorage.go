@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,59 +19,62 @@ import (
 
 const cstoragePrefix = "containers-storage:"
 
+// cstorageSummary is --json's summary of an import from containers-storage.
+type cstorageSummary struct {
+	*pull.Summary
+	ContainersStorage *pull.CStorageStats `json:"containersStorage"`
+	Reflink           string              `json:"reflink"`
+}
+
 // fetchCStorage imports from containers-storage by cloning the layers'
 // files (lib/pull.FromContainersStorage) instead of reading blobs.
-func fetchCStorage(ctx context.Context, c *cli.Context, repo *composefs.Repository, rep *progress.Reporter, name string) (*stream.Image, *fstree.Dir, error) {
+func fetchCStorage(c *cli.Context, repo *composefs.Repository, rep *progress.Reporter, name string) (*stream.Image, *fstree.Dir, any, []string, error) {
 	ref, err := cstorage.ParseReference(strings.TrimPrefix(name, cstoragePrefix))
 	if err != nil {
-		return nil, nil, cliutil.Usage("cfs-pull: %v", err)
+		return nil, nil, nil, nil, cliutil.Usage("%v", err)
 	}
 	if ref.GraphRoot == "" {
 		ref.GraphRoot = cstorage.DefaultGraphRoot(c.String("sysroot"))
 	}
 	store, err := cstorage.Open(ref.GraphRoot, ref.RunRoot)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer store.Close()
 	img, err := store.FindImage(ref.Image)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	opts := pull.CStorageOptions{Tag: c.String("tag")}
+	opts := pull.CStorageOptions{Tag: c.String("tag"), Progress: pull.ReportCStorage(rep)}
 	if s := c.String("reflink"); s != "" {
 		p, err := reflink.ParsePolicy(s)
 		if err != nil || p == reflink.Never {
-			return nil, nil, cliutil.Usage("cfs-pull: --reflink=%s: want always or auto", s)
+			return nil, nil, nil, nil, cliutil.Usage("--reflink=%s: want always or auto", s)
 		}
 		opts.Policy = p
 	} else {
 		opts.Policy = pull.DefaultCStoragePolicy(repo, store)
 	}
-	opts.Progress = func(ev pull.Event) {
-		if ev.Kind == "layer-done" || ev.Kind == "layer-present" {
-			what := "already in the repository"
-			if ev.Kind == "layer-done" {
-				what = fmt.Sprintf("%s, %d objects new, %d present", humanBytes(ev.Bytes), ev.Stats.ObjectsNew, ev.Stats.ObjectsPresent)
-			}
-			rep.Progress(progress.Bytes{Task: "importing", Description: "Importing from containers-storage", ID: "cstorage-import",
-				Steps: int64(ev.Layer + 1), StepsTotal: int64(ev.Layers)}, true, fmt.Sprintf("layer %d/%d %.20s: %s", ev.Layer+1, ev.Layers, strings.TrimPrefix(ev.Digest, "sha256:"), what))
-		}
+	res, st, err := pull.FromContainersStorage(c.Context, repo, store, img, name, opts)
+	if errors.Is(err, reflink.ErrRefused) {
+		return nil, nil, nil, nil, cliutil.Hint(err, "use --reflink=auto to copy the bytes instead")
 	}
-	res, st, err := pull.FromContainersStorage(ctx, repo, store, img, name, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	rep.Logf("cfs-pull: %s: image %s, manifest %s, composefs image %x, tag %s", name, img.ID, img.ManifestDigest, res.ImageID, res.Tag)
-	rep.Logf("cfs-pull: layers imported %d (%d through Store.Diff), already present %d; objects reflinked %d (%s), copied %d (%s), already present %d; reflink=%s",
-		len(img.Layers)-st.LayersPresent, st.LayersDiffed, st.LayersPresent, st.Reflinked, humanBytes(st.ReflinkedBytes), st.Copied, humanBytes(st.CopiedBytes), st.Present, opts.Policy)
+	sum := pull.Summarize(name, img.ManifestDigest, res)
+	lines := []string{
+		fmt.Sprintf("%s: image %s, manifest %s, composefs image %x, tag %s", name, img.ID, img.ManifestDigest, res.ImageID, res.Tag),
+		fmt.Sprintf("layers imported %d (%d through Store.Diff), already present %d; objects reflinked %d (%s), copied %d (%s), already present %d; reflink=%s",
+			len(img.Layers)-st.LayersPresent, st.LayersDiffed, st.LayersPresent, st.Reflinked, progress.HumanBytes(st.ReflinkedBytes), st.Copied, progress.HumanBytes(st.CopiedBytes), st.Present, opts.Policy),
+	}
 	if res.Implied > 0 {
-		rep.Logf("cfs-pull: note: layers used %d parent directories without listing them; created as 0755 root:root", res.Implied)
+		lines = append(lines, fmt.Sprintf("note: layers used %d parent directories without listing them; created as 0755 root:root", res.Implied))
 	}
-	rec := imageRecord(name, img.ManifestDigest, img.Manifest, img.ConfigDigest, img.Config, res.DiffIDs, repo, res.Tag, res.ImageID)
+	rec := pull.Record(name, img.ManifestDigest, img.Manifest, img.ConfigDigest, img.Config, res.DiffIDs, repo, res.Tag, res.ImageID)
 	rec.Stores.ContainersStorage = &stream.ContainersStorageStore{Root: store.GraphRoot(), RunRoot: store.RunRoot(), ImageID: img.ID}
-	if err := fillLayerDigests(rec, img.Manifest); err != nil {
-		return nil, nil, err
+	if err := pull.FillLayerDigests(rec, img.Manifest); err != nil {
+		return nil, nil, nil, nil, err
 	}
-	return rec, res.Tree, nil
+	return rec, res.Tree, cstorageSummary{sum, st, opts.Policy.String()}, lines, nil
 }
