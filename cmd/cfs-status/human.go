@@ -22,12 +22,12 @@ type humanWriter struct {
 	w       io.Writer
 	verbose bool
 	h       *sysroot.Host
-	slots   map[*sysroot.Deployment]*slot
+	infos   map[*sysroot.Deployment]*sysroot.ImageInfo
 	first   bool
 }
 
-func writeHuman(w io.Writer, h *sysroot.Host, slots map[*sysroot.Deployment]*slot, verbose bool) {
-	hw := &humanWriter{w: w, verbose: verbose, h: h, slots: slots, first: true}
+func writeHuman(w io.Writer, h *sysroot.Host, infos map[*sysroot.Deployment]*sysroot.ImageInfo, verbose bool) {
+	hw := &humanWriter{w: w, verbose: verbose, h: h, infos: infos, first: true}
 	if h.Staged != nil {
 		hw.slot(prefixStaged, h.Staged)
 	}
@@ -55,7 +55,7 @@ func (hw *humanWriter) sep() {
 
 func (hw *humanWriter) slot(prefix string, d *sysroot.Deployment) {
 	hw.sep()
-	s := hw.slots[d]
+	info := hw.infos[d]
 	img := "(no container image)"
 	if d.Image != nil {
 		img = d.Image.String()
@@ -66,8 +66,8 @@ func (hw *humanWriter) slot(prefix string, d *sysroot.Deployment) {
 		fmt.Fprintf(hw.w, "%s%s: %s\n", strings.Repeat(" ", max(width-len(name), 0)), name, fmt.Sprintf(format, args...))
 	}
 	if d.ManifestDigest != "" {
-		if s.info != nil && s.info.Architecture != "" {
-			row("Digest", "%s (%s)", d.ManifestDigest, s.info.Architecture)
+		if info != nil && info.Architecture != "" {
+			row("Digest", "%s (%s)", d.ManifestDigest, info.Architecture)
 		} else {
 			row("Digest", "%s", d.ManifestDigest)
 		}
@@ -75,16 +75,16 @@ func (hw *humanWriter) slot(prefix string, d *sysroot.Deployment) {
 	if d.Verity != "" {
 		row("Verity", "%s", d.Verity)
 	}
-	if s.info != nil {
+	if info != nil {
 		ts := ""
-		if !s.info.Created.IsZero() {
-			ts = s.info.Created.Format("2006-01-02T15:04:05Z")
+		if !info.Created.IsZero() {
+			ts = info.Created.Format("2006-01-02T15:04:05Z")
 		}
 		switch {
-		case s.info.Version != "" && ts != "":
-			row("Version", "%s (%s)", s.info.Version, ts)
-		case s.info.Version != "":
-			row("Version", "%s", s.info.Version)
+		case info.Version != "" && ts != "":
+			row("Version", "%s (%s)", info.Version, ts)
+		case info.Version != "":
+			row("Version", "%s", info.Version)
 		case ts != "":
 			row("Timestamp", "%s", ts)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
+	"github.com/cfs-project/cfs/lib/hoststatus"
 	"github.com/cfs-project/cfs/lib/installconfig"
 )
 
@@ -23,7 +24,7 @@ interpreted; an invalid value or malformed TOML is an error naming the file.
 --json prints {"storage":{"unified":...}} as bootc install print-configuration
 would ({} when nothing sets it).`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", Value: "/", Usage: "root `DIR` of the tree whose install config to read"},
+			&cli.PathFlag{Name: "root", Value: "/", Usage: "root `DIR` of the tree whose install config to read"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -48,7 +49,7 @@ func printInstallConfigJSON(w io.Writer, cfg *installconfig.Config) error {
 	if cfg.Unified != "" {
 		v["storage"] = map[string]any{"unified": cfg.Unified}
 	}
-	out, err := canonicalJSON(v)
+	out, err := hoststatus.CanonicalJSON(v)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
+	"github.com/cfs-project/cfs/lib/hoststatus"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
@@ -49,9 +51,9 @@ extents shared with other files (FIEMAP) versus held alone. It reads every objec
 so it is bounded by --scan-timeout; a cut-short scan says "partial".`,
 		Flags: []cli.Flag{
 			cliutil.SysrootFlag,
-			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` naming the booted deployment (default /proc/cmdline for /sysroot, none otherwise)"},
-			&cli.StringFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where staged deployments are announced (default /run for /sysroot, none otherwise)"},
-			&cli.StringFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` holding systemd-boot entries (composefs hosts)"},
+			&cli.PathFlag{Name: "cmdline", Usage: "kernel command line `FILE` naming the booted deployment (default /proc/cmdline for /sysroot, none otherwise)"},
+			&cli.PathFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where staged deployments are announced (default /run for /sysroot, none otherwise)"},
+			&cli.PathFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` holding systemd-boot entries (composefs hosts)"},
 			&cli.BoolFlag{Name: "json", Usage: "print bootc's status JSON"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more rows, and where the stores are and how much they share"},
 			&cli.DurationFlag{Name: "scan-timeout", Value: 30 * time.Second, Usage: "time limit for --verbose's walk over the object stores"},
@@ -93,40 +95,30 @@ func statusAction(c *cli.Context) error {
 	if h.Kind == sysroot.KindComposefs && h.Booted == nil && h.Rollback == nil && len(h.Other) == 0 && opts.ESP == "" {
 		fmt.Fprintf(c.App.ErrWriter, "cfs-status: no bootloader entries under %s/boot; systemd-boot keeps them on the ESP (--esp DIR)\n", root)
 	}
-	return printStatus(c.App.Writer, c.App.ErrWriter, h, c.Bool("json"), c.Bool("verbose"), c.Duration("scan-timeout"))
+	return printStatus(c.Context, c.App.Writer, c.App.ErrWriter, h, c.Bool("json"), c.Bool("verbose"), c.Duration("scan-timeout"))
 }
 
-func printStatus(w, errw io.Writer, h *sysroot.Host, asJSON, verbose bool, scanLimit time.Duration) error {
-	slots := map[*sysroot.Deployment]*slot{}
-	all := append([]*sysroot.Deployment{h.Staged, h.Booted, h.Rollback}, h.Other...)
-	for _, d := range all {
-		if d == nil || d.Image == nil {
-			if d != nil {
-				slots[d] = &slot{d: d}
-			}
-			continue
-		}
-		info, err := h.ImageInfo(d)
-		if err != nil {
-			// The deployment is still real; say why its details are missing.
-			fmt.Fprintf(errw, "cfs-status: warning: %v\n", err)
-			info = nil
-		}
-		slots[d] = &slot{d: d, info: info}
+func printStatus(ctx context.Context, w, errw io.Writer, h *sysroot.Host, asJSON, verbose bool, scanLimit time.Duration) error {
+	infos, warnings := hoststatus.ImageInfos(h)
+	for _, err := range warnings {
+		// The deployment is still real; say why its details are missing.
+		fmt.Fprintf(errw, "cfs-status: warning: %v\n", err)
 	}
-	var stores *storesJSON
+	var stores *hoststatus.Stores
 	if verbose {
-		stores = scanStores(h.Root, scanLimit)
+		ctx, cancel := context.WithTimeout(ctx, scanLimit)
+		stores = hoststatus.ScanStores(ctx, h.Root)
+		cancel()
 	}
 	if asJSON {
-		out, err := canonicalJSON(buildJSON(h, slots, stores))
+		out, err := hoststatus.CanonicalJSON(hoststatus.Build(h, infos, stores))
 		if err != nil {
 			return err
 		}
 		_, err = w.Write(out)
 		return err
 	}
-	writeHuman(w, h, slots, verbose)
+	writeHuman(w, h, infos, verbose)
 	if stores != nil {
 		writeStoresHuman(w, stores)
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"github.com/cfs-project/cfs/lib/hoststatus"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +50,7 @@ func TestVerboseSharing(t *testing.T) {
 
 	out := status(t, h, "--json", "--verbose")
 	var v struct {
-		Cfs storesJSON `json:"cfs"`
+		Cfs hoststatus.Stores `json:"cfs"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatal(err)
@@ -89,8 +91,10 @@ func TestVerboseSharing(t *testing.T) {
 // A scan out of time stops and says so, rather than running on.
 func TestVerboseScanLimit(t *testing.T) {
 	h := sysroottest.Ostree(t, t.TempDir(), []sysroottest.Deployment{{Image: current}}, 0)
-	s := scanStores(h.Root, time.Nanosecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
 	time.Sleep(time.Millisecond)
+	s := hoststatus.ScanStores(ctx, h.Root)
 	if s.Ostree.Objects == nil || !s.Ostree.Objects.Partial {
 		t.Fatalf("%+v", s.Ostree.Objects)
 	}
