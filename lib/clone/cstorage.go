@@ -7,14 +7,13 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"go.podman.io/image/v5/docker/reference"
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
-	"github.com/cfs-project/cfs/lib/oci"
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/splitstream"
 	"github.com/cfs-project/cfs/lib/stream"
@@ -85,8 +84,11 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 		return sum, err
 	}
 	defer repo.Close()
-	cfg, err := oci.ParseConfig([]byte(img.Config))
+	cfg, err := bootcconv.ParseConfig([]byte(img.Config))
 	if err != nil {
+		return sum, fmt.Errorf("object list line 1: %w", err)
+	}
+	if _, err := cfg.DiffIDs(); err != nil {
 		return sum, fmt.Errorf("object list line 1: %w", err)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(img.Layers) {
@@ -167,7 +169,7 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 		if err := store.CheckLayers(checkIDs, checkDiffIDs); err != nil {
 			return err
 		}
-		created, _ := time.Parse(time.RFC3339Nano, cfg.Created)
+		created, _ := cfg.CreatedTime()
 		if sum.ImageCreated, err = store.RecordImage(n, top, created); err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package cstorage
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/storage"
+
+	"github.com/cfs-project/cfs/lib/bootcconv"
 )
 
 // Image is an image found in a store, with the documents c/image recorded
@@ -163,24 +164,15 @@ func (img *Image) readManifest(s *Store, st *storage.Image) error {
 }
 
 func configDiffIDs(config []byte) ([]string, error) {
-	var c struct {
-		RootFS struct {
-			Type    string   `json:"type"`
-			DiffIDs []string `json:"diff_ids"`
-		} `json:"rootfs"`
-	}
-	if err := json.Unmarshal(config, &c); err != nil {
+	c, err := bootcconv.ParseConfig(config)
+	if err != nil {
 		return nil, fmt.Errorf("its config: %w", err)
 	}
-	if c.RootFS.Type != "layers" {
-		return nil, fmt.Errorf("its config: rootfs type %q is not \"layers\"", c.RootFS.Type)
+	ids, err := c.DiffIDs()
+	if err != nil {
+		return nil, fmt.Errorf("its config: %w", err)
 	}
-	for _, d := range c.RootFS.DiffIDs {
-		if h, ok := strings.CutPrefix(d, "sha256:"); !ok || !hexID.MatchString(h) {
-			return nil, fmt.Errorf("its config: diff_id %q is not a sha256 digest", d)
-		}
-	}
-	return c.RootFS.DiffIDs, nil
+	return ids, nil
 }
 
 func digestOf(b []byte) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
@@ -110,7 +111,7 @@ func ImageInfos(h *sysroot.Host) (map[*sysroot.Deployment]*sysroot.ImageInfo, []
 	return infos, warnings
 }
 
-func imageRef(r *sysroot.ImageReference) *ImageRef {
+func imageRef(r *bootcconv.ImageReference) *ImageRef {
 	if r == nil {
 		return nil
 	}

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/fstree"
@@ -24,46 +24,6 @@ var ErrNoSuchImage = errors.New("no such image")
 const (
 	RefImageV1 = "composefs.image.v1"
 )
-
-// Config is the part of an OCI image config cfs reads.
-type Config struct {
-	Created string `json:"created"`
-	Config  struct {
-		Labels map[string]string `json:"Labels"`
-	} `json:"config"`
-	RootFS struct {
-		Type    string   `json:"type"`
-		DiffIDs []string `json:"diff_ids"`
-	} `json:"rootfs"`
-}
-
-// ParseConfig reads the diff IDs and labels of a config.
-func ParseConfig(raw []byte) (*Config, error) {
-	var c Config
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, fmt.Errorf("image config: %w", err)
-	}
-	if c.RootFS.Type != "layers" {
-		return nil, fmt.Errorf("image config: rootfs type %q is not \"layers\"", c.RootFS.Type)
-	}
-	for _, d := range c.RootFS.DiffIDs {
-		if err := checkDigest(d); err != nil {
-			return nil, fmt.Errorf("image config: diff_id: %w", err)
-		}
-	}
-	return &c, nil
-}
-
-func checkDigest(d string) error {
-	h, ok := bytes.CutPrefix([]byte(d), []byte("sha256:"))
-	if !ok || len(h) != 64 {
-		return fmt.Errorf("%q is not a sha256 digest", d)
-	}
-	if _, err := hex.DecodeString(string(h)); err != nil {
-		return fmt.Errorf("%q is not a sha256 digest", d)
-	}
-	return nil
-}
 
 // Digest is the "sha256:<hex>" digest of b.
 func Digest(b []byte) string {
@@ -211,11 +171,13 @@ func OpenImage(repo *composefs.Repository, manifestDigest string) (*StoredImage,
 		return nil, fmt.Errorf("config stream %s holds bytes with digest %s", img.ConfigDigest, got)
 	}
 	img.Config = config
-	cfg, err := ParseConfig(config)
+	cfg, err := bootcconv.ParseConfig(config)
 	if err != nil {
 		return nil, err
 	}
-	img.DiffIDs = cfg.RootFS.DiffIDs
+	if img.DiffIDs, err = cfg.DiffIDs(); err != nil {
+		return nil, err
+	}
 	img.ImageID = crefs[RefImageV1]
 	return img, nil
 }

@@ -11,6 +11,7 @@ import (
 	"go.podman.io/image/v5/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fstree"
 	"github.com/cfs-project/cfs/lib/oci"
@@ -55,22 +56,23 @@ type Result struct {
 // being written.
 var haveLayer = oci.HaveLayer
 
-// DefaultTag is the tag bootc gives an image in its composefs repository.
-func DefaultTag(manifestDigest string) string { return "localhost/bootc-" + manifestDigest }
-
 // ToComposefs stores the image in the repository: layers not yet there
 // (fetched, verified, decompressed and split in one pass each), the EROFS
 // image of the merged tree, the config and manifest streams, and the tag,
 // in that order, so that every name appears only after what it names.
 func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, opts Options) (*Result, error) {
-	cfg, err := oci.ParseConfig(src.Config)
+	cfg, err := bootcconv.ParseConfig(src.Config)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Name, err)
 	}
-	if len(cfg.RootFS.DiffIDs) != len(src.Layers) {
-		return nil, fmt.Errorf("%s: the config lists %d diff IDs for %d layers", src.Name, len(cfg.RootFS.DiffIDs), len(src.Layers))
+	diffIDs, err := cfg.DiffIDs()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
 	}
-	res := &Result{Source: src, DiffIDs: cfg.RootFS.DiffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
+	if len(diffIDs) != len(src.Layers) {
+		return nil, fmt.Errorf("%s: the config lists %d diff IDs for %d layers", src.Name, len(diffIDs), len(src.Layers))
+	}
+	res := &Result{Source: src, DiffIDs: diffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
 	// Layers are fetched in parallel; the callback is called from one of
 	// them at a time, so it needs no locking of its own.
 	var progressMu sync.Mutex
@@ -161,7 +163,7 @@ func finishImage(repo *composefs.Repository, res *Result, name string, manifest 
 	}
 	res.Tag = tag
 	if res.Tag == "" {
-		res.Tag = DefaultTag(manifestDigest)
+		res.Tag = bootcconv.DefaultTag(manifestDigest)
 	}
 	if err := repo.SetTag(res.Tag, manifestDigest); err != nil {
 		return err

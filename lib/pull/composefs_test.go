@@ -19,6 +19,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/oci"
@@ -165,7 +166,7 @@ func TestNoWriteAfterReturn(t *testing.T) {
 			next = i
 		}
 	}
-	cfg, err := oci.ParseConfig(src.Config)
+	cfg, err := bootcconv.ParseConfig(src.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

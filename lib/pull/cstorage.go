@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/fsverity"
@@ -52,7 +53,7 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 			opts.Progress(ev)
 		}
 	}
-	if _, err := oci.ParseConfig(img.Config); err != nil {
+	if _, err := bootcconv.ParseConfig(img.Config); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	res := &Result{DiffIDs: img.DiffIDs(), Layers: make([]oci.LayerStats, len(img.Layers))}

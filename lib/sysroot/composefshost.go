@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+
+	"github.com/cfs-project/cfs/lib/bootcconv"
 )
 
 // verityHexLen: composefs-native hosts are hard-coded to SHA-512 verity.
@@ -185,7 +187,7 @@ func readComposefsDeployment(root, verity string) (*Deployment, error) {
 	d.Origin = origin
 	d.BootType, d.BootDigest, d.ManifestDigest = origin.BootType, origin.BootDigest, origin.ManifestDigest
 	if origin.ImageReference != "" {
-		ref, _ := ParseImageReference(origin.ImageReference)
+		ref, _ := bootcconv.ParseImageReference(origin.ImageReference)
 		d.Image = &ref
 	}
 	return d, nil

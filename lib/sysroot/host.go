@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cfs-project/cfs/lib/bootcconv"
 )
 
 // Kind is the kind of bootc host.
@@ -38,7 +40,7 @@ func DetectKind(root string) (Kind, error) {
 type Deployment struct {
 	Dir    string  // the deployment directory
 	Origin *Origin // nil only for a composefs entry whose state dir is gone
-	Image  *ImageReference
+	Image  *bootcconv.ImageReference
 	// ManifestDigest is recorded for composefs deployments in the origin;
 	// for ostree ones the caller reads it from the commit (ostree.manifest-digest).
 	ManifestDigest string

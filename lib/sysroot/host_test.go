@@ -117,6 +117,13 @@ func TestComposefsHost(t *testing.T) {
 			if info.Architecture != "amd64" || info.ManifestDigest != imgC.ManifestDigest() {
 				t.Errorf("staged info %+v", info)
 			}
+			info, err = host.ImageInfo(host.Booted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Version != "nightly" || !info.Created.Equal(imgA.Created) {
+				t.Errorf("booted info %+v", info)
+			}
 		})
 	}
 }

@@ -1,11 +1,11 @@
 package sysroot
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"time"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/oci"
 	"github.com/cfs-project/cfs/lib/ostree"
@@ -13,11 +13,13 @@ import (
 
 // ImageInfo is what bootc's ImageStatus says about a deployment's image
 // beyond its reference; it lives in the stores, not next to the deployment.
+// bootc reads it differently for the two kinds of host, and so do we
+// (bootcconv says how).
 type ImageInfo struct {
 	ManifestDigest string
 	Architecture   string
-	Version        string    // label org.opencontainers.image.version (or version)
-	Created        time.Time // config "created"; zero if absent
+	Version        string    // "" when the image names none
+	Created        time.Time // zero when the image names none
 	Synthesized    bool      // ostree commit made from composefs (ostree-ext.composefs-synthesized)
 }
 
@@ -43,7 +45,20 @@ func (h *Host) ImageInfo(d *Deployment) (*ImageInfo, error) {
 	if err != nil {
 		return info, fmt.Errorf("%s: image %s: %w", repo.Path(), d.ManifestDigest, err)
 	}
-	return info, parseConfigInto(info, img.Config)
+	cfg, err := bootcconv.ParseConfig(img.Config)
+	if err != nil {
+		return info, fmt.Errorf("%s: image %s: %w", repo.Path(), d.ManifestDigest, err)
+	}
+	m, err := bootcconv.ParseManifest(img.Manifest)
+	if err != nil {
+		return info, fmt.Errorf("%s: image %s: %w", repo.Path(), d.ManifestDigest, err)
+	}
+	// bootc's composefs status: the version from the manifest's
+	// annotation, the time from the config's created.
+	info.Architecture = cfg.Architecture
+	info.Version, _ = m.Version()
+	info.Created, _ = cfg.CreatedTime()
+	return info, nil
 }
 
 func ostreeImageInfo(root string, d *Deployment) (*ImageInfo, error) {
@@ -57,47 +72,26 @@ func ostreeImageInfo(root string, d *Deployment) (*ImageInfo, error) {
 	if err != nil {
 		return info, fmt.Errorf("deployment %s: commit: %w", d.Dir, err)
 	}
-	if v, ok := c.Lookup("ostree.manifest-digest"); ok {
+	if v, ok := c.Lookup(bootcconv.KeyManifestDigest); ok {
 		if s, ok := v.Value.(string); ok {
 			info.ManifestDigest, d.ManifestDigest = s, s
 		}
 	}
-	if v, ok := c.Lookup("ostree-ext.composefs-synthesized"); ok {
+	if v, ok := c.Lookup(bootcconv.KeySynthesized); ok {
 		info.Synthesized, _ = v.Value.(bool)
 	}
-	if v, ok := c.Lookup("ostree.container.image-config"); ok {
+	if v, ok := c.Lookup(bootcconv.KeyImageConfig); ok {
 		if s, ok := v.Value.(string); ok {
-			if err := parseConfigInto(info, []byte(s)); err != nil {
+			cfg, err := bootcconv.ParseConfig([]byte(s))
+			if err != nil {
 				return info, fmt.Errorf("deployment %s: commit %s: %w", d.Dir, d.Commit, err)
 			}
+			// bootc's ostree status: version_for_config, and the
+			// created label before the config's created.
+			info.Architecture = cfg.Architecture
+			info.Version, _ = cfg.Version()
+			info.Created, _ = cfg.StatusTimestamp()
 		}
 	}
 	return info, nil
-}
-
-func parseConfigInto(info *ImageInfo, raw []byte) error {
-	var cfg struct {
-		Architecture string `json:"architecture"`
-		Created      string `json:"created"`
-		Config       struct {
-			Labels map[string]string `json:"Labels"`
-		} `json:"config"`
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return fmt.Errorf("image config: %w", err)
-	}
-	info.Architecture = cfg.Architecture
-	if v, ok := cfg.Config.Labels["org.opencontainers.image.version"]; ok {
-		info.Version = v
-	} else {
-		info.Version = cfg.Config.Labels["version"]
-	}
-	if cfg.Created != "" {
-		t, err := time.Parse(time.RFC3339Nano, cfg.Created)
-		if err != nil {
-			return fmt.Errorf("image config: created %q: %w", cfg.Created, err)
-		}
-		info.Created = t.UTC()
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/ostree"
 )
 
@@ -39,7 +40,7 @@ func ReadOrigin(path string) (*Origin, error) {
 		return nil, fmt.Errorf("%s: no [origin] container-image-reference", path)
 	}
 	if o.ImageReference != "" {
-		if _, err := ParseImageReference(o.ImageReference); err != nil {
+		if _, err := bootcconv.ParseImageReference(o.ImageReference); err != nil {
 			return nil, fmt.Errorf("%s: container-image-reference: %w", path, err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cfs-project/cfs/lib/bootcconv"
 )
 
 // loadOstree reads an ostree host: bootloader entries boot/loader/entries/
@@ -137,7 +139,7 @@ func readOstreeDeployment(root, stateroot, name string) (*Deployment, error) {
 	}
 	d := &Deployment{Dir: dir, Origin: origin, Stateroot: stateroot, Commit: commit, DeploySerial: serial}
 	if origin.ImageReference != "" {
-		ref, _ := ParseImageReference(origin.ImageReference) // checked by ReadOrigin
+		ref, _ := bootcconv.ParseImageReference(origin.ImageReference) // checked by ReadOrigin
 		d.Image = &ref
 	}
 	return d, nil

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/oci"
@@ -54,7 +55,7 @@ func (im Image) Config() []byte {
 		cfg["created"] = im.Created.UTC().Format(time.RFC3339)
 	}
 	if im.Version != "" {
-		cfg["config"] = map[string]any{"Labels": map[string]string{"org.opencontainers.image.version": im.Version}}
+		cfg["config"] = map[string]any{"Labels": map[string]string{bootcconv.LabelVersion: im.Version}}
 	}
 	b, _ := json.Marshal(cfg)
 	return b
@@ -66,7 +67,14 @@ func (im Image) Manifest() []byte {
 		return im.RawManifest
 	}
 	cfg := im.Config()
+	var annotations map[string]string
+	if im.Version != "" {
+		// bootc reads a composefs deployment's version here, an
+		// ostree one's from the config label.
+		annotations = map[string]string{bootcconv.AnnotationVersion: im.Version}
+	}
 	b, _ := json.Marshal(map[string]any{
+		"annotations":   annotations,
 		"schemaVersion": 2,
 		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": oci.Digest(cfg), "size": len(cfg)},
@@ -234,7 +242,7 @@ func Composefs(t testing.TB, root string, deps []Deployment, booted int, boot Co
 		if _, ok, _ := repo.StreamID(composefs.ManifestContentID(im.ManifestDigest())); !ok {
 			must(t, oci.StoreImage(repo, im.Manifest(), im.Config(), nil, nil))
 		}
-		must(t, repo.SetTag("localhost/bootc-"+im.ManifestDigest(), im.ManifestDigest()))
+		must(t, repo.SetTag(bootcconv.DefaultTag(im.ManifestDigest()), im.ManifestDigest()))
 		dir := filepath.Join(root, "state", "deploy", v)
 		must(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
 		bootType := "bls"

@@ -1,4 +1,4 @@
-package sysroot
+package bootcconv
 
 import (
 	"fmt"
