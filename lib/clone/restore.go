@@ -3,8 +3,8 @@ package clone
 import (
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/oci"
@@ -35,7 +35,7 @@ func RestoreImage(store *cstorage.Store, repo *composefs.Repository, manifestDig
 	if err != nil {
 		return sum, fmt.Errorf("composefs repository %s: %w", repo.Path(), err)
 	}
-	cfg, err := oci.ParseConfig(img.Config)
+	cfg, err := bootcconv.ParseConfig(img.Config)
 	if err != nil {
 		return sum, err
 	}
@@ -72,7 +72,7 @@ func RestoreImage(store *cstorage.Store, repo *composefs.Repository, manifestDig
 		err = store.CheckLayers(ids, diffIDs)
 	}
 	if err == nil {
-		created, _ := time.Parse(time.RFC3339Nano, cfg.Created)
+		created, _ := cfg.CreatedTime()
 		sum.ImageCreated, err = store.RecordImage(n, top, created)
 	}
 	if err != nil && !sum.ImageCreated {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/clone"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
@@ -19,10 +20,6 @@ import (
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
-
-// BootcTagPrefix starts every tag bootc (and cfs-pull by default) gives
-// the images it pulls: localhost/bootc-<manifest digest>.
-const BootcTagPrefix = "localhost/bootc-"
 
 // ImageStatus is one image of bootc's fsck report. Field names and order
 // are bootc's (serde camelCase, struct order), so scripts written for
@@ -160,7 +157,7 @@ func deploymentName(d *sysroot.Deployment, md string) string {
 // else the tag.
 func displayName(img *oci.StoredImage, tag string) string {
 	if img != nil {
-		if cfg, err := oci.ParseConfig(img.Config); err == nil {
+		if cfg, err := bootcconv.ParseConfig(img.Config); err == nil {
 			if n := cfg.Config.Labels["org.opencontainers.image.ref.name"]; n != "" {
 				return n
 			}
@@ -188,7 +185,7 @@ func bootcTags(repo *composefs.Repository) ([]string, map[string]string, error) 
 	var out []string
 	manifests := map[string]string{}
 	for _, t := range tags {
-		if !strings.HasPrefix(t, BootcTagPrefix) {
+		if !strings.HasPrefix(t, bootcconv.TagPrefix) {
 			continue
 		}
 		md, err := repo.ResolveTag(t)
@@ -232,7 +229,7 @@ func (c *checker) openStore(create bool) (*cstorage.Store, error) {
 // ensure_tags_for_pinned_deployments; only --repair mutates).
 func (c *checker) ensureTags(repo *composefs.Repository, manifests map[string]*sysroot.Deployment, order []string) {
 	for _, md := range order {
-		tag := BootcTagPrefix + md
+		tag := bootcconv.TagPrefix + md
 		if _, err := repo.ResolveTag(tag); err == nil {
 			continue
 		}
@@ -462,7 +459,7 @@ func (c *checker) boundOnly() error {
 		}
 		p.hasMD = p.md != ""
 		if p.hasMD {
-			p.tag = BootcTagPrefix + p.md
+			p.tag = bootcconv.TagPrefix + p.md
 			if _, err := repo.ResolveTag(p.tag); err == nil {
 				p.tagged = true
 				backed[p.tag] = true

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testhost"
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/fsck"
@@ -126,7 +127,7 @@ func (f *fixture) cstorIDs() map[string][]string {
 
 func (f *fixture) removeTag(i int) {
 	f.t.Helper()
-	if err := os.Remove(filepath.Join(f.root, "composefs", "streams", "refs", "oci", composefs.EncodeTag(fsck.BootcTagPrefix+f.images[i].ManifestDigest()))); err != nil {
+	if err := os.Remove(filepath.Join(f.root, "composefs", "streams", "refs", "oci", composefs.EncodeTag(bootcconv.TagPrefix+f.images[i].ManifestDigest()))); err != nil {
 		f.t.Fatal(err)
 	}
 }
