@@ -18,7 +18,7 @@ TEST_TIMEOUT  ?= 25m
 FUZZ_TIME     ?= 50000x
 BENCH_FLAGS   ?= -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m
 
-.PHONY: all build demo install test test-race test-unit test-fuzz bench lint deps clean
+.PHONY: all build demo install man test test-race test-unit test-fuzz bench lint deps clean
 all: build
 
 build: $(BINARIES)
@@ -33,14 +33,30 @@ demo: deps build
 	$(GO) build $(GOFLAGS) -o bin/cfs-demo-registry ./internal/cmd/cfs-demo-registry
 	scripts/demo
 
+# Man pages (section 8) in bin/man: each Go tool prints its own from the
+# definitions --help uses (--man-page); the shell drivers' come from their
+# --help text.
+SCRIPTS := bootc-set-unified cfs-upgrade
+SUMMARY_bootc-set-unified := turn on unified storage for a bootc host
+SUMMARY_cfs-upgrade := upgrade a bootc host bound to composefs
+man: build
+	@mkdir -p bin/man
+	$(GO) build $(GOFLAGS) -o bin/cfs-manpage ./internal/cmd/cfs-manpage
+	@set -e; for c in $(CMDS); do bin/$$c --man-page > bin/man/$$c.8; echo "bin/man/$$c.8"; done
+	@set -e; for s in $(SCRIPTS); do \
+	  case $$s in bootc-set-unified) sum="$(SUMMARY_bootc-set-unified)";; cfs-upgrade) sum="$(SUMMARY_cfs-upgrade)";; esac; \
+	  scripts/$$s --help | bin/cfs-manpage --name $$s --summary "$$sum" > bin/man/$$s.8; echo "bin/man/$$s.8"; done
+
 # Binaries and the shell drivers into $(DESTDIR)$(PREFIX)/bin, units into
-# $(DESTDIR)$(UNITDIR).
+# $(DESTDIR)$(UNITDIR), man pages into $(DESTDIR)$(MANDIR)/man8.
 PREFIX  ?= /usr
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR)
+MANDIR  ?= $(PREFIX)/share/man
+install: build man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BINARIES) scripts/bootc-set-unified scripts/cfs-upgrade $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 units/*.service units/*.timer $(DESTDIR)$(UNITDIR)/
+	install -m 0644 bin/man/*.8 $(DESTDIR)$(MANDIR)/man8/
 
 # Everything, privileged tests included when run as root. In CI,
 # CFS_REQUIRE_PRIVILEGED=1 turns a skipped privileged test into a failure.

@@ -25,7 +25,7 @@ const DefaultSysroot = "/sysroot"
 var SysrootFlag = &cli.PathFlag{
 	Name:  "sysroot",
 	Value: DefaultSysroot,
-	Usage: "physical root of the host (or a disk image mounted anywhere)",
+	Usage: "physical root `DIR` of the host (or a disk image mounted anywhere)",
 }
 
 // JSONFlag is --json. Its meaning is the same in every tool: the

@@ -31,7 +31,12 @@ func ManPage(app *cli.App) (string, error) {
 			synopsis += " COMMAND [COMMAND OPTIONS] [ARGUMENTS...]"
 		}
 	}
-	fmt.Fprintf(&b, "# SYNOPSIS\n\n```\n%s\n```\n\n", strings.TrimSpace(synopsis))
+	// urfave/cli indents the lines after the first for --help.
+	var syn []string
+	for _, l := range strings.Split(strings.TrimSpace(synopsis), "\n") {
+		syn = append(syn, strings.TrimSpace(l))
+	}
+	fmt.Fprintf(&b, "# SYNOPSIS\n\n```\n%s\n```\n\n", strings.Join(syn, "\n"))
 	if app.Description != "" {
 		// Descriptions are laid out for the terminal (examples indented by
 		// two spaces, lists); keep that layout.
@@ -144,3 +149,39 @@ func unquote(usage string) (text, name string) {
 var mdEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "<", `\<`, ">", `\>`, "`", "\\`", "[", `\[`, "]", `\]`, "#", `\#`)
 
 func escapeMD(s string) string { return mdEscaper.Replace(s) }
+
+// TextManPage renders the man page of a command whose definitions are not
+// urfave/cli's (the shell drivers) from its --help text: the "Usage:"
+// lines become the SYNOPSIS, the rest the DESCRIPTION, laid out as --help
+// lays it out. summary is the NAME line's description.
+func TextManPage(name, summary, help string) string {
+	var synopsis, desc []string
+	lines := strings.Split(strings.TrimRight(help, "\n"), "\n")
+	i := 0
+	for ; i < len(lines); i++ {
+		l := lines[i]
+		if i == 0 {
+			l = strings.TrimPrefix(l, "Usage: ")
+		} else if strings.TrimSpace(l) == "" || !strings.HasPrefix(l, " ") {
+			break
+		}
+		synopsis = append(synopsis, l)
+	}
+	desc = lines[i:]
+	var b strings.Builder
+	fmt.Fprintf(&b, "%% %s %d\n\n# NAME\n\n%s - %s\n\n", strings.ToUpper(name), ManSection, name, escapeMD(summary))
+	fmt.Fprintf(&b, "# SYNOPSIS\n\n```\n%s\n```\n\n", strings.Join(synopsis, "\n"))
+	if d := strings.Trim(strings.Join(desc, "\n"), "\n"); d != "" {
+		fmt.Fprintf(&b, "# DESCRIPTION\n\n```\n%s\n```\n\n", d)
+	}
+	b.WriteString("# SEE ALSO\n\n")
+	var refs []string
+	for _, t := range seeAlso {
+		if t != name {
+			refs = append(refs, fmt.Sprintf("**%s**(%d)", t, ManSection))
+		}
+	}
+	refs = append(refs, "**bootc**(8)", "**ostree**(1)")
+	b.WriteString(strings.Join(refs, ", ") + "\n")
+	return string(md2man.Render([]byte(b.String())))
+}

@@ -35,7 +35,7 @@ func TestManPage(t *testing.T) {
 	text := regexp.MustCompile(".\b").ReplaceAllString(out.String(), "")
 	for _, want := range []string{"NAME", "cfs-test - a test command", "SYNOPSIS", "cfs-test [options] SOURCE",
 		"Reads <sysroot>/composefs.", "  cfs-test x | cfs-clone --to ostree",
-		"--sysroot=VALUE", "(default: /sysroot)", "--tag=NAME", "localhost/bootc-<digest>", "COMMANDS", "sub",
+		"--sysroot=DIR", "--repo=VALUE", "(default: /sysroot)", "--tag=NAME", "localhost/bootc-<digest>", "COMMANDS", "sub",
 		"EXIT STATUS", "130", "interrupted by SIGINT or SIGTERM", "SEE ALSO", "cfs-pull(8)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("man page lacks %q:\n%s", want, text)
@@ -54,5 +54,30 @@ func TestDocsListExitCodes(t *testing.T) {
 		if !row.Match(doc) {
 			t.Errorf("docs/cli.md has no table row for exit status %d (%s)", e.Code, e.Meaning)
 		}
+	}
+}
+
+func TestTextManPage(t *testing.T) {
+	help := "Usage: cfs-x [--a DIR]\n             [--b]\n\nDoes x.\n\n  --a DIR   the dir <here>\n"
+	page := TextManPage("cfs-x", "do x", help)
+	if _, err := exec.LookPath("groff"); err != nil {
+		t.Skip("no groff to render the page")
+	}
+	cmd := exec.Command("groff", "-man", "-Tutf8", "-ww", "-rLL=200n")
+	cmd.Stdin = strings.NewReader(page)
+	cmd.Env = append(os.Environ(), "GROFF_NO_SGR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil || errb.Len() > 0 {
+		t.Fatalf("groff: %v\n%s", err, errb.String())
+	}
+	text := regexp.MustCompile(".\b").ReplaceAllString(out.String(), "")
+	for _, want := range []string{"cfs-x - do x", "cfs-x [--a DIR]\n", "             [--b]", "Does x.", "  --a DIR   the dir <here>", "cfs-upgrade(8)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "Usage:") {
+		t.Errorf("SYNOPSIS keeps the Usage: prefix:\n%s", text)
 	}
 }
