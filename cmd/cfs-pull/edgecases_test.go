@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/internal/testregistry"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/stream"
 )
@@ -117,5 +119,41 @@ func TestPullRefusesBadCapability(t *testing.T) {
 	}
 	if tagCount(t, repoDir) != 0 {
 		t.Error("an image with an invalid capability was tagged")
+	}
+}
+
+// TestPullStalledRegistry: a registry that stops sending mid-blob fails
+// the pull after --low-speed-time, in one line naming the blob and the
+// flags, and tags nothing.
+func TestPullStalledRegistry(t *testing.T) {
+	img, err := testimage.Generate(testimage.Options{Seed: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := img.Layers[0]
+	for _, l := range img.Layers {
+		if l.Size > big.Size {
+			big = l
+		}
+	}
+	reg := testregistry.New(t)
+	ref := reg.Push(t, "os", "1", img)
+	reg.Inject(testregistry.Fault{Kind: testregistry.Stall, Target: big.Digest, Offset: big.Size / 3})
+	repoDir := filepath.Join(t.TempDir(), "composefs")
+	start := time.Now()
+	res := cfsPull(t, "--repo", repoDir, "--tls-verify=false", "--insecure-policy", "--quiet", "--low-speed-time", "700ms", ref)
+	msg := strings.TrimSpace(string(res.stderr))
+	if res.err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, "blob "+big.Digest.String()+": the transfer stalled: under 1024 bytes/s for 700ms") ||
+		!strings.Contains(msg, "--low-speed-limit") {
+		t.Fatalf("after %v: %v\n%s", time.Since(start), res.err, msg)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the stall took %v to notice", took)
+	}
+	if tagCount(t, repoDir) != 0 {
+		t.Error("a stalled pull tagged the image")
+	}
+	if res := cfsPull(t, "--repo", repoDir, "--low-speed-time", "-1s", ref); res.err == nil || !strings.Contains(string(res.stderr), "cannot be negative") {
+		t.Errorf("a negative --low-speed-time: %v %s", res.err, res.stderr)
 	}
 }

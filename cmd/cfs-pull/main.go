@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -77,6 +78,8 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "write the object list to `FILE` (- for stdout, none to skip)"},
 			&cli.BoolFlag{Name: "no-selinux", Usage: "do not label the object list from the SELinux policy the image ships"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "layers fetched at once"},
+			&cli.Int64Flag{Name: "low-speed-limit", Value: pull.DefaultLowSpeed.Limit, Usage: "a download slower than `BYTES` per second for --low-speed-time has stalled and fails the pull (0: only when nothing arrives)"},
+			&cli.DurationFlag{Name: "low-speed-time", Value: pull.DefaultLowSpeed.Time, Usage: "how long a download may stay under --low-speed-limit (`DURATION`, e.g. 30s; 0 waits forever)"},
 			&cli.StringFlag{Name: "reflink", Usage: "containers-storage: sources: `always` (every file shares its extents with the store's; fail otherwise) or auto (copy where that is impossible); default always where the repository and the store can share extents"},
 			cliutil.JSONFlag,
 			cliutil.ProgressFDFlag,
@@ -198,16 +201,29 @@ func fetch(c *cli.Context, repo *composefs.Repository, rep *progress.Reporter) (
 		return nil, nil, nil, nil, err
 	}
 	defer policy.Destroy()
-	src, err := pull.Open(c.Context, c.Args().First(), sys, policy)
+	rule := pull.LowSpeed{Limit: c.Int64("low-speed-limit"), Time: c.Duration("low-speed-time")}
+	if rule.Limit < 0 || rule.Time < 0 {
+		return nil, nil, nil, nil, cliutil.Usage("--low-speed-limit and --low-speed-time cannot be negative")
+	}
+	src, err := pull.Open(c.Context, c.Args().First(), sys, policy, pull.WithLowSpeed(rule))
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, stallHint(err)
 	}
 	defer src.Close()
 
 	res, err := pull.ToComposefs(c.Context, repo, src, pull.Options{Tag: c.String("tag"), Jobs: c.Int("jobs"), Progress: pull.Report(rep, src)})
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, stallHint(err)
 	}
 	sum := pull.Summarize(src.Name, src.ManifestDigest, res)
 	return pull.SourceRecord(src, res, repo), res.Tree, sum, sum.Lines(), nil
+}
+
+// stallHint says which flags govern a stalled download.
+func stallHint(err error) error {
+	var stall *pull.StallError
+	if errors.As(err, &stall) {
+		return cliutil.Hint(err, "a slow but working link needs a lower --low-speed-limit or a longer --low-speed-time")
+	}
+	return err
 }

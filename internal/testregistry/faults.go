@@ -22,6 +22,11 @@ const (
 	// at blob offset Fault.Offset has its bits flipped: only digest
 	// verification can notice.
 	CorruptByte
+	// Stall sends the headers and the content up to blob offset
+	// Fault.Offset, then nothing more, keeping the connection open until
+	// the client gives up (or the registry closes): a frozen registry.
+	// For a manifest, nothing at all is sent.
+	Stall
 )
 
 // Fault describes one injected failure.
@@ -70,7 +75,7 @@ func (r *Registry) takeFault(target string, isBlob bool) *Fault {
 	return nil
 }
 
-func (f *Fault) serve(w http.ResponseWriter, req *http.Request, next http.Handler, start int64) {
+func (f *Fault) serve(w http.ResponseWriter, req *http.Request, next http.Handler, start int64, closing <-chan struct{}) {
 	switch f.Kind {
 	case StatusError:
 		status := f.Status
@@ -84,6 +89,8 @@ func (f *Fault) serve(w http.ResponseWriter, req *http.Request, next http.Handle
 		next.ServeHTTP(&cuttingWriter{ResponseWriter: w, pos: start, cutAt: f.Offset}, req)
 	case CorruptByte:
 		next.ServeHTTP(&corruptingWriter{ResponseWriter: w, pos: start, at: f.Offset}, req)
+	case Stall:
+		next.ServeHTTP(&stallingWriter{ResponseWriter: w, pos: start, stallAt: f.Offset, req: req, closing: closing}, req)
 	default:
 		panic("testregistry: unknown fault kind")
 	}
@@ -125,4 +132,31 @@ func (c *corruptingWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
 	c.pos += int64(n)
 	return n, err
+}
+
+// stallingWriter forwards a body until blob offset stallAt, flushes it,
+// and then sends nothing until the client goes away or the registry
+// closes; then it aborts the handler.
+type stallingWriter struct {
+	http.ResponseWriter
+	pos, stallAt int64
+	req          *http.Request
+	closing      <-chan struct{}
+}
+
+func (s *stallingWriter) Write(p []byte) (int, error) {
+	if s.pos+int64(len(p)) <= s.stallAt {
+		n, err := s.ResponseWriter.Write(p)
+		s.pos += int64(n)
+		return n, err
+	}
+	if keep := s.stallAt - s.pos; keep > 0 {
+		_, _ = s.ResponseWriter.Write(p[:keep])
+	}
+	_ = http.NewResponseController(s.ResponseWriter).Flush()
+	select {
+	case <-s.req.Context().Done():
+	case <-s.closing:
+	}
+	panic(http.ErrAbortHandler)
 }

@@ -30,6 +30,10 @@ type Registry struct {
 	server *httptest.Server
 	inner  http.Handler
 
+	// closing is closed by Close, to release handlers that stall.
+	closing   chan struct{}
+	closeOnce sync.Once
+
 	mu     sync.Mutex
 	faults []*Fault
 	gets   map[string]int // GETs per blob or manifest digest (or tag)
@@ -96,7 +100,7 @@ func start(addr string, c *config) (*Registry, error) {
 	if c.blobDir != "" {
 		ggcrOpts = append(ggcrOpts, registry.WithBlobHandler(registry.NewDiskBlobHandler(c.blobDir)))
 	}
-	r := &Registry{inner: registry.New(ggcrOpts...), gets: map[string]int{}}
+	r := &Registry{inner: registry.New(ggcrOpts...), gets: map[string]int{}, closing: make(chan struct{})}
 
 	// Loopback only: a registry for tests has no business on other
 	// interfaces, and httptest's -httptest.serve flag could move it.
@@ -112,7 +116,10 @@ func start(addr string, c *config) (*Registry, error) {
 }
 
 // Close stops the registry.
-func (r *Registry) Close() { r.server.Close() }
+func (r *Registry) Close() {
+	r.closeOnce.Do(func() { close(r.closing) })
+	r.server.Close()
+}
 
 // Reference returns the c/image name of repo:tag on this registry.
 func (r *Registry) Reference(repo, tag string) string {
@@ -223,7 +230,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.inner.ServeHTTP(w, req)
 		return
 	}
-	fault.serve(w, req, r.inner, start)
+	fault.serve(w, req, r.inner, start, r.closing)
 }
 
 // getTarget returns the last path element of a GET for a blob or a

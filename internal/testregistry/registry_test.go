@@ -221,3 +221,26 @@ func TestLargeImageRoundTrip(t *testing.T) {
 		t.Errorf("pulled manifest %s, pushed %s", got, img.ManifestDigest)
 	}
 }
+
+// TestStallHoldsTheConnection: a stalled blob never finishes; only the
+// client's own deadline ends the pull, and Close does not wait for it.
+func TestStallHoldsTheConnection(t *testing.T) {
+	img := mustSmallImage(t)
+	big := img.Layers[0]
+	reg := New(t)
+	ref := reg.Push(t, "cfs/test", "latest", img)
+	reg.Inject(Fault{Kind: Stall, Target: big.Digest, Offset: big.Size / 2})
+	src, _ := alltransports.ParseImageName(ref)
+	dst, _ := alltransports.ParseImageName("oci:" + t.TempDir() + ":pulled")
+	policy, _ := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+	defer func() { _ = policy.Destroy() }()
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue, BlobInfoCacheDir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := copy.Image(ctx, policy, dst, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys})
+	if err == nil || time.Since(start) < time.Second {
+		t.Fatalf("a stalled blob: %v after %v", err, time.Since(start))
+	}
+	reg.Close()
+}

@@ -24,6 +24,7 @@ import (
 type Source struct {
 	Name           string
 	src            types.ImageSource
+	lowSpeed       LowSpeed
 	ManifestDigest string
 	Manifest       []byte
 	ManifestType   string
@@ -60,26 +61,40 @@ func PolicyContext(sys *types.SystemContext, insecure bool) (*signature.PolicyCo
 }
 
 // Open resolves name, fetches and verifies its manifest and config, and
-// checks the policy. Close it when done.
-func Open(ctx context.Context, name string, sys *types.SystemContext, policy *signature.PolicyContext) (*Source, error) {
+// checks the policy. Close it when done. Every request is held to
+// DefaultLowSpeed unless WithLowSpeed says otherwise.
+func Open(ctx context.Context, name string, sys *types.SystemContext, policy *signature.PolicyContext, opts ...Option) (*Source, error) {
 	ref, err := alltransports.ParseImageName(name)
 	if err != nil {
 		return nil, fmt.Errorf("image name %q: %w", name, err)
 	}
-	src, err := ref.NewImageSource(ctx, sys)
+	s := &Source{Name: name, lowSpeed: DefaultLowSpeed}
+	for _, o := range opts {
+		o(s)
+	}
+	// The docker transport fetches the manifest here already.
+	err = s.watched(ctx, "manifest", func(ctx context.Context) error {
+		src, err := ref.NewImageSource(ctx, sys)
+		if err == nil {
+			s.src = src
+		}
+		return err
+	})
 	if err != nil {
+		if s.src != nil {
+			s.src.Close()
+		}
 		return nil, fmt.Errorf("opening %s: %w", name, err)
 	}
-	s := &Source{Name: name, src: src}
 	if err := s.load(ctx, sys, policy); err != nil {
-		src.Close()
+		s.src.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Source) load(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext) error {
-	raw, mimeType, err := s.src.GetManifest(ctx, nil)
+	raw, mimeType, err := s.getManifest(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: fetching the manifest: %w", s.Name, err)
 	}
@@ -94,7 +109,7 @@ func (s *Source) load(ctx context.Context, sys *types.SystemContext, policy *sig
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		instance = &d
-		if raw, mimeType, err = s.src.GetManifest(ctx, instance); err != nil {
+		if raw, mimeType, err = s.getManifest(ctx, instance); err != nil {
 			return fmt.Errorf("%s: fetching the manifest of %s: %w", s.Name, d, err)
 		}
 		if ok, err := manifest.MatchesDigest(raw, d); err != nil || !ok {
@@ -159,11 +174,42 @@ func (s *Source) OpenBlob(ctx context.Context, info types.BlobInfo) (io.ReadClos
 	if err := info.Digest.Validate(); err != nil {
 		return nil, fmt.Errorf("blob digest %q: %w", info.Digest, err)
 	}
+	ctx, wd := watch(ctx, s.lowSpeed, "blob "+info.Digest.String())
+	wd.wait()
 	rc, _, err := s.src.GetBlob(ctx, info, none.NoCache)
+	if serr := wd.got(0); serr != nil {
+		if rc != nil {
+			rc.Close()
+		}
+		err = serr
+	}
 	if err != nil {
+		wd.done()
 		return nil, err
 	}
-	return &verifiedBlob{rc: rc, digest: info.Digest, size: info.Size, v: info.Digest.Verifier()}, nil
+	return &verifiedBlob{rc: &watchedBody{r: rc, wd: wd}, digest: info.Digest, size: info.Size, v: info.Digest.Verifier()}, nil
+}
+
+// getManifest fetches a manifest under the stall rule.
+func (s *Source) getManifest(ctx context.Context, instance *digest.Digest) (raw []byte, mimeType string, err error) {
+	err = s.watched(ctx, "manifest", func(ctx context.Context) error {
+		raw, mimeType, err = s.src.GetManifest(ctx, instance)
+		return err
+	})
+	return raw, mimeType, err
+}
+
+// watched runs a request that returns its whole answer at once: it
+// stalls when it takes the rule's time without an answer.
+func (s *Source) watched(ctx context.Context, what string, request func(context.Context) error) error {
+	ctx, wd := watch(ctx, s.lowSpeed, what)
+	defer wd.done()
+	wd.wait()
+	err := request(ctx)
+	if serr := wd.got(0); serr != nil {
+		return serr
+	}
+	return err
 }
 
 // Close releases the source.
