@@ -2,45 +2,12 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cfs-project/cfs/internal/cliutil"
 	"github.com/cfs-project/cfs/lib/fsck"
-	"github.com/cfs-project/cfs/lib/sysroot"
 )
-
-// hostFlags say where the running system's transient facts are, as in
-// cfs-status: which deployment is booted and which is staged.
-var hostFlags = []cli.Flag{
-	&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` naming the booted deployment (default /proc/cmdline for /sysroot, none otherwise)"},
-	&cli.StringFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where staged deployments are announced (default /run for /sysroot, none otherwise)"},
-	&cli.StringFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` holding systemd-boot entries (composefs hosts)"},
-}
-
-// loadHost reads the host at --sysroot as cfs-status does.
-func loadHost(c *cli.Context) (*sysroot.Host, error) {
-	root := c.String("sysroot")
-	opts := sysroot.Options{RunDir: c.String("run-dir"), ESP: c.String("esp")}
-	cmdlineFile := c.String("cmdline")
-	if root == cliutil.DefaultSysroot {
-		if cmdlineFile == "" {
-			cmdlineFile = "/proc/cmdline"
-		}
-		if opts.RunDir == "" {
-			opts.RunDir = "/run"
-		}
-	}
-	if cmdlineFile != "" {
-		data, err := os.ReadFile(cmdlineFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading kernel command line: %w", err)
-		}
-		opts.Cmdline = string(data)
-	}
-	return sysroot.Load(root, opts)
-}
 
 func imagesCommand() *cli.Command {
 	return &cli.Command{
@@ -64,7 +31,7 @@ Exit status 1 when a check failed (the report says which); 0 when all passed.`,
 			cliutil.JSONFlag,
 			&cli.PathFlag{Name: "root", Usage: "containers-storage graph root `DIR` (default <sysroot>/ostree/bootc/storage)"},
 			&cli.PathFlag{Name: "runroot", Usage: "containers-storage run root `DIR` (default /run/cfs/storage)"},
-		}, hostFlags...),
+		}, cliutil.HostFlags()...),
 		Action: runImages,
 	}
 }
@@ -73,7 +40,7 @@ func runImages(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return cliutil.Usage("unexpected argument %q (see --help)", c.Args().First())
 	}
-	h, err := loadHost(c)
+	h, err := cliutil.LoadHost(c)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -49,15 +48,11 @@ fs-verity) and a "Stores:" section: the path of each store, whether the filesyst
 supports reflinks, and how many bytes of the composefs and ostree objects lie in
 extents shared with other files (FIEMAP) versus held alone. It reads every object,
 so it is bounded by --scan-timeout; a cut-short scan says "partial".`,
-		Flags: []cli.Flag{
-			cliutil.SysrootFlag,
-			&cli.PathFlag{Name: "cmdline", Usage: "kernel command line `FILE` naming the booted deployment (default /proc/cmdline for /sysroot, none otherwise)"},
-			&cli.PathFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where staged deployments are announced (default /run for /sysroot, none otherwise)"},
-			&cli.PathFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` holding systemd-boot entries (composefs hosts)"},
+		Flags: append(append([]cli.Flag{cliutil.SysrootFlag}, cliutil.HostFlags()...),
 			&cli.BoolFlag{Name: "json", Usage: "print bootc's status JSON"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more rows, and where the stores are and how much they share"},
 			&cli.DurationFlag{Name: "scan-timeout", Value: 30 * time.Second, Usage: "time limit for --verbose's walk over the object stores"},
-		},
+		),
 		Action: statusAction,
 		Commands: []*cli.Command{
 			installConfigCommand(),
@@ -70,30 +65,12 @@ func statusAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cliutil.Usage("unexpected argument %q (see --help)", c.Args().First())
 	}
-	root := c.String("sysroot")
-	opts := sysroot.Options{RunDir: c.String("run-dir"), ESP: c.String("esp")}
-	cmdlineFile := c.String("cmdline")
-	if root == cliutil.DefaultSysroot {
-		if cmdlineFile == "" {
-			cmdlineFile = "/proc/cmdline"
-		}
-		if opts.RunDir == "" {
-			opts.RunDir = "/run"
-		}
-	}
-	if cmdlineFile != "" {
-		data, err := os.ReadFile(cmdlineFile)
-		if err != nil {
-			return fmt.Errorf("reading kernel command line: %w", err)
-		}
-		opts.Cmdline = string(data)
-	}
-	h, err := sysroot.Load(root, opts)
+	h, err := cliutil.LoadHost(c)
 	if err != nil {
 		return err
 	}
-	if h.Kind == sysroot.KindComposefs && h.Booted == nil && h.Rollback == nil && len(h.Other) == 0 && opts.ESP == "" {
-		fmt.Fprintf(c.App.ErrWriter, "cfs-status: no bootloader entries under %s/boot; systemd-boot keeps them on the ESP (--esp DIR)\n", root)
+	if h.Kind == sysroot.KindComposefs && h.Booted == nil && h.Rollback == nil && len(h.Other) == 0 && c.String("esp") == "" {
+		fmt.Fprintf(c.App.ErrWriter, "cfs-status: no bootloader entries under %s/boot; systemd-boot keeps them on the ESP (--esp DIR)\n", h.Root)
 	}
 	return printStatus(c.Context, c.App.Writer, c.App.ErrWriter, h, c.Bool("json"), c.Bool("verbose"), c.Duration("scan-timeout"))
 }
