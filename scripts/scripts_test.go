@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	cmds := []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status"}
+	cmds := []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-gc"}
 	var pkgs []string
 	for _, c := range cmds {
 		pkgs = append(pkgs, "github.com/cfs-project/cfs/cmd/"+c)
@@ -261,6 +261,9 @@ func testSetUnifiedAndUpgrade(t *testing.T, fstype string) {
 		}
 	}
 	t.Logf("cfs-upgrade on %s:\n%s", fstype, r.stderr)
+	if !strings.Contains(r.stderr, "Live images: 2 (pinned by deployments)") || !strings.Contains(r.stderr, "Objects: ") {
+		t.Errorf("cfs-upgrade did not collect garbage after deploying:\n%s", r.stderr)
+	}
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
 	deployed, _ := filepath.Glob(filepath.Join(h.sysroot, "ostree/deploy/default/deploy/"+commit+".*"))
 	if len(deployed) == 0 {
