@@ -14,15 +14,12 @@ import (
 
 	"go.podman.io/storage"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/oci"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
-
-// BootcTagPrefix starts the tags bootc owns; every other tag is someone
-// else's and is never removed.
-const BootcTagPrefix = "localhost/bootc-"
 
 // Options tune a collection.
 type Options struct {
@@ -113,10 +110,10 @@ func Collect(h *sysroot.Host, opts Options) (*Result, error) {
 		for _, md := range live.Manifests {
 			if img, err := oci.OpenImage(repo, md); err == nil {
 				liveConfigs[img.ConfigDigest] = true
-				if _, err := repo.ResolveTag(BootcTagPrefix + md); err != nil {
-					res.Tagged = append(res.Tagged, BootcTagPrefix+md)
+				if _, err := repo.ResolveTag(bootcconv.TagPrefix + md); err != nil {
+					res.Tagged = append(res.Tagged, bootcconv.TagPrefix+md)
 					if !opts.DryRun {
-						if err := repo.SetTag(BootcTagPrefix+md, md); err != nil {
+						if err := repo.SetTag(bootcconv.TagPrefix+md, md); err != nil {
 							return nil, err
 						}
 					}
@@ -159,7 +156,7 @@ func untag(repo *composefs.Repository, liveManifests, liveConfigs map[string]boo
 				cfg = img.ConfigDigest
 			}
 		}
-		if !strings.HasPrefix(t, BootcTagPrefix) || (err == nil && (liveManifests[md] || liveConfigs[cfg])) {
+		if !strings.HasPrefix(t, bootcconv.TagPrefix) || (err == nil && (liveManifests[md] || liveConfigs[cfg])) {
 			if cfg != "" {
 				kept[cfg] = true
 			}
@@ -221,7 +218,7 @@ func pruneCStorage(opts Options, liveConfigs, keptConfigs, composefsConfigs map[
 		}
 		ours := composefsConfigs[d]
 		for _, n := range im.Names {
-			ours = ours || strings.HasPrefix(n, BootcTagPrefix)
+			ours = ours || strings.HasPrefix(n, bootcconv.TagPrefix)
 		}
 		if !ours {
 			continue

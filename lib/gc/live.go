@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/ostree"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
@@ -81,7 +82,7 @@ func LiveImages(h *sysroot.Host) (*Live, error) {
 				l.Unknown = append(l.Unknown, fmt.Sprintf("ostree commit %s: %v", c, err))
 				continue
 			}
-			v, ok := commit.Lookup("ostree.manifest-digest")
+			v, ok := commit.Lookup(bootcconv.KeyManifestDigest)
 			s, _ := v.Value.(string)
 			if !ok || s == "" {
 				l.Unknown = append(l.Unknown, fmt.Sprintf("ostree commit %s has no ostree.manifest-digest", c))
