@@ -4,6 +4,8 @@
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -95,6 +97,59 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteFileAt is WriteFile relative to the directory open as dirfd
+// (dirName names it in messages): the temporary file is made in that
+// directory, and the name is replaced with renameat, which replaces a
+// symlink planted there rather than following it.
+func WriteFileAt(dirfd int, dirName, name string, data []byte, perm os.FileMode) error {
+	path := filepath.Join(dirName, name)
+	var tmp string
+	var fd int
+	var err error
+	for i := 0; i < 100; i++ {
+		var b [8]byte
+		rand.Read(b[:])
+		tmp = "." + name + ".tmp-" + hex.EncodeToString(b[:])
+		fd, err = unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dirName, tmp))
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			unix.Unlinkat(dirfd, tmp, 0)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		done = true
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	done = true
+	if err := unix.Fsync(dirfd); err != nil {
+		return fmt.Errorf("fsync %s: %w", dirName, err)
 	}
 	return nil
 }

@@ -129,6 +129,11 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 	if pipeErr != nil {
 		return sum, pipeErr
 	}
+	// The objects become durable and get their names before the end
+	// record says the list is complete: cfs-ostree-import commits them.
+	if err := repo.Flush(); err != nil {
+		return sum, err
+	}
 	return sum, w.Close()
 }
 
@@ -190,7 +195,7 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *S
 		var err error
 		result, err = reflink.CloneFile(tmp, src, policy)
 		return err
-	}, csum)
+	}, csum, e.Size)
 	if err != nil {
 		var refused *reflink.RefusedError
 		if errors.As(err, &refused) {

@@ -109,7 +109,7 @@ func commitDirWithLibrary(t *testing.T, repo *Repo, dir string) DirRef {
 				}
 				_, err = io.Copy(tmp, src)
 				return err
-			}, "")
+			}, "", 0)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}

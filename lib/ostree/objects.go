@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -33,10 +35,14 @@ func ObjectPath(checksum string, typ ObjectType) string {
 	return "objects/" + checksum[:2] + "/" + checksum[2:] + "." + string(typ)
 }
 
-// HasObject reports whether the object is present.
+// HasObject reports whether the object is present (stored or pending).
+// It does not check what is stored: see CheckFileObject.
 func (r *Repo) HasObject(checksum string, typ ObjectType) (bool, error) {
 	if !ValidChecksum(checksum) {
 		return false, fmt.Errorf("invalid checksum %q", checksum)
+	}
+	if r.isPending(ObjectPath(checksum, typ)) {
+		return true, nil
 	}
 	var st unix.Stat_t
 	err := unix.Fstatat(r.dirFD, ObjectPath(checksum, typ), &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -47,15 +53,6 @@ func (r *Repo) HasObject(checksum string, typ ObjectType) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s/%s: %w", r.path, ObjectPath(checksum, typ), err)
-}
-
-func (r *Repo) ensureObjectDir(checksum string) error {
-	// 0777 and the umask decide, as in ostree.
-	err := unix.Mkdirat(r.dirFD, "objects/"+checksum[:2], 0o777)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("%s/objects/%s: %w", r.path, checksum[:2], err)
-	}
-	return nil
 }
 
 // checkFileMetaForMode refuses metadata the repository cannot represent:
@@ -82,20 +79,21 @@ func (r *Repo) checkFileMetaForMode(meta FileMeta, what string) error {
 // checksum is then computed over the bytes actually in tmp, in one read.
 //
 // If knownChecksum is not empty, it is what the caller believes the object
-// is: when that object already exists, fill is not called at all (it was
-// computed from these bytes earlier, so the object is the same), and
-// otherwise a different computed checksum is an error. Pass "" to always
-// verify. created is false when the object was already present.
-func (r *Repo) WriteFileObject(meta FileMeta, fill func(tmp *os.File) error, knownChecksum string) (checksum string, created bool, err error) {
+// is, and knownSize its content's size: when that object is already
+// stored with that size, fill is not called at all (it was computed from
+// these bytes earlier, so the object is the same), and otherwise a
+// different computed checksum is an error. Pass "" to always verify.
+// created is false when an intact object was already present. A stored
+// object of the same checksum that is damaged (wrong type or size, as a
+// power cut can leave it) is replaced.
+//
+// The object is named at the next Flush (SetRef flushes), once durable.
+func (r *Repo) WriteFileObject(meta FileMeta, fill func(tmp *os.File) error, knownChecksum string, knownSize int64) (checksum string, created bool, err error) {
 	if err := r.checkFileMetaForMode(meta, "file object"); err != nil {
 		return "", false, err
 	}
 	if knownChecksum != "" {
-		have, err := r.HasObject(knownChecksum, ObjectFile)
-		if err != nil {
-			return "", false, err
-		}
-		if have {
+		if err := r.CheckFileObject(knownChecksum, knownSize); err == nil {
 			return knownChecksum, false, nil
 		}
 	}
@@ -110,25 +108,38 @@ func (r *Repo) WriteFileObject(meta FileMeta, fill func(tmp *os.File) error, kno
 	if err != nil {
 		return "", false, err
 	}
-	defer tmp.discard(r)
+	queued := false
+	defer func() {
+		if !queued {
+			tmp.discard()
+		}
+	}()
 	if err := fill(tmp.f); err != nil {
 		return "", false, fmt.Errorf("filling file object: %w", err)
 	}
 	h := newContentHash(header)
-	if _, err := io.Copy(h, io.NewSectionReader(tmp.f, 0, 1<<62)); err != nil {
+	size, err := io.Copy(h, io.NewSectionReader(tmp.f, 0, 1<<62))
+	if err != nil {
 		return "", false, fmt.Errorf("reading back file object: %w", err)
 	}
 	checksum = hex.EncodeToString(h.Sum(nil))
 	if knownChecksum != "" && checksum != knownChecksum {
 		return "", false, fmt.Errorf("file object content has checksum %s, caller expected %s", checksum, knownChecksum)
 	}
-	if have, err := r.HasObject(checksum, ObjectFile); err != nil || have {
-		return checksum, false, err
+	path := ObjectPath(checksum, ObjectFile)
+	if r.isPending(path) {
+		return checksum, false, nil
+	}
+	check := func() error { return r.checkStoredFile(checksum, size, false) }
+	cerr := check()
+	if cerr == nil {
+		return checksum, false, nil
 	}
 	if err := r.applyFileMeta(tmp.f, meta, sIFREG|meta.Mode); err != nil {
 		return "", false, fmt.Errorf("file object %s: %w", checksum, err)
 	}
-	created, err = r.placeObject(tmp, checksum, ObjectFile)
+	queued = true
+	created, err = r.queue(tmp, path, check, !errors.Is(cerr, fs.ErrNotExist))
 	return checksum, created, err
 }
 
@@ -138,7 +149,7 @@ func (r *Repo) WriteFileObjectFrom(meta FileMeta, content io.Reader) (checksum s
 	return r.WriteFileObject(meta, func(tmp *os.File) error {
 		_, err := io.Copy(tmp, content)
 		return err
-	}, "")
+	}, "", 0)
 }
 
 // applyFileMeta gives a temp file object the ownership, mode and xattrs the
@@ -187,14 +198,6 @@ func (r *Repo) applyFileMeta(f *os.File, meta FileMeta, fullMode uint32) error {
 	return setMtimeZero(f)
 }
 
-func (r *Repo) placeObject(tmp *tmpObject, checksum string, typ ObjectType) (created bool, err error) {
-	if err := r.ensureObjectDir(checksum); err != nil {
-		return false, err
-	}
-	existed, err := r.linkInto(tmp, ObjectPath(checksum, typ))
-	return !existed, err
-}
-
 // WriteSymlinkObject stores a symlink object. Its mode is always 0777
 // whatever meta.Mode says (see FileMeta).
 func (r *Repo) WriteSymlinkObject(meta FileMeta, target string) (checksum string, created bool, err error) {
@@ -211,9 +214,16 @@ func (r *Repo) WriteSymlinkObject(meta FileMeta, target string) (checksum string
 	if err != nil {
 		return "", false, fmt.Errorf("%s: %w", what, err)
 	}
-	if have, err := r.HasObject(checksum, ObjectFile); err != nil || have {
-		return checksum, false, err
+	path := ObjectPath(checksum, ObjectFile)
+	if r.isPending(path) {
+		return checksum, false, nil
 	}
+	check := func() error { return r.checkStoredFile(checksum, int64(len(target)), true) }
+	cerr := check()
+	if cerr == nil {
+		return checksum, false, nil
+	}
+	replace := !errors.Is(cerr, fs.ErrNotExist)
 	if err := r.beginWrite(); err != nil {
 		return "", false, err
 	}
@@ -225,59 +235,65 @@ func (r *Repo) WriteSymlinkObject(meta FileMeta, target string) (checksum string
 		if err != nil {
 			return "", false, err
 		}
-		defer tmp.discard(r)
 		if _, err := tmp.f.Write(append([]byte(target), 0)); err != nil {
+			tmp.discard()
 			return "", false, fmt.Errorf("%s: %w", what, err)
 		}
 		if err := r.applyFileMeta(tmp.f, meta, sIFLNK|0o777); err != nil {
+			tmp.discard()
 			return "", false, fmt.Errorf("%s: %w", what, err)
 		}
-		created, err = r.placeObject(tmp, checksum, ObjectFile)
+		created, err = r.queue(tmp, path, check, replace)
 		return checksum, created, err
 	}
 
-	name := "tmp/tmplink-" + randomSuffix()
-	if err := unix.Symlinkat(target, r.dirFD, name); err != nil {
+	tmpFD, err := r.writeDirs()
+	if err != nil {
+		return "", false, err
+	}
+	tmp := &tmpObject{tmpFD: tmpFD, named: "tmplink-" + randomSuffix()}
+	if err := unix.Symlinkat(target, tmpFD, tmp.named); err != nil {
 		return "", false, fmt.Errorf("%s: %w", what, err)
 	}
-	defer unix.Unlinkat(r.dirFD, name, 0)
 	if r.mode == ModeBare {
-		if err := unix.Fchownat(r.dirFD, name, int(meta.UID), int(meta.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fchownat(tmpFD, tmp.named, int(meta.UID), int(meta.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			tmp.discard()
 			return "", false, fmt.Errorf("%s: lchown: %w", what, err)
 		}
 		xs, err := canonicalXattrs(meta.Xattrs)
 		if err != nil {
+			tmp.discard()
 			return "", false, err
 		}
+		// Through the descriptor of tmp/, never a path a planted symlink
+		// could redirect.
+		procPath := "/proc/self/fd/" + strconv.Itoa(tmpFD) + "/" + tmp.named
 		for _, x := range xs {
 			// Linux refuses user.* xattrs on symlinks; such a tree cannot
 			// be stored in a bare repo at all.
-			if err := unix.Lsetxattr(filepath.Join(r.path, name), x.Name, x.Value, 0); err != nil {
+			if err := unix.Lsetxattr(procPath, x.Name, x.Value, 0); err != nil {
+				tmp.discard()
 				return "", false, fmt.Errorf("%s: lsetxattr %s: %w", what, x.Name, err)
 			}
 		}
 	}
-	if err := r.ensureObjectDir(checksum); err != nil {
-		return "", false, err
-	}
-	// linkat without AT_SYMLINK_FOLLOW links the symlink itself and,
-	// unlike rename, never replaces an object already there.
-	err = unix.Linkat(r.dirFD, name, r.dirFD, ObjectPath(checksum, ObjectFile), 0)
-	if errors.Is(err, unix.EEXIST) {
-		return checksum, false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("%s: linking %s: %w", what, ObjectPath(checksum, ObjectFile), err)
-	}
-	return checksum, true, nil
+	created, err = r.queue(tmp, path, check, replace)
+	return checksum, created, err
 }
 
 // writeMetadataObject stores a dirtree, dirmeta or commit: mode 0644, named
-// by the sha256 of exactly these bytes.
+// by the sha256 of exactly these bytes. A stored one is compared with
+// them and replaced if it differs (a power cut left it empty or short).
 func (r *Repo) writeMetadataObject(typ ObjectType, data []byte) (string, error) {
 	checksum := MetadataChecksum(data)
-	if have, err := r.HasObject(checksum, typ); err != nil || have {
-		return checksum, err
+	path := ObjectPath(checksum, typ)
+	if r.isPending(path) {
+		return checksum, nil
+	}
+	check := func() error { return r.checkStoredBytes(path, data) }
+	cerr := check()
+	if cerr == nil {
+		return checksum, nil
 	}
 	if err := r.beginWrite(); err != nil {
 		return "", err
@@ -286,14 +302,15 @@ func (r *Repo) writeMetadataObject(typ ObjectType, data []byte) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	defer tmp.discard(r)
 	if _, err := tmp.f.Write(data); err != nil {
+		tmp.discard()
 		return "", fmt.Errorf("%s.%s: %w", checksum, typ, err)
 	}
 	if err := unix.Fchmod(int(tmp.f.Fd()), 0o644); err != nil {
+		tmp.discard()
 		return "", fmt.Errorf("%s.%s: %w", checksum, typ, err)
 	}
-	if _, err := r.placeObject(tmp, checksum, typ); err != nil {
+	if _, err := r.queue(tmp, path, check, !errors.Is(cerr, fs.ErrNotExist)); err != nil {
 		return "", err
 	}
 	return checksum, nil
@@ -325,7 +342,7 @@ func (r *Repo) ReadMetadataObject(checksum string, typ ObjectType) ([]byte, erro
 		return nil, fmt.Errorf("invalid checksum %q", checksum)
 	}
 	p := filepath.Join(r.path, ObjectPath(checksum, typ))
-	data, err := os.ReadFile(p)
+	data, err := r.readObject(ObjectPath(checksum, typ))
 	if err != nil {
 		return nil, err
 	}

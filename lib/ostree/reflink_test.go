@@ -40,13 +40,16 @@ func TestReflinkedObjectsOnXFS(t *testing.T) {
 				}
 				defer s.Close()
 				return unix.IoctlFileClone(int(tmp.Fd()), int(s.Fd()))
-			}, "")
+			}, "", 0)
 			if err != nil || !created {
 				t.Fatalf("created=%v err=%v", created, err)
 			}
 			want, _ := FileChecksum(meta, strings.NewReader(string(data)))
 			if csum != want {
 				t.Errorf("checksum %s, want %s", csum, want)
+			}
+			if err := repo.Flush(); err != nil {
+				t.Fatal(err)
 			}
 			obj, err := os.Open(filepath.Join(path, ObjectPath(csum, ObjectFile)))
 			if err != nil {

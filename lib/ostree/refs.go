@@ -10,13 +10,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
+	"github.com/cfs-project/cfs/lib/beneath"
 )
 
 // SetRef points refs/heads/<ref> at commit. The commit must already be in
-// the repository; everything written so far is flushed to disk first
-// (syncfs, as ostree does when a transaction commits), so a ref never
-// survives a crash that lost the objects it names. The ref file itself is
-// replaced atomically and durably.
+// the repository; the pending objects are flushed (made durable, then
+// named) and the filesystem synced again (syncfs, as ostree does when a
+// transaction commits), so a ref never survives a crash that lost the
+// objects it names or their names. The ref file itself is replaced
+// atomically and durably, in refs/heads reached without following
+// symlinks.
 func (r *Repo) SetRef(ref, commit string) error {
 	if err := ValidateRefName(ref); err != nil {
 		return err
@@ -34,14 +37,19 @@ func (r *Repo) SetRef(ref, commit string) error {
 	if err := r.beginWrite(); err != nil {
 		return err
 	}
+	if err := r.Flush(); err != nil {
+		return err
+	}
 	if err := r.Sync(); err != nil {
 		return err
 	}
-	dir := filepath.Join(r.path, "refs", "heads", filepath.Dir(ref))
-	if err := os.MkdirAll(dir, 0o775); err != nil {
+	dir := filepath.Join("refs", "heads", filepath.Dir(ref))
+	dirfd, err := beneath.MkdirAll(r.dirFD, filepath.Clean(dir), 0o775)
+	if err != nil {
 		return fmt.Errorf("ref %s: %w", ref, err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(r.path, "tmp"), filepath.Join(r.path, "refs", "heads", ref), []byte(commit+"\n"), 0o644); err != nil {
+	defer unix.Close(dirfd)
+	if err := atomicfile.WriteFileAt(dirfd, filepath.Join(r.path, dir), filepath.Base(ref), []byte(commit+"\n"), 0o644); err != nil {
 		return fmt.Errorf("ref %s: %w", ref, err)
 	}
 	return nil

@@ -9,13 +9,13 @@
 //
 //	repo, _ := ostree.Open(path)                 // or Create(path, ostree.ModeBare)
 //	defer repo.Close()                           // releases the shared .lock
-//	csum, _, _ := repo.WriteFileObject(meta, fillByFICLONE, "")
+//	csum, _, _ := repo.WriteFileObject(meta, fillByFICLONE, "", 0)
 //	lnk, _, _ := repo.WriteSymlinkObject(meta, target)
 //	w := repo.NewTreeWriter()                    // pre-order: EnterDir, AddFile..., LeaveDir
 //	root, _ := w.LeaveDir()                      // after the root's last entry
 //	commit, _ := repo.WriteCommit(ostree.Commit{RootTree: root.Tree, RootMeta: root.Meta, ...})
 //	ref, _ := ostree.ImageRef("docker://quay.io/org/os:42")
-//	_ = repo.SetRef(ref, commit)                 // syncfs, then atomic ref update
+//	_ = repo.SetRef(ref, commit)                 // flush, syncfs, then atomic ref update
 package ostree
 
 import (
@@ -63,6 +63,17 @@ type Repo struct {
 	lockMu sync.Mutex
 	lock   *repoLock // shared lock taken at the first write, held until Close
 	closed bool
+
+	// Writing (durable.go): tmp/ and objects/ opened beneath the repo at
+	// the first write, objects/XX as needed, and the objects prepared but
+	// not yet durable nor named.
+	mu        sync.Mutex
+	tmpFD     int
+	objectsFD int
+	subdirs   map[string]int
+	pending   map[string]*pendingObject
+	batch     int
+	flushMu   sync.Mutex
 }
 
 // ErrNotRepository is matched (errors.Is) by the error of Open for a path
@@ -82,7 +93,8 @@ func Open(path string) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening ostree repo %s: %w", abs, err)
 	}
-	r := &Repo{path: abs, dirFD: fd}
+	r := &Repo{path: abs, dirFD: fd, tmpFD: -1, objectsFD: -1,
+		subdirs: map[string]int{}, pending: map[string]*pendingObject{}, batch: batchSize()}
 	if err := r.load(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("opening ostree repo %s: %w", abs, err)
@@ -146,11 +158,22 @@ func Create(path string, mode RepoMode) (*Repo, error) {
 		return nil, fmt.Errorf("creating ostree repo %s: %w", path, err)
 	}
 	// objects/ last: its presence is what makes a directory a repository,
-	// so an interrupted Create is retried rather than half-opened.
+	// so an interrupted Create is retried rather than half-opened. The
+	// rest is made durable before it, and it before Create returns.
 	for _, d := range []string{"tmp", "extensions", "state", "refs", "refs/heads", "refs/mirrors", "refs/remotes", "objects"} {
+		if d == "objects" {
+			for _, dir := range []string{filepath.Join(path, "refs"), path} {
+				if err := atomicfile.SyncDir(dir); err != nil {
+					return nil, fmt.Errorf("creating ostree repo %s: %w", path, err)
+				}
+			}
+		}
 		if err := os.Mkdir(filepath.Join(path, d), 0o775); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("creating ostree repo %s: %w", path, err)
 		}
+	}
+	if err := atomicfile.SyncDir(path); err != nil {
+		return nil, fmt.Errorf("creating ostree repo %s: %w", path, err)
 	}
 	if mode == ModeBareUser {
 		// As ostree init does: bare-user is useless where user xattrs
@@ -191,15 +214,30 @@ func (r *Repo) SetConfig(group, key, value string) error {
 	return nil
 }
 
-// Close releases the repository lock and handles.
+// Close names the objects still pending (they are whole; a re-run can
+// reuse them), then releases the repository lock and handles.
 func (r *Repo) Close() error {
 	r.lockMu.Lock()
-	defer r.lockMu.Unlock()
-	if r.closed {
+	closed := r.closed
+	r.lockMu.Unlock()
+	if closed {
 		return nil
 	}
+	err := r.Flush()
+	r.lockMu.Lock()
+	defer r.lockMu.Unlock()
 	r.closed = true
-	var err error
+	r.mu.Lock()
+	for _, fd := range r.subdirs {
+		unix.Close(fd)
+	}
+	for _, fd := range []int{r.tmpFD, r.objectsFD} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	r.subdirs, r.tmpFD, r.objectsFD = nil, -1, -1
+	r.mu.Unlock()
 	if r.lock != nil {
 		err = r.lock.release()
 		r.lock = nil

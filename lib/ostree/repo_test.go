@@ -183,12 +183,12 @@ func TestWriteSameObjectTwice(t *testing.T) {
 
 			// knownChecksum: present object short-circuits, wrong content is refused.
 			called := false
-			csum, created, err := repo.WriteFileObject(meta, func(*os.File) error { called = true; return nil }, first)
+			csum, created, err := repo.WriteFileObject(meta, func(*os.File) error { called = true; return nil }, first, int64(len("same")))
 			if err != nil || created || called || csum != first {
 				t.Errorf("known present object: csum=%s created=%v fill called=%v err=%v", csum, created, called, err)
 			}
 			bogus := strings.Repeat("0", 64)
-			_, _, err = repo.WriteFileObject(meta, func(f *os.File) error { _, err := f.WriteString("other"); return err }, bogus)
+			_, _, err = repo.WriteFileObject(meta, func(f *os.File) error { _, err := f.WriteString("other"); return err }, bogus, 5)
 			if err == nil {
 				t.Error("content that does not match knownChecksum was stored")
 			}
@@ -204,6 +204,9 @@ func TestWriteSameObjectTwice(t *testing.T) {
 				if _, err := repo.WriteDirMeta(DirMeta{Mode: 0o700}); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if err := repo.Flush(); err != nil {
+				t.Fatal(err)
 			}
 			entries, _ := os.ReadDir(filepath.Join(path, "tmp"))
 			for _, e := range entries {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -14,12 +13,14 @@ import (
 	"github.com/cfs-project/cfs/lib/atomicfile"
 )
 
-// tmpObject is a file being prepared in repo/tmp. It is an anonymous
+// tmpObject is an object prepared in repo/tmp. It is an anonymous
 // O_TMPFILE when the filesystem allows (a crash leaves nothing behind), or
-// else a named file that ostree's tmp cleanup would eventually remove.
+// else a named file (or, for a bare symlink, the symlink itself) that
+// ostree's tmp cleanup would eventually remove.
 type tmpObject struct {
-	f     *os.File
-	named string // path relative to the repo dir; "" for O_TMPFILE
+	f     *os.File // nil for a symlink
+	tmpFD int      // repo/tmp (not owned)
+	named string   // name in repo/tmp; "" for O_TMPFILE
 }
 
 func randomSuffix() string {
@@ -29,43 +30,63 @@ func randomSuffix() string {
 }
 
 func (r *Repo) newTmpObject() (*tmpObject, error) {
-	f, ok, err := atomicfile.OpenUnnamed(r.dirFD, "tmp", 0o644)
+	tmpFD, err := r.writeDirs()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.path, err)
+		return nil, err
+	}
+	f, ok, err := atomicfile.OpenUnnamed(tmpFD, ".", 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s/tmp: %w", r.path, err)
 	}
 	if ok {
-		return &tmpObject{f: f}, nil
+		return &tmpObject{f: f, tmpFD: tmpFD}, nil
 	}
-	name := "tmp/tmpobject-" + randomSuffix()
-	fd, err := unix.Openat(r.dirFD, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	name := "tmpobject-" + randomSuffix()
+	fd, err := unix.Openat(tmpFD, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("creating %s/%s: %w", r.path, name, err)
+		return nil, fmt.Errorf("creating %s/tmp/%s: %w", r.path, name, err)
 	}
-	return &tmpObject{f: os.NewFile(uintptr(fd), filepath.Join(r.path, name)), named: name}, nil
+	return &tmpObject{f: os.NewFile(uintptr(fd), r.path+"/tmp/"+name), tmpFD: tmpFD, named: name}, nil
 }
 
-// linkInto gives the temp file its final name, never replacing an existing
-// file: an existing object of that name is by definition the same object,
-// so existed=true is success.
-func (r *Repo) linkInto(t *tmpObject, dest string) (existed bool, err error) {
+// link gives the temp object the name dest in dirfd, never replacing an
+// existing file (unix.EEXIST).
+func (t *tmpObject) link(dirfd int, dest string) error {
 	if t.named != "" {
-		err = unix.Linkat(r.dirFD, t.named, r.dirFD, dest, 0)
-	} else {
-		err = atomicfile.Link(t.f, r.dirFD, dest)
+		// linkat without AT_SYMLINK_FOLLOW links a symlink itself.
+		return unix.Linkat(t.tmpFD, t.named, dirfd, dest, 0)
 	}
-	if errors.Is(err, unix.EEXIST) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("linking %s/%s: %w", r.path, dest, err)
-	}
-	return false, nil
+	return atomicfile.Link(t.f, dirfd, dest)
 }
 
-func (t *tmpObject) discard(r *Repo) {
-	t.f.Close()
+// replace gives the temp object the name dest in dirfd, atomically
+// replacing what is there (a damaged object, a planted symlink).
+func (t *tmpObject) replace(dirfd int, dest string) error {
+	tmp := ".tmp-replace-" + randomSuffix()
+	if err := t.link(dirfd, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, dest); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return err
+	}
+	return nil
+}
+
+// open opens another read-only descriptor on a temp regular file.
+func (t *tmpObject) open() (*os.File, error) {
+	if t.f == nil {
+		return nil, errors.New("a symlink object has no content to open")
+	}
+	return os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(t.f.Fd())), os.O_RDONLY|unix.O_CLOEXEC, 0)
+}
+
+func (t *tmpObject) discard() {
+	if t.f != nil {
+		t.f.Close()
+	}
 	if t.named != "" {
-		unix.Unlinkat(r.dirFD, t.named, 0)
+		unix.Unlinkat(t.tmpFD, t.named, 0)
 	}
 }
 

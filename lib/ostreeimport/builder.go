@@ -134,9 +134,10 @@ func (b *builder) add(e *stream.Entry) error {
 	return fmt.Errorf("%s: cannot commit a %s", e.Path, e.Type)
 }
 
-// object checks that the entry names a file object present in the repo.
-// The lock we hold since the start keeps it there until the commit is
-// written.
+// object checks that the entry names a file object present in the repo
+// and intact (a regular file of the entry's size, or a symlink of its
+// target): one a power cut damaged is refused, never committed. The lock
+// we hold since the start keeps it there until the commit is written.
 func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	var sum [32]byte
 	if e.Ostree == "" {
@@ -154,6 +155,9 @@ func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 		if !have {
 			return sum, missing
 		}
+		if err := b.repo.CheckSymlinkObject(e.Ostree, e.Target); err != nil {
+			return sum, fmt.Errorf("%s: %w; run cfs-clone again to rewrite it", e.Path, err)
+		}
 		return sum, nil
 	}
 	// The checksum names metadata and content together. A symlink's is
@@ -170,6 +174,9 @@ func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	}
 	if want := FileMeta(e); !ostree.SameFileMeta(stored, want) {
 		return sum, fmt.Errorf("%s: the entry says %v, but its ostree object %s was stored with %v (was the list edited after cfs-clone?)", e.Path, want, e.Ostree, stored)
+	}
+	if err := b.repo.CheckFileObject(e.Ostree, e.Size); err != nil {
+		return sum, fmt.Errorf("%s: %w; run cfs-clone again to rewrite it", e.Path, err)
 	}
 	return sum, nil
 }
