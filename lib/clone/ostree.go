@@ -81,11 +81,30 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 		return sum, err
 	}
 	var done int64
+	// An entry goes out only once its object is durable and named: the
+	// consumer (cfs-ostree-import) checks each object as the entry
+	// arrives. Entries are held back and released a batch at a time, one
+	// Flush (one syncfs) per batch.
+	held := make([]*stream.Entry, 0, releaseEvery)
+	release := func() error {
+		if err := repo.Flush(); err != nil {
+			return err
+		}
+		for _, e := range held {
+			if err := w.WriteEntry(e); err != nil {
+				return err
+			}
+		}
+		held = held[:0]
+		return nil
+	}
 	pipe := newOrdered(ctx, opts.Workers, 64*opts.Workers, func(j *job) error {
 		e := j.entry
 		sum.Entries++
-		if err := w.WriteEntry(e); err != nil {
-			return err
+		if held = append(held, e); len(held) == releaseEvery {
+			if err := release(); err != nil {
+				return err
+			}
 		}
 		if e.Type == stream.TypeFile {
 			done += e.Size
@@ -129,13 +148,17 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 	if pipeErr != nil {
 		return sum, pipeErr
 	}
-	// The objects become durable and get their names before the end
-	// record says the list is complete: cfs-ostree-import commits them.
-	if err := repo.Flush(); err != nil {
+	// The last objects become durable and get their names before their
+	// entries and the end record go out.
+	if err := release(); err != nil {
 		return sum, err
 	}
 	return sum, w.Close()
 }
+
+// releaseEvery is how many entries are held back at most until their
+// objects are flushed and the entries written.
+const releaseEvery = 1024
 
 func wrapLine(line int, err error) error {
 	if err == nil {
