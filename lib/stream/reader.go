@@ -43,6 +43,8 @@ type Reader struct {
 	end     *End
 	err     error
 	lineBuf []byte
+	// unsealed: the stream has no end record yet (Seal); its end is EOF.
+	unsealed bool
 }
 
 // NewReader returns a Reader for r.
@@ -59,6 +61,9 @@ func (r *Reader) Image() (*Image, error) {
 	if err == io.EOF {
 		// Nothing at all is what a producer that failed before its first
 		// record leaves: as truncated as a list cut after it.
+		if r.unsealed {
+			return nil, r.fail(0, errors.New("empty stream, no image record"))
+		}
 		return nil, r.fail(0, fmt.Errorf("empty stream, no image record: %w", ErrTruncated))
 	}
 	if err != nil {
@@ -98,6 +103,14 @@ func (r *Reader) Next() (*Entry, error) {
 		return nil, io.EOF
 	}
 	data, err := r.readLine(MaxEntryLine)
+	if err == io.EOF && r.unsealed {
+		if r.order.count == 0 {
+			return nil, r.fail(0, errors.New("no entries after the image record"))
+		}
+		r.order.finish()
+		r.end = r.endRecord()
+		return nil, io.EOF
+	}
 	if err == io.EOF {
 		return nil, r.fail(0, fmt.Errorf("after line %d: %w", r.line, ErrTruncated))
 	}
@@ -116,6 +129,9 @@ func (r *Reader) Next() (*Entry, error) {
 	}
 	switch t {
 	case TypeEnd:
+		if r.unsealed {
+			return nil, r.fail(r.line, errors.New("the list already has an end record: it is sealed"))
+		}
 		return nil, r.finish(data)
 	case TypeImage:
 		return nil, r.fail(r.line, errors.New("a second image record"))
@@ -138,6 +154,11 @@ func peekType(data []byte) Type {
 		return ""
 	}
 	return head.Type
+}
+
+// endRecord is the end record of what has been read so far.
+func (r *Reader) endRecord() *End {
+	return &End{Entries: r.order.count, Bytes: r.bytes, SHA256: hex.EncodeToString(r.sum.Sum(nil))}
 }
 
 func (r *Reader) finish(data []byte) error {
@@ -169,6 +190,9 @@ func (r *Reader) finish(data []byte) error {
 // it lists every directory still open, ending with "/". A consumer that
 // builds each directory as it closes needs memory for one branch only.
 func (r *Reader) Closed() []string { return r.order.closed }
+
+// End returns the end record once Next has returned io.EOF, nil before.
+func (r *Reader) End() *End { return r.end }
 
 // Line is the number of the line last read.
 func (r *Reader) Line() int { return r.line }

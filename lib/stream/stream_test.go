@@ -423,3 +423,36 @@ func TestWriterRefusesTextJSONCannotCarry(t *testing.T) {
 		}
 	}
 }
+
+// TestSeal: sealing the lines of a list gives, byte for byte, the list
+// the Writer makes; a sealed list and a bad line are refused by line.
+func TestSeal(t *testing.T) {
+	sealed := writeStream(t, testImage(), testEntries())
+	unsealed := sealed[:bytes.LastIndexByte(sealed[:len(sealed)-1], '\n')+1]
+	var out bytes.Buffer
+	end, err := Seal(&out, bytes.NewReader(unsealed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), sealed) {
+		t.Errorf("sealed:\n%s\nwant:\n%s", out.Bytes(), sealed)
+	}
+	if end.Entries != int64(len(testEntries())) || end.Bytes != int64(len(unsealed)) {
+		t.Errorf("end record %+v", end)
+	}
+	n := len(testEntries())
+	for name, c := range map[string]struct {
+		in   string
+		want string
+	}{
+		"already sealed": {string(sealed), fmt.Sprintf("object list line %d: the list already has an end record: it is sealed", n+2)},
+		"no entries":     {lines(t, testEntries())[0] + "\n", "object list: no entries after the image record"},
+		"empty":          {"", "object list: empty stream, no image record"},
+		"bad entry":      {strings.Join(append(lines(t, testEntries())[:2], `{"type":"file","path":"a"}`), "\n") + "\n", `object list line 3: path "a" is not absolute`},
+	} {
+		_, err := Seal(io.Discard, strings.NewReader(c.in))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+}

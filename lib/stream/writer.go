@@ -84,11 +84,7 @@ func (w *Writer) Close() error {
 	if w.order.count == 0 {
 		return w.fail(errors.New("closing a stream that has no entries"))
 	}
-	end := struct {
-		Type Type `json:"type"`
-		End
-	}{TypeEnd, End{Entries: w.order.count, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum.Sum(nil))}}
-	if err := w.writeRecord(end); err != nil {
+	if err := w.writeRecord(endJSON(End{Entries: w.order.count, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum.Sum(nil))})); err != nil {
 		return err
 	}
 	if err := w.out.Flush(); err != nil {
@@ -116,4 +112,12 @@ func (w *Writer) fail(err error) error {
 		w.err = fmt.Errorf("writing object list: %w", err)
 	}
 	return w.err
+}
+
+// endJSON is the wire form of an end record.
+func endJSON(e End) any {
+	return struct {
+		Type Type `json:"type"`
+		End
+	}{TypeEnd, e}
 }
