@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/cfs-project/cfs/internal/cliutil"
 	"github.com/cfs-project/cfs/lib/gc"
-	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
 func main() {
@@ -46,16 +44,13 @@ the symlinks left broken. The ostree repository is left to
 It holds the composefs repository lock exclusively while it works, as
 composefs-rs's gc does: a cfs-pull running when it starts finishes first, one
 started meanwhile waits. --dry-run takes the lock shared and removes nothing.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			cliutil.SysrootFlag,
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed; remove nothing"},
 			cliutil.JSONFlag,
 			&cli.PathFlag{Name: "root", Usage: "containers-storage graph root `DIR` (default <sysroot>/ostree/bootc/storage)"},
 			&cli.PathFlag{Name: "runroot", Usage: "containers-storage run root `DIR` (default /run/cfs/storage)"},
-			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` naming the booted deployment (default /proc/cmdline for /sysroot, none otherwise)"},
-			&cli.StringFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where staged deployments are announced (default /run for /sysroot, none otherwise)"},
-			&cli.StringFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` holding systemd-boot entries (composefs hosts)"},
-		},
+		}, cliutil.HostFlags()...),
 		Action: run,
 	}
 }
@@ -64,25 +59,7 @@ func run(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return cliutil.Usage("unexpected argument %q (see --help)", c.Args().First())
 	}
-	root := c.String("sysroot")
-	opts := sysroot.Options{RunDir: c.String("run-dir"), ESP: c.String("esp")}
-	cmdlineFile := c.String("cmdline")
-	if root == cliutil.DefaultSysroot {
-		if cmdlineFile == "" {
-			cmdlineFile = "/proc/cmdline"
-		}
-		if opts.RunDir == "" {
-			opts.RunDir = "/run"
-		}
-	}
-	if cmdlineFile != "" {
-		data, err := os.ReadFile(cmdlineFile)
-		if err != nil {
-			return fmt.Errorf("reading kernel command line: %w", err)
-		}
-		opts.Cmdline = string(data)
-	}
-	h, err := sysroot.Load(root, opts)
+	h, err := cliutil.LoadHost(c)
 	if err != nil {
 		return err
 	}
