@@ -79,3 +79,35 @@ func TestImagesExitStatus(t *testing.T) {
 		t.Errorf("bad flag: exit %d", code)
 	}
 }
+
+// TestObjectsExitStatus: 0 on a clean repository, 1 with a stray file
+// (reported in the JSON by code and path), 0 once --repair removed it.
+func TestObjectsExitStatus(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	im := testhost.Pull(t, filepath.Join(root, "composefs"), fs.Dir, testhost.Generate(t, 3, "1.0"), "ostree-unverified-registry:quay.io/example/os:1")
+	sysroottest.Composefs(t, root, []sysroottest.Deployment{{Image: im}}, 0, sysroottest.BLS, false)
+	common := []string{"--sysroot", root, "objects", "--runroot", fs.Path("run")}
+	if code, out, errb := run(t, common...); code != 0 || !strings.Contains(out, "no problems found") {
+		t.Fatalf("clean: exit %d\n%s%s", code, out, errb)
+	}
+	stray := filepath.Join(root, "composefs", "objects", ".tmp-object-left")
+	if err := os.WriteFile(stray, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := run(t, append(common, "--json")...)
+	var rep struct {
+		Problems []struct{ Code, Path string }
+		OK       bool
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Code != "stray-file" || rep.Problems[0].Path != stray {
+		t.Errorf("stray file: exit %d, %s (%v)", code, out, err)
+	}
+	if code, out, errb := run(t, append(common, "--repair")...); code != 0 || !strings.Contains(out, "all repaired") {
+		t.Errorf("repair: exit %d\n%s%s", code, out, errb)
+	}
+	if code, _, _ := run(t, append(common, "--jobs", "0")...); code != cliutil.ExitUsage {
+		t.Errorf("--jobs 0: exit %d", code)
+	}
+}

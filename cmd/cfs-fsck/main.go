@@ -24,6 +24,7 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{cliutil.SysrootFlag},
 		Commands: []*cli.Command{
 			imagesCommand(),
+			objectsCommand(),
 			listCommand(),
 		},
 	}
