@@ -100,6 +100,7 @@ func must(t *testing.T, r run, what string) run {
 // hostFixture is an ostree host on loop XFS with one deployment of an
 // image from the registry, and the kernel command line that boots it.
 type hostFixture struct {
+	fs               *testfs.FS
 	sysroot, cmdline string
 	env              []string
 	reg              *testregistry.Registry
@@ -111,7 +112,7 @@ func newHost(t *testing.T, fstype string) *hostFixture {
 	testfs.RequireTool(t, "ostree")
 	testfs.RequireTool(t, "jq")
 	fs := testfs.New(t, fstype, 2<<30)
-	h := &hostFixture{sysroot: fs.Path("sysroot"), reg: testregistry.New(t)}
+	h := &hostFixture{fs: fs, sysroot: fs.Path("sysroot"), reg: testregistry.New(t)}
 	t.Cleanup(func() { unlockDeployments(h.sysroot) })
 	img, err := testimage.Generate(testimage.Options{Seed: 11, Version: "1.0", UTF8Names: true})
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 )
 
 // Fractions of a stage's clean run time at which the power is cut.
-var Fractions = []float64{0.1, 0.35, 0.6, 0.9}
+var Fractions = []float64{0.15, 0.5, 0.85}
 
 // Time runs cmd to completion, failing the test if it fails, and returns
 // how long it took: the scale for the crash points.

@@ -302,14 +302,31 @@ func (fs *FS) Shutdown(t testing.TB) {
 // Remount unmounts the filesystem and mounts it again, which replays its
 // journal: after Shutdown, the state a host finds after a power cut.
 // Nothing may still have a file open on it.
+//
+// A process that just exited may still hold the old mount for a moment
+// (its mount namespace, ostree admin's for one, is torn down
+// asynchronously); mounting the device then gives back the same
+// shut-down superblock. So the new mount is checked, and made again until
+// it is a fresh one.
 func (fs *FS) Remount(t testing.TB) {
 	t.Helper()
-	unmount(t, fs.Dir)
-	if t.Failed() {
-		t.FailNow()
-	}
-	if err := retryOnce(func() error { return unix.Mount(fs.Loop, fs.Dir, fs.Type, 0, "") }); err != nil {
-		t.Fatalf("testfs: mount %s (%s) on %s again: %v", fs.Loop, fs.Type, fs.Dir, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		unmount(t, fs.Dir)
+		if t.Failed() {
+			t.FailNow()
+		}
+		if err := retryOnce(func() error { return unix.Mount(fs.Loop, fs.Dir, fs.Type, 0, "") }); err != nil {
+			t.Fatalf("testfs: mount %s (%s) on %s again: %v", fs.Loop, fs.Type, fs.Dir, err)
+		}
+		_, err := os.ReadDir(fs.Dir)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, unix.EIO) || time.Now().After(deadline) {
+			t.Fatalf("testfs: %s after mounting it again: %v", fs.Dir, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
