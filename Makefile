@@ -55,7 +55,9 @@ MANDIR  ?= $(PREFIX)/share/man
 install: build man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BINARIES) scripts/bootc-set-unified scripts/cfs-upgrade $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 units/*.service units/*.timer $(DESTDIR)$(UNITDIR)/
+	@set -e; for u in units/*.service units/*.timer; do \
+	  sed 's|=/usr/bin/|=$(PREFIX)/bin/|' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); echo "$(DESTDIR)$(UNITDIR)/$$(basename $$u)"; done
 	install -m 0644 bin/man/*.8 $(DESTDIR)$(MANDIR)/man8/
 
 # Everything, privileged tests included when run as root. In CI,
@@ -100,7 +102,7 @@ lint:
 	$(GO) vet $(GOFLAGS) ./...
 
 # Debian packages the tests and the demo use as oracles and tools.
-DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd util-linux time jq selinux-utils selinux-policy-default
+DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd systemd-container util-linux time jq selinux-utils selinux-policy-default
 deps:
 	@if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then \
 	  echo "make deps: this is not a Debian-based system; install by hand: $(DEB_PACKAGES)" >&2; exit 1; fi
