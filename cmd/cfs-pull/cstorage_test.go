@@ -532,3 +532,32 @@ func TestContainersStorageImageDeletedMidImport(t *testing.T) {
 		t.Fatalf("after restoring the image: %v\n%s", res.err, res.stderr)
 	}
 }
+
+// TestPullFromContainersStoragePinned names the image by manifest digest,
+// as set-unified full does for a deployment: the digest picks the image
+// whatever its names, and a digest no image has is refused.
+func TestPullFromContainersStoragePinned(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	fs := testfs.XFS(t, 0)
+	img, err := testimage.Generate(testimage.Options{Seed: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := storeImage(t, fs, img, "localhost/cfs-cstor:1")
+	md := img.ManifestDigest.String()
+	for _, name := range []string{"localhost/cfs-cstor@" + md, "quay.io/other/name@" + md} {
+		res := cfsPull(t, "--repo", fs.Path("composefs"), store.ref(name))
+		if res.err != nil {
+			t.Fatalf("cfs-pull %s: %v\n%s", name, res.err, res.stderr)
+		}
+		rec, _ := readList(t, res.stdout)
+		if rec.ManifestDigest != md || rec.Stores.Composefs.Tag != "localhost/bootc-"+md {
+			t.Errorf("%s: manifest %s tag %s", name, rec.ManifestDigest, rec.Stores.Composefs.Tag)
+		}
+	}
+	wrong := "sha256:" + strings.Repeat("0", 64)
+	res := cfsPull(t, "--repo", fs.Path("composefs"), store.ref("localhost/cfs-cstor@"+wrong))
+	if res.err == nil || !strings.Contains(string(res.stderr), "no image has manifest "+wrong) {
+		t.Errorf("unknown digest: %v\n%s", res.err, res.stderr)
+	}
+}

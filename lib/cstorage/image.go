@@ -59,7 +59,7 @@ var ErrImageUnknown = storage.ErrImageUnknown
 // digest against the ID, the manifest's config against the ID, and the
 // chain against the config's rootfs.diff_ids.
 func (s *Store) FindImage(ref string) (*Image, error) {
-	st, err := s.lookup(ref)
+	st, pinned, err := s.lookup(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (s *Store) FindImage(ref string) (*Image, error) {
 	if got := digestOf(img.Config); got != img.ConfigDigest {
 		return nil, fmt.Errorf("%s: its config has digest %s", where, got)
 	}
-	if err := img.readManifest(s, st); err != nil {
+	if err := img.readManifest(s, st, pinned); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	diffIDs, err := configDiffIDs(img.Config)
@@ -109,21 +109,72 @@ func (s *Store) FindImage(ref string) (*Image, error) {
 	return img, nil
 }
 
-// lookup finds the stored image for ref.
-func (s *Store) lookup(ref string) (*storage.Image, error) {
+// lookup finds the stored image for ref, and for name@digest the
+// manifest digest it is pinned to.
+func (s *Store) lookup(ref string) (img *storage.Image, pinned string, err error) {
 	id := strings.TrimPrefix(ref, "sha256:")
 	if hexID.MatchString(id) {
-		return s.image(ref, id)
+		img, err = s.image(ref, id)
+		return img, "", err
 	}
 	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		if dg, ok := named.(reference.Digested); ok {
+			img, err := s.byManifestDigest(ref, named.Name(), dg.Digest().String())
+			return img, dg.Digest().String(), err
+		}
 		name := reference.TagNameOnly(named).String()
 		if img, err := s.s.Image(name); err == nil {
-			return img, nil
+			return img, "", nil
 		}
 	}
 	// An ID prefix, or a name stored in a spelling normalisation does
 	// not produce.
-	return s.image(ref, ref)
+	img, err = s.image(ref, ref)
+	return img, "", err
+}
+
+// byManifestDigest resolves name@sha256:... as c/image does: the image
+// whose manifest has that digest (big data "manifest-<digest>", or its
+// Digests). The digest pins the bytes, so among several images an image
+// named in repository repo is preferred, and otherwise any will do.
+func (s *Store) byManifestDigest(ref, repo, md string) (*storage.Image, error) {
+	imgs, err := s.s.Images()
+	if err != nil {
+		return nil, fmt.Errorf("containers-storage %s: listing images: %w", s.graphRoot, err)
+	}
+	var found *storage.Image
+	for i := range imgs {
+		img := &imgs[i]
+		if !hasManifest(img, md) {
+			continue
+		}
+		for _, n := range img.Names {
+			if named, err := reference.ParseNormalizedNamed(n); err == nil && named.Name() == repo {
+				return img, nil
+			}
+		}
+		if found == nil {
+			found = img
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("containers-storage %s: no image has manifest %s (%q): %w", s.graphRoot, md, ref, ErrImageUnknown)
+	}
+	return found, nil
+}
+
+func hasManifest(img *storage.Image, md string) bool {
+	for _, d := range img.Digests {
+		if d.String() == md {
+			return true
+		}
+	}
+	for _, k := range img.BigDataNames {
+		if k == "manifest-"+md {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) image(ref, key string) (*storage.Image, error) {
@@ -139,10 +190,22 @@ func (s *Store) image(ref, key string) (*storage.Image, error) {
 
 // readManifest takes the "manifest" big data, the one composefs-rs reads
 // (the last one c/image wrote for this config), or the manifest named by
-// the image's digest if that key is missing.
-func (img *Image) readManifest(s *Store, st *storage.Image) error {
-	m, err := s.s.ImageBigData(st.ID, storage.ImageDigestBigDataKey)
-	if err != nil && st.Digest != "" {
+// the image's digest if that key is missing. A reference pinned to a
+// manifest digest reads that manifest.
+func (img *Image) readManifest(s *Store, st *storage.Image, pinned string) error {
+	var m []byte
+	var err error
+	if pinned != "" {
+		if m, err = s.s.ImageBigData(st.ID, "manifest-"+pinned); err != nil {
+			m, err = s.s.ImageBigData(st.ID, storage.ImageDigestBigDataKey)
+		}
+		if err == nil && digestOf(m) != pinned {
+			return fmt.Errorf("it has no manifest %s", pinned)
+		}
+	} else {
+		m, err = s.s.ImageBigData(st.ID, storage.ImageDigestBigDataKey)
+	}
+	if err != nil && pinned == "" && st.Digest != "" {
 		m, err = s.s.ImageBigData(st.ID, "manifest-"+st.Digest.String())
 	}
 	if err != nil {
