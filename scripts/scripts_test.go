@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	cmds := []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-gc"}
+	cmds := []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-gc", "cfs-dedupe"}
 	var pkgs []string
 	for _, c := range cmds {
 		pkgs = append(pkgs, "github.com/cfs-project/cfs/cmd/"+c)
@@ -105,6 +105,7 @@ type hostFixture struct {
 	env              []string
 	reg              *testregistry.Registry
 	imageRef         string // HOST/os:stable
+	dir              string // scratch space on the test filesystem
 }
 
 func newHost(t *testing.T, fstype string) *hostFixture {
@@ -129,26 +130,35 @@ func newHost(t *testing.T, fstype string) *hostFixture {
 	must(t, sh(t, nil, "ostree", "admin", "init-fs", "--modern", h.sysroot), "ostree admin init-fs")
 	must(t, sh(t, nil, "ostree", "admin", "os-init", "--sysroot="+h.sysroot, "default"), "ostree admin os-init")
 
-	// The first deployment is installed the classic way: the image's
-	// rootfs committed by ostree itself (here a checkout of what the
-	// pipeline made, so /etc is already /usr/etc), with the image metadata
-	// bootc's classic import records, and an origin naming the image.
+	// The first deployment is installed the classic way.
+	h.dir = fs.Dir
+	h.deployClassic(t, img)
+	h.cmdline = h.bootCmdline(t, 1)
+	return h
+}
+
+// deployClassic deploys img the classic way: the image's rootfs committed
+// by ostree itself (here a checkout of what the pipeline made, so /etc is
+// already /usr/etc), with the image metadata bootc's classic import
+// records, and an origin naming the image. The new deployment is first in
+// boot order.
+func (h *hostFixture) deployClassic(t *testing.T, img *testimage.Image) string {
+	t.Helper()
 	repo := h.sysroot + "/ostree/repo"
 	pipe := fmt.Sprintf("cfs-pull --sysroot %q --quiet docker://%s | cfs-clone --to ostree --quiet --sysroot %q | cfs-ostree-import --sysroot %q --ref scratch",
 		h.sysroot, h.imageRef, h.sysroot, h.sysroot)
-	must(t, sh(t, h.env, "bash", "-o", "pipefail", "-c", pipe), "import of the first image")
-	rootfs := filepath.Join(fs.Dir, "rootfs")
+	must(t, sh(t, h.env, "bash", "-o", "pipefail", "-c", pipe), "import of "+img.ManifestDigest.String())
+	rootfs := filepath.Join(h.dir, "rootfs")
 	must(t, sh(t, nil, "ostree", "checkout", "--repo="+repo, "scratch", rootfs), "ostree checkout")
 	must(t, sh(t, nil, "ostree", "refs", "--repo="+repo, "--delete", "scratch"), "ostree refs --delete")
 	commit := strings.TrimSpace(must(t, sh(t, nil, "ostree", "commit", "--repo="+repo, "--tree=dir="+rootfs,
 		"--branch=ostree/container/image/classic", "--add-metadata-string=ostree.manifest-digest="+img.ManifestDigest.String(),
-		"--add-metadata-string=ostree.container.image-config="+string(img.Config), "--add-metadata-string=version=1.0"), "ostree commit").stdout)
+		"--add-metadata-string=ostree.container.image-config="+string(img.Config), "--add-metadata-string=version="+img.Options.Version), "ostree commit").stdout)
 	os.RemoveAll(rootfs)
 	origin := filepath.Join(t.TempDir(), "origin")
 	os.WriteFile(origin, []byte("[origin]\ncontainer-image-reference=ostree-unverified-registry:"+h.imageRef+"\n"), 0o644)
 	must(t, sh(t, nil, "ostree", "admin", "deploy", "--sysroot="+h.sysroot, "--os=default", "--origin-file="+origin, commit), "ostree admin deploy")
-	h.cmdline = h.bootCmdline(t, 1)
-	return h
+	return commit
 }
 
 // bootCmdline writes the options of the BLS entry with the given version

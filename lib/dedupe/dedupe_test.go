@@ -145,6 +145,14 @@ func TestCommit(t *testing.T) {
 	}
 	defer cfs.Close()
 
+	// ostree reflinks /usr/etc into each deployment's /etc: an object
+	// whose extents are shared with some other file still needs sharing
+	// with composefs.
+	big := filepath.Join(checkoutDir(t, run, repoPath, commit, fs.Path("co0")), "usr/bin/big")
+	if _, err := reflink.Clone(fs.Path("etc-copy"), big, reflink.Always); err != nil {
+		t.Fatal(err)
+	}
+
 	dedupeOnce := func() Stats {
 		t.Helper()
 		repo, err := ostree.Open(repoPath)
@@ -183,4 +191,10 @@ func TestCommit(t *testing.T) {
 	if st != want {
 		t.Errorf("second run: %+v\nwant %+v", st, want)
 	}
+}
+
+func checkoutDir(t *testing.T, run func(...string) string, repo, commit, dir string) string {
+	t.Helper()
+	run("checkout", "--repo="+repo, "-H", commit, dir)
+	return dir
 }

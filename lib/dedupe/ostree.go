@@ -22,7 +22,7 @@ type Stats struct {
 	Objects      int   // distinct regular file objects in the commit
 	Deduped      int   // now sharing the extents of their composefs object
 	DedupedBytes int64 // bytes the kernel reported deduplicated
-	Shared       int   // every extent already shared: left alone
+	Shared       int   // the very extents of its composefs object already: left alone
 	SharedBytes  int64
 	Small        int // InlineMax bytes or less: no composefs object exists
 	Missing      int // no composefs object has these bytes
@@ -38,9 +38,11 @@ func (s Stats) String() string {
 // InlineMax share its extents with the composefs object of the same
 // bytes. The composefs object is found by the file's fs-verity digest
 // (computed in userspace) and the kernel compares the bytes before it
-// shares anything, so neither store's content can change. Objects whose
-// extents are all shared already (a commit cfs synthesized, or a re-run
-// after an interruption) are left alone without reading them. The ostree
+// shares anything, so neither store's content can change. An object that
+// has the very extents of its composefs object already (a commit cfs
+// synthesized, or a re-run after an interruption) is left alone. Extents
+// merely marked shared prove nothing: ostree reflinks /usr/etc into each
+// deployment's /etc, for one. The ostree
 // repository's shared lock is held throughout, so a concurrent prune
 // cannot remove an object being deduplicated.
 func Commit(ctx context.Context, repo *ostree.Repo, cfs *composefs.Repository, commit string) (Stats, error) {
@@ -101,12 +103,6 @@ func object(repo *ostree.Repo, cfs *composefs.Repository, checksum string, st *S
 		return err
 	}
 	defer f.Close()
-	shared, total, err := reflink.SharedBytes(f)
-	if err == nil && total > 0 && shared == total {
-		st.Shared++
-		st.SharedBytes += fi.Size()
-		return nil
-	}
 	id, err := fsverity.Digest(f, cfs.Algorithm())
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
@@ -121,6 +117,11 @@ func object(repo *ostree.Repo, cfs *composefs.Repository, checksum string, st *S
 		return err
 	}
 	defer src.Close()
+	if sameExtents(f, src) {
+		st.Shared++
+		st.SharedBytes += fi.Size()
+		return nil
+	}
 	n, err := File(f, src)
 	if errors.Is(err, ErrDiffers) {
 		// Same fs-verity digest, different bytes: one store is corrupt.
@@ -132,4 +133,23 @@ func object(repo *ostree.Repo, cfs *composefs.Repository, checksum string, st *S
 	st.Deduped++
 	st.DedupedBytes += n
 	return nil
+}
+
+// sameExtents reports whether two files map the same disk blocks at the
+// same offsets: they share all their bytes already.
+func sameExtents(a, b *os.File) bool {
+	ea, err := reflink.Extents(a)
+	if err != nil || len(ea) == 0 {
+		return false
+	}
+	eb, err := reflink.Extents(b)
+	if err != nil || len(ea) != len(eb) {
+		return false
+	}
+	for i := range ea {
+		if ea[i].Logical != eb[i].Logical || ea[i].Physical != eb[i].Physical || ea[i].Length != eb[i].Length {
+			return false
+		}
+	}
+	return true
 }

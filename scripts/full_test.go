@@ -1,0 +1,347 @@
+package scripts
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/internal/testregistry"
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/cstorage"
+	"github.com/cfs-project/cfs/lib/fsverity"
+	"github.com/cfs-project/cfs/lib/reflink"
+)
+
+// bootcJSON is what bootc writes for each mode: serde's pretty printer,
+// no trailing newline.
+func bootcJSON(mode string) string {
+	return "{\n  \"version\": 1,\n  \"unified\": \"" + mode + "\"\n}"
+}
+
+// classicHost is an ostree host that knows nothing of composefs: two
+// releases deployed the classic way (2.0 booted, 1.0 the rollback), bound
+// to composefs but with no composefs repository and no containers-storage
+// yet; the images are only in the registry.
+func classicHost(t *testing.T, fstype string) (*hostFixture, []*testimage.Image) {
+	h := newHost(t, fstype)
+	v1, err := testimage.Generate(testimage.Options{Seed: 11, Version: "1.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := testimage.Generate(testimage.Options{Seed: 11, Version: "2.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v2)
+	h.deployClassic(t, v2)
+	h.cmdline = h.bootCmdline(t, 2)
+	// The pipeline that made the trees filled a composefs repository: a
+	// classic host has none.
+	if err := os.RemoveAll(filepath.Join(h.sysroot, "composefs")); err != nil {
+		t.Fatal(err)
+	}
+	must(t, sh(t, nil, "bootc-set-unified", "composefs", "--sysroot", h.sysroot), "bootc-set-unified composefs")
+	return h, []*testimage.Image{v1, v2}
+}
+
+func (h *hostFixture) full(t *testing.T, args ...string) run {
+	t.Helper()
+	return sh(t, h.env, "bootc-set-unified", append([]string{"full", "--sysroot", h.sysroot, "--cmdline", h.cmdline}, args...)...)
+}
+
+func (h *hostFixture) noFlag(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(h.sysroot, "composefs/bootc.json")); !os.IsNotExist(err) {
+		t.Errorf("composefs/bootc.json exists after a failure (%v)", err)
+	}
+	human, _ := h.status(t)
+	if strings.Contains(human, "unified (") {
+		t.Errorf("status says unified after a failure:\n%s", human)
+	}
+}
+
+func TestSetUnifiedFullOstreeHost(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	h, imgs := classicHost(t, "xfs")
+	r := must(t, h.full(t), "bootc-set-unified full")
+	if strings.TrimSpace(r.stdout) != "Unified storage enabled for "+h.imageRef+"." {
+		t.Errorf("full said:\n%s", r.stdout)
+	}
+	t.Logf("full:\n%s", r.stderr)
+	if data, err := os.ReadFile(filepath.Join(h.sysroot, "composefs/bootc.json")); err != nil || string(data) != bootcJSON("enabled") {
+		t.Errorf("bootc.json %q (%v)", data, err)
+	}
+	if got := strings.TrimSpace(must(t, sh(t, nil, "ostree", "config", "--repo="+h.sysroot+"/ostree/repo", "get", "composefs.unified"), "ostree config get").stdout); got != "true" {
+		t.Errorf("composefs.unified = %q", got)
+	}
+	human, doc := h.status(t)
+	if !strings.Contains(human, "Storage: unified (enabled)") {
+		t.Errorf("status after full:\n%s", human)
+	}
+	storage := doc["status"].(map[string]any)["storage"].(map[string]any)
+	if storage["unified"] != "enabled" || storage["ostreeComposefsBound"] != true {
+		t.Errorf("status.storage %v", storage)
+	}
+	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+
+	// Both pinned images are in all three stores, sharing their bytes.
+	repo, err := composefs.Open(filepath.Join(h.sysroot, "composefs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	store, err := cstorage.Open(cstorage.DefaultGraphRoot(h.sysroot), filepath.Join(t.TempDir(), "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	deployments := map[string]string{} // manifest digest -> deployment dir
+	dirs, _ := filepath.Glob(filepath.Join(h.sysroot, "ostree/deploy/default/deploy/*.0"))
+	for _, d := range dirs {
+		meta, _ := os.ReadFile(filepath.Join(d, "usr/lib/os-release"))
+		for _, img := range imgs {
+			if strings.Contains(string(meta), "VERSION_ID="+img.Options.Version+"\n") {
+				deployments[img.ManifestDigest.String()] = d
+			}
+		}
+	}
+	for _, img := range imgs {
+		md := img.ManifestDigest.String()
+		if _, err := repo.ResolveTag("localhost/bootc-" + md); err != nil {
+			t.Errorf("composefs has no tag for %s: %v", md, err)
+		}
+		cimg, err := store.FindImage(img.ConfigDigest.Encoded())
+		if err != nil {
+			t.Errorf("containers-storage: %v", err)
+			continue
+		}
+		dir := deployments[md]
+		if dir == "" {
+			t.Fatalf("no deployment of %s among %v", md, deployments)
+		}
+		checkThreeWay(t, repo, store, cimg, dir)
+	}
+
+	// podman runs the booted image at once: a static binary from a
+	// volume prints the image's os-release.
+	booted := imgs[1]
+	want, _ := os.ReadFile(filepath.Join(deployments[booted.ManifestDigest.String()], "usr/lib/os-release"))
+	out := podmanRun(t, cstorage.DefaultGraphRoot(h.sysroot), booted.ConfigDigest.Encoded(), "/usr/lib/os-release")
+	if out != string(want) || out == "" {
+		t.Errorf("podman run printed %q, want %q", out, want)
+	}
+
+	// Again: already unified, nothing to do.
+	r = must(t, h.full(t), "bootc-set-unified full again")
+	if !strings.Contains(r.stdout, "already enabled") {
+		t.Errorf("second full said:\n%s", r.stdout)
+	}
+}
+
+// checkThreeWay: every file over 64 bytes under the deployment's /usr
+// (hard links to the ostree commit's objects) has the very extents of its
+// composefs object and of the containers-storage diff file it came from.
+func checkThreeWay(t *testing.T, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, deployment string) {
+	t.Helper()
+	var diffDirs []string // top layer first
+	for i := len(img.Layers) - 1; i >= 0; i-- {
+		diffDirs = append(diffDirs, filepath.Join(store.GraphRoot(), "overlay", img.Layers[i].ID, "diff"))
+	}
+	checked, bad := 0, 0
+	err := filepath.WalkDir(filepath.Join(deployment, "usr"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, _ := d.Info()
+		if fi.Size() <= 64 {
+			return nil
+		}
+		rel, _ := filepath.Rel(deployment, p)
+		if strings.HasPrefix(rel, "usr/etc/") {
+			rel = strings.TrimPrefix(rel, "usr/")
+		}
+		obj := physical(t, p)
+		id, err := fsverity.DigestFile(p, repo.Algorithm())
+		if err != nil {
+			return err
+		}
+		cobj := physical(t, repo.ObjectPath(id))
+		var diff string
+		for _, dd := range diffDirs {
+			if _, err := os.Lstat(filepath.Join(dd, rel)); err == nil {
+				diff = physical(t, filepath.Join(dd, rel))
+				break
+			}
+		}
+		checked++
+		if obj != cobj || obj != diff {
+			bad++
+			if bad <= 5 {
+				t.Errorf("%s: extents ostree %s, composefs %s, containers-storage %s", rel, obj, cobj, diff)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 10 || bad > 0 {
+		t.Errorf("%s: %d files over 64 bytes, %d not shared by all three stores", deployment, checked, bad)
+	}
+}
+
+// physical is a file's extent map as text: equal maps mean the same blocks.
+func physical(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		return "missing"
+	}
+	defer f.Close()
+	ext, err := reflink.Extents(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range ext {
+		fmt.Fprintf(&b, "%d+%d@%d ", e.Logical, e.Length, e.Physical)
+	}
+	return b.String()
+}
+
+var staticCat string
+
+// podmanRun runs image from the store at graph with podman 4.3 (its own
+// storage.conf and run root, so nothing of the host's is touched) and
+// returns what a static cat of file printed.
+func podmanRun(t *testing.T, graph, image, file string) string {
+	t.Helper()
+	podman := testfs.RequireTool(t, "podman")
+	testfs.RequireTool(t, "runc")
+	if staticCat == "" {
+		src := filepath.Join(binDir, "cat.go")
+		os.WriteFile(src, []byte("package main\n\nimport \"os\"\n\nfunc main() {\n\tb, err := os.ReadFile(os.Args[1])\n\tif err != nil {\n\t\tos.Exit(1)\n\t}\n\tos.Stdout.Write(b)\n}\n"), 0o644)
+		out := filepath.Join(binDir, "static", "cat")
+		cmd := exec.Command("go", "build", "-o", out, src)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building a static cat: %v\n%s", err, msg)
+		}
+		staticCat = out
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "storage.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n[storage.options]\nskip_mount_home = \"true\"\n[storage.options.overlay]\nmountopt = \"nodev\"\n", graph, filepath.Join(dir, "run"))), 0o644)
+	env := []string{"CONTAINERS_STORAGE_CONF=" + conf, "HOME=" + dir, "TMPDIR=" + dir, "XDG_RUNTIME_DIR=" + dir}
+	base := []string{"--cgroup-manager", "cgroupfs", "--events-backend", "file"}
+	t.Cleanup(func() {
+		sh(t, env, podman, append(base, "system", "reset", "--force")...)
+		exec.Command("umount", filepath.Join(graph, "overlay")).Run()
+	})
+	r := sh(t, env, podman, append(base, "run", "--rm", "--runtime", "runc", "--network", "none",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+		"-v", filepath.Dir(staticCat)+":/cfs-test:ro", image, "/cfs-test/cat", file)...)
+	if r.code != 0 {
+		t.Fatalf("podman run: exit %d\n%s", r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func TestSetUnifiedFullExt4(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	h, _ := classicHost(t, "ext4")
+	r := h.full(t)
+	if r.code != 5 || !strings.Contains(r.stderr, "cannot share extents") || !strings.Contains(r.stderr, "--enabled-with-copy") {
+		t.Errorf("full on ext4: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(cstorage.DefaultGraphRoot(h.sysroot)); !os.IsNotExist(err) {
+		t.Errorf("full on ext4 wrote containers-storage before refusing (%v)", err)
+	}
+	h.noFlag(t)
+	r = must(t, h.full(t, "--enabled-with-copy"), "full --enabled-with-copy")
+	if !regexp.MustCompile(`copied [1-9][0-9]* \(`).MatchString(r.stderr) {
+		t.Errorf("full --enabled-with-copy did not report the bytes copied:\n%s", r.stderr)
+	}
+	t.Logf("full --enabled-with-copy on ext4:\n%s", r.stderr)
+	if data, err := os.ReadFile(filepath.Join(h.sysroot, "composefs/bootc.json")); err != nil || string(data) != bootcJSON("enabled-with-copy") {
+		t.Errorf("bootc.json %q (%v)", data, err)
+	}
+	human, _ := h.status(t)
+	if !strings.Contains(human, "Storage: unified (enabled-with-copy)") {
+		t.Errorf("status:\n%s", human)
+	}
+	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+}
+
+// TestSetUnifiedFullFaults: a corrupt blob, then the registry gone, then
+// SIGKILL in the middle: never a flag, and a re-run completes.
+func TestSetUnifiedFullFaults(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	h, imgs := classicHost(t, "xfs")
+
+	top := imgs[1].Layers[len(imgs[1].Layers)-1]
+	h.reg.Inject(testregistry.Fault{Kind: testregistry.CorruptByte, Target: top.Digest, Offset: top.Size / 2})
+	r := h.full(t)
+	if r.code != 1 || !strings.Contains(r.stderr, "stage fetch: booted image "+h.imageRef+" ("+imgs[1].ManifestDigest.String()+")") {
+		t.Errorf("corrupt blob: exit %d\n%s", r.code, r.stderr)
+	}
+	h.noFlag(t)
+	h.reg.ClearFaults()
+
+	// SIGKILL of the whole run once the import stage has begun.
+	cmd := exec.Command("bootc-set-unified", "full", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
+	cmd.Path = filepath.Join(binDir, "bootc-set-unified")
+	cmd.Env = append(append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH")+":/usr/sbin:/sbin"), h.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(seen.String(), "import: ") && time.Now().Before(deadline) {
+		n, err := stderr.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	if !strings.Contains(seen.String(), "import: ") {
+		t.Fatalf("the import stage never started:\n%s", seen.String())
+	}
+	h.noFlag(t)
+
+	// The registry goes away: the images are in containers-storage now,
+	// so the re-run needs it no more.
+	h.reg.Close()
+	r = must(t, h.full(t), "bootc-set-unified full after the faults")
+	if !strings.Contains(r.stdout, "Unified storage enabled for") {
+		t.Errorf("full said:\n%s", r.stdout)
+	}
+	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+}
+
+// TestSetUnifiedFullRegistryGone: an image only the registry has, and the
+// registry unreachable: the message names the stage and the image.
+func TestSetUnifiedFullRegistryGone(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	h, imgs := classicHost(t, "xfs")
+	h.reg.Close()
+	r := h.full(t)
+	if r.code != 1 || !strings.Contains(r.stderr, "stage fetch: rollback image "+h.imageRef+" ("+imgs[0].ManifestDigest.String()+")") {
+		t.Errorf("registry gone: exit %d\n%s", r.code, r.stderr)
+	}
+	h.noFlag(t)
+}
