@@ -298,8 +298,7 @@ func TestSetUnifiedFullFaults(t *testing.T) {
 	h.reg.ClearFaults()
 
 	// SIGKILL of the whole run once the import stage has begun.
-	cmd := exec.Command("bootc-set-unified", "full", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
-	cmd.Path = filepath.Join(binDir, "bootc-set-unified")
+	cmd := exec.Command(filepath.Join(binDir, "bootc-set-unified"), "full", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
 	cmd.Env = append(append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH")+":/usr/sbin:/sbin"), h.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, _ := cmd.StderrPipe()
@@ -318,6 +317,10 @@ func TestSetUnifiedFullFaults(t *testing.T) {
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
+	// Every process of the group gone (they hold the test filesystem).
+	for end := time.Now().Add(10 * time.Second); syscall.Kill(-cmd.Process.Pid, 0) == nil && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !strings.Contains(seen.String(), "import: ") {
 		t.Fatalf("the import stage never started:\n%s", seen.String())
 	}
