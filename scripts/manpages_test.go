@@ -34,6 +34,7 @@ func TestUnitsDocumentation(t *testing.T) {
 	dest := t.TempDir()
 	os.MkdirAll(filepath.Join(dest, "usr/bin"), 0o755)
 	execStart := regexp.MustCompile(`(?m)^ExecStart=/usr/bin/(\S+)`)
+	var written []string
 	for _, u := range units {
 		data, err := os.ReadFile(u)
 		if err != nil {
@@ -67,9 +68,13 @@ func TestUnitsDocumentation(t *testing.T) {
 		data = bytes.ReplaceAll(data, []byte("=/usr/bin/"), []byte("="+dest+"/usr/bin/"))
 		p := filepath.Join(dest, filepath.Base(u))
 		os.WriteFile(p, data, 0o644)
+		written = append(written, p)
+	}
+	// Verified once all are in place: a unit may require another.
+	for _, p := range written {
 		r := sh(t, []string{"MANPATH=" + manDir}, analyze, "verify", "--man=true", p)
 		if r.code != 0 || strings.TrimSpace(r.stderr) != "" {
-			t.Errorf("systemd-analyze verify --man=true %s: exit %d\n%s%s", u, r.code, r.stdout, r.stderr)
+			t.Errorf("systemd-analyze verify --man=true %s: exit %d\n%s%s", filepath.Base(p), r.code, r.stdout, r.stderr)
 		}
 	}
 }
