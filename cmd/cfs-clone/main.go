@@ -134,7 +134,7 @@ func run(c *cli.Context) error {
 // flag allows a copy instead.
 func reflinkHint(err error) error {
 	if errors.Is(err, reflink.ErrRefused) {
-		return cliutil.Hint(err, "use --reflink=auto to copy the bytes instead")
+		return cliutil.Hint(err, "--reflink=always (the default where reflinks work) never copies; use --reflink=auto to copy the bytes instead")
 	}
 	return err
 }

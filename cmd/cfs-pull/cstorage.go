@@ -57,7 +57,7 @@ func fetchCStorage(c *cli.Context, repo *composefs.Repository, rep *progress.Rep
 	}
 	res, st, err := pull.FromContainersStorage(c.Context, repo, store, img, name, opts)
 	if errors.Is(err, reflink.ErrRefused) {
-		return nil, nil, nil, nil, cliutil.Hint(err, "use --reflink=auto to copy the bytes instead")
+		return nil, nil, nil, nil, cliutil.Hint(err, "--reflink=always (the default where reflinks work) never copies; use --reflink=auto to copy the bytes instead")
 	}
 	if err != nil {
 		return nil, nil, nil, nil, err
