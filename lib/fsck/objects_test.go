@@ -2,6 +2,8 @@ package fsck_test
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,11 +11,14 @@ import (
 	"testing"
 
 	"github.com/cfs-project/cfs/internal/testhost"
+	"github.com/cfs-project/cfs/lib/clone"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/fsck"
 	"github.com/cfs-project/cfs/lib/oci"
+	"github.com/cfs-project/cfs/lib/ostree"
+	"github.com/cfs-project/cfs/lib/pull"
 	"github.com/cfs-project/cfs/lib/splitstream"
 	"github.com/cfs-project/cfs/lib/sysroot"
 	"github.com/cfs-project/cfs/lib/sysroot/sysroottest"
@@ -260,5 +265,68 @@ func TestObjectsOstree(t *testing.T) {
 	rep = f.objects(false)
 	if rep.OK || !has(rep, fsck.CodeOstreeFsck, filepath.Join(f.root, "ostree", "repo"), "") {
 		t.Errorf("ostree damage not reported: %+v", rep.Problems)
+	}
+}
+
+// TestObjectsRepairFromOstree: on an ostree host whose repository holds
+// the image's files (cloned from composefs, as cfs-clone --to ostree
+// does), a corrupt and a missing composefs object are restored from the
+// ostree file objects; the next check is clean.
+func TestObjectsRepairFromOstree(t *testing.T) {
+	f := newFixture(t, 1)
+	im := f.images[0]
+	im.Synthesized = true
+	f.host = sysroottest.Ostree(t, f.root, []sysroottest.Deployment{{Image: im}}, 0)
+	repoPath := filepath.Join(f.root, "composefs")
+	repo, err := composefs.Open(repoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, tree, err := pull.FromRepository(repo, im.ManifestDigest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list bytes.Buffer
+	err = pull.WriteList(&list, rec, tree, repo)
+	repo.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orepo, err := ostree.Open(filepath.Join(f.root, "ostree", "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = clone.ToOstree(context.Background(), orepo, &list, io.Discard, clone.Options{})
+	orepo.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	objs := bigObjects(t, repoPath, im.ManifestDigest(), 2)
+	b, err := os.ReadFile(objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte(nil), b...)
+	b[0] ^= 1
+	os.Chmod(objs[0], 0o644)
+	if err := os.WriteFile(objs[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(objs[1]); err != nil {
+		t.Fatal(err)
+	}
+	rep := f.objects(true)
+	if !rep.OK {
+		t.Errorf("repair from ostree left problems: %+v", rep.Problems)
+	}
+	if got, err := os.ReadFile(objs[0]); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("corrupt object not restored (%v)", err)
+	}
+	if _, err := os.Stat(objs[1]); err != nil {
+		t.Errorf("missing object not restored: %v", err)
+	}
+	if rep := f.objects(false); !rep.OK {
+		t.Errorf("after repair: %+v", rep.Problems)
 	}
 }
