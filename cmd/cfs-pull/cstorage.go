@@ -45,7 +45,7 @@ func fetchCStorage(c *cli.Context, repo *composefs.Repository, rep *progress.Rep
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	opts := pull.CStorageOptions{Tag: c.String("tag"), Progress: pull.ReportCStorage(rep)}
+	opts := pull.CStorageOptions{Tag: c.String("tag"), Jobs: c.Int("jobs"), Progress: pull.ReportCStorage(rep)}
 	if s := c.String("reflink"); s != "" {
 		p, err := reflink.ParsePolicy(s)
 		if err != nil || p == reflink.Never {

@@ -485,7 +485,8 @@ func TestContainersStorageImageDeletedMidImport(t *testing.T) {
 	if _, err := pw.Write(bytes.Repeat([]byte{'#'}, 4096-len(start))); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "--repo", repoDir, "--quiet", "--output", "none", "--progress-fd", "3", s.ref(name))
+	// One layer at a time, biggest (the first) first.
+	cmd := exec.Command(binary, "--repo", repoDir, "--quiet", "--output", "none", "--progress-fd", "3", "--jobs", "1", s.ref(name))
 	cmd.ExtraFiles = []*os.File{pw}
 	var errb bytes.Buffer
 	cmd.Stderr = &errb

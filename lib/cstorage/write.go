@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.podman.io/image/v5/manifest"
@@ -63,81 +64,139 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 		return "", st, fmt.Errorf("reflink policy %s: want always or auto", n.Policy)
 	}
 	ids := n.LayerIDs()
-	parent := ""
+	var need []int
 	for i, id := range ids {
-		if l, err := s.s.Layer(id); err == nil {
+		l, err := s.s.Layer(id)
+		if err == nil {
 			if l.UncompressedDigest != "" && l.UncompressedDigest.String() != n.DiffIDs[i] {
 				return "", st, fmt.Errorf("containers-storage layer %s exists with diffID %s, not %s", id, l.UncompressedDigest, n.DiffIDs[i])
 			}
 			st.LayersPresent++
-			parent = id
 			continue
-		} else if !errors.Is(err, storage.ErrLayerUnknown) {
+		}
+		if !errors.Is(err, storage.ErrLayerUnknown) {
 			return "", st, fmt.Errorf("containers-storage layer %s: %w", id, err)
 		}
-		chunks, err := n.Layer(i)
-		if err != nil {
-			return "", st, err
+		need = append(need, i)
+	}
+	// Staging needs no parent, so the layers are laid out two at a time
+	// (the work is reading and hashing); they are recorded in order.
+	outs := make([]*drivers.DriverWithDifferOutput, len(ids))
+	errs := make([]error, len(ids))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for _, i := range need {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			chunks, err := n.Layer(i)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy}
+			outs[i], errs[i] = s.stageLayer(d)
+			if c, ok := chunks.(io.Closer); ok {
+				c.Close()
+			}
+			mu.Lock()
+			st.Cloned += d.stats.Cloned
+			st.ClonedBytes += d.stats.ClonedBytes
+			st.Copied += d.stats.Copied
+			st.CopiedBytes += d.stats.CopiedBytes
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	cleanup := func(from int) {
+		for j := from; j < len(outs); j++ {
+			if outs[j] != nil {
+				s.s.CleanupStagedLayer(outs[j])
+				outs[j] = nil
+			}
 		}
-		d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy}
-		err = s.applyLayer(id, parent, d)
-		if c, ok := chunks.(io.Closer); ok {
-			c.Close()
+	}
+	for _, i := range need {
+		if errs[i] != nil {
+			cleanup(0)
+			return "", st, errs[i]
 		}
-		st.Cloned += d.stats.Cloned
-		st.ClonedBytes += d.stats.ClonedBytes
-		st.Copied += d.stats.Copied
-		st.CopiedBytes += d.stats.CopiedBytes
-		if err != nil {
-			return "", st, err
+	}
+	parent := ""
+	for i, id := range ids {
+		if outs[i] != nil {
+			if _, err := s.s.ApplyStagedLayer(storage.ApplyStagedLayerOptions{
+				ID: id, ParentLayer: parent, DiffOutput: outs[i],
+				DiffOptions: &drivers.ApplyDiffWithDifferOpts{},
+			}); err != nil {
+				cleanup(i)
+				return "", st, fmt.Errorf("containers-storage: recording layer %s: %w", n.DiffIDs[i], err)
+			}
+			outs[i] = nil
+			st.LayersWritten++
+			st.Written = append(st.Written, id)
 		}
-		st.LayersWritten++
-		st.Written = append(st.Written, id)
 		parent = id
 	}
 	return parent, st, nil
 }
 
-func (s *Store) applyLayer(id, parent string, d *cloneDiffer) error {
+// stageLayer lays a layer out in the store's staging area through d.
+func (s *Store) stageLayer(d *cloneDiffer) (*drivers.DriverWithDifferOutput, error) {
 	out, err := s.s.PrepareStagedLayer(&drivers.ApplyDiffWithDifferOpts{}, d)
 	if err != nil {
 		if out != nil {
 			s.s.CleanupStagedLayer(out)
 		}
-		return fmt.Errorf("containers-storage: writing layer %s: %w", d.diffID, err)
+		return nil, fmt.Errorf("containers-storage: writing layer %s: %w", d.diffID, err)
 	}
 	if out.UncompressedDigest.String() != d.diffID {
 		s.s.CleanupStagedLayer(out)
-		return fmt.Errorf("containers-storage: layer %s came out as %s", d.diffID, out.UncompressedDigest)
+		return nil, fmt.Errorf("containers-storage: layer %s came out as %s", d.diffID, out.UncompressedDigest)
 	}
-	if _, err := s.s.ApplyStagedLayer(storage.ApplyStagedLayerOptions{
-		ID: id, ParentLayer: parent, DiffOutput: out,
-		DiffOptions: &drivers.ApplyDiffWithDifferOpts{},
-	}); err != nil {
-		s.s.CleanupStagedLayer(out)
-		return fmt.Errorf("containers-storage: recording layer %s: %w", d.diffID, err)
-	}
-	return nil
+	return out, nil
 }
 
 // CheckLayers reads each layer back as c/storage gives it to podman
 // (Store.Diff: tar-split plus the files, every CRC64 checked) and requires
 // its sha256 to be the diff ID.
 func (s *Store) CheckLayers(ids, diffIDs []string) error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
 	for i, id := range ids {
-		rc, err := s.Diff(id)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = s.checkLayer(id, diffIDs[i])
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
+			return err
 		}
-		h := sha256.New()
-		_, err = io.Copy(h, rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
-		}
-		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffIDs[i] {
-			return fmt.Errorf("containers-storage layer %s reads back as %s, want %s", id, got, diffIDs[i])
-		}
+	}
+	return nil
+}
+
+func (s *Store) checkLayer(id, diffID string) error {
+	rc, err := s.Diff(id)
+	if err != nil {
+		return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
+		return fmt.Errorf("containers-storage layer %s reads back as %s, want %s", id, got, diffID)
 	}
 	return nil
 }

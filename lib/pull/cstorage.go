@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sort"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,7 @@ type CStorageOptions struct {
 	// that is refused, and take layers without tar-split through
 	// Store.Diff; "enabled-with-copy").
 	Policy   reflink.Policy
+	Jobs     int // layers imported at once; 0 = 2
 	Progress func(Event)
 }
 
@@ -76,30 +79,77 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	for i, l := range img.Layers {
+	var (
+		progressMu sync.Mutex
+		mu         sync.Mutex
+		firstErr   error
+	)
+	serial := func(ev Event) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		progress(ev)
+	}
+	// Two layers at a time, biggest first, as a registry pull does: the
+	// work is hashing, and a host has more than one core.
+	order := make([]int, len(img.Layers))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return img.Layers[order[a]].DiffSize > img.Layers[order[b]].DiffSize })
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 2
+	}
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for _, i := range order {
+		l := img.Layers[i]
 		if !todo[i] {
 			stats.LayersPresent++
 			res.Present++
-			progress(Event{Kind: "layer-present", Layer: i, Layers: len(img.Layers), Digest: l.DiffID})
+			serial(Event{Kind: "layer-present", Layer: i, Layers: len(img.Layers), Digest: l.DiffID})
 			continue
 		}
-		progress(Event{Kind: "layer-start", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: l.DiffSize})
-		onBytes := func(n int64) {
-			progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: l.DiffSize, Done: n})
-		}
-		var st oci.LayerStats
-		var err error
-		if l.TarSplit {
-			st, err = importClonedLayer(ctx, repo, store, img, i, opts.Policy, stats, onBytes)
-		} else {
-			stats.LayersDiffed++
-			st, err = importDiffedLayer(ctx, repo, store, l, stats, onBytes)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
-		}
-		res.Layers[i] = st
-		progress(Event{Kind: "layer-done", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: st.TarBytes, Stats: st})
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if lctx.Err() != nil {
+				return
+			}
+			serial(Event{Kind: "layer-start", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: l.DiffSize})
+			onBytes := func(n int64) {
+				serial(Event{Kind: "layer-bytes", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: l.DiffSize, Done: n})
+			}
+			var st oci.LayerStats
+			var err error
+			if l.TarSplit {
+				st, err = importClonedLayer(lctx, repo, store, img, i, opts.Policy, stats, onBytes)
+			} else {
+				st, err = importDiffedLayer(lctx, repo, store, l, stats, onBytes)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", name, err)
+					cancel()
+				}
+				return
+			}
+			if !l.TarSplit {
+				stats.LayersDiffed++
+			}
+			res.Layers[i] = st
+			serial(Event{Kind: "layer-done", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: st.TarBytes, Stats: st})
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, nil, firstErr
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testimage"
+)
+
+type runStats struct {
+	wall   time.Duration
+	maxRSS int64 // KiB
+}
+
+// timed runs a command under GNU time for its peak RSS, with stdin.
+func timed(b *testing.B, stdin []byte, name string, args ...string) runStats {
+	b.Helper()
+	gnuTime := testfs.RequireTool(b, "time")
+	rssFile := filepath.Join(b.TempDir(), "rss")
+	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v\n%s", name, err, errb.Bytes())
+	}
+	r := runStats{wall: time.Since(start)}
+	if text, err := os.ReadFile(rssFile); err == nil {
+		fmt.Sscan(string(text), &r.maxRSS)
+	}
+	return r
+}
+
+func usedBytes(b *testing.B, dir string) int64 {
+	b.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		b.Fatal(err)
+	}
+	return int64(st.Blocks-st.Bfree) * st.Bsize
+}
+
+// BenchmarkExportContainersStorageLarge writes the ~1 GiB, 30k-file
+// benchmark image into a fresh containers-storage store from the composefs
+// repository (cfs-clone --to containers-storage: clones, tar-split, and a
+// read-back of every layer) and, for comparison, from its OCI layout with
+// skopeo (what podman does: decompress, write, tar-split), on one loop
+// XFS, and reports both with the disk the export took.
+func BenchmarkExportContainersStorageLarge(b *testing.B) {
+	testfs.RequirePrivileged(b)
+	skopeo := testfs.RequireTool(b, "skopeo")
+	img, err := testimage.Large(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var size int64
+	for _, l := range img.Layers {
+		size += l.DiffSize
+	}
+	fs := testfs.XFS(b, 8<<30)
+	layout := fs.Path("layout")
+	if err := img.WriteOCILayout(layout, "latest"); err != nil {
+		b.Fatal(err)
+	}
+	repo := fs.Path("composefs")
+	tag := "localhost/bootc-" + img.ManifestDigest.String()
+	var errb bytes.Buffer
+	pull := exec.Command(pullBinary, "--repo", repo, "--insecure-policy", "--quiet", "--output", "none", "oci:"+layout+":latest")
+	pull.Stderr = &errb
+	if err := pull.Run(); err != nil {
+		b.Fatalf("cfs-pull: %v\n%s", err, errb.Bytes())
+	}
+	list, err := exec.Command(pullBinary, "--repo", repo, "--quiet", "--from-repo", tag).Output()
+	if err != nil {
+		b.Fatalf("cfs-pull --from-repo: %v", err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dir := fs.Path(fmt.Sprintf("run-%d", i))
+		peerStore := "containers-storage:[overlay@" + filepath.Join(dir, "peer") + "+" + filepath.Join(dir, "peer-run") + ":overlay.skip_mount_home=true]localhost/bench:large"
+		peer := timed(b, nil, skopeo, "--insecure-policy", "copy", "--quiet", "oci:"+layout+":latest", peerStore)
+		before := usedBytes(b, fs.Dir)
+		cfs := timed(b, list, binary, "--to", "containers-storage", "--root", filepath.Join(dir, "cfs"), "--runroot", filepath.Join(dir, "cfs-run"), "--reflink", "always", "--quiet")
+		extra := usedBytes(b, fs.Dir) - before
+		ratio := cfs.wall.Seconds() / peer.wall.Seconds()
+		b.ReportMetric(cfs.wall.Seconds(), "s-cfs-clone")
+		b.ReportMetric(peer.wall.Seconds(), "s-skopeo")
+		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(float64(cfs.maxRSS)/1024, "MiB-rss")
+		b.ReportMetric(100*float64(extra)/float64(size), "%disk")
+		b.Logf("export of %.0f MiB, %d layers into containers-storage: cfs-clone %.1f s (peak RSS %d MiB, %.1f MiB of disk = %.2f%% of the image), skopeo copy oci: %.1f s (peak RSS %d MiB); ratio %.2f (target <= 0.2, disk <= 2%%, RSS < 100 MiB)",
+			float64(size)/(1<<20), len(img.Layers), cfs.wall.Seconds(), cfs.maxRSS/1024, float64(extra)/(1<<20), 100*float64(extra)/float64(size), peer.wall.Seconds(), peer.maxRSS/1024, ratio)
+	}
+}
