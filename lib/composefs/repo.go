@@ -1,7 +1,7 @@
 // Package composefs is a composefs-rs compatible repository: objects named
 // by their fs-verity digest, splitstreams, EROFS images and the refs that
 // keep them alive through composefs-rs garbage collection. The on-disk
-// layout is composefs-rs's (see docs/composefs-repo.md); everything else in
+// layout is composefs-rs's (docs/composefs.md); everything else in
 // cfs reaches the repository through this package.
 package composefs
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// Vectors from reference/ostree.md §9: every one was produced by the
-// ostree 2022.7 CLI.
+// Every vector was produced by the ostree 2022.7 CLI, committing one file
+// with that metadata; the case names are only labels.
 func TestContentChecksumVectors(t *testing.T) {
 	root := func(mode uint32) FileMeta { return FileMeta{Mode: mode} }
 	cases := []struct {
