@@ -96,13 +96,22 @@ bench:
 	$(GO) test $(GOFLAGS) $(BENCH_FLAGS) ./... | tee bench.out | grep -E '^(Benchmark|ok|FAIL|---|\s+\S+_test.go)' || true
 	@! grep -q '^FAIL' bench.out
 
+# gofmt, vet, a tidy go.mod, shellcheck on the shell scripts, staticcheck.
+# staticcheck runs at a pinned version through `go run pkg@version`, which
+# keeps it (and its dependencies) out of go.mod; the first run builds it
+# (about a minute), later ones come from the build cache.
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+SHELL_SCRIPTS := scripts/bootc-set-unified scripts/cfs-upgrade scripts/demo .ci/run
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(GOFLAGS) ./...
+	$(GO) mod tidy -diff
+	shellcheck $(SHELL_SCRIPTS)
+	$(GO) run $(STATICCHECK) -tags=$(TAGS) ./...
 
 # Debian packages the tests and the demo use as oracles and tools.
-DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd systemd-container util-linux time jq selinux-utils selinux-policy-default
+DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd systemd-container util-linux time jq shellcheck selinux-utils selinux-policy-default
 deps:
 	@if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then \
 	  echo "make deps: this is not a Debian-based system; install by hand: $(DEB_PACKAGES)" >&2; exit 1; fi

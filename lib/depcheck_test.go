@@ -6,10 +6,7 @@
 package lib_test
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -20,11 +17,8 @@ const module = "github.com/cfs-project/cfs/"
 // Makefile exports GOFLAGS and CGO_ENABLED).
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	cmd := exec.Command(goTool, append([]string{"list"}, args...)...)
+	// go test puts its own toolchain's bin first on PATH.
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
 	cmd.Dir = ".."
 	out, err := cmd.Output()
 	if err != nil {

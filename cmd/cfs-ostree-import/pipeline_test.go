@@ -54,10 +54,10 @@ func ostreeView(want testimage.Tree) testimage.Tree {
 }
 
 type imported struct {
-	sysroot, repo, composefs string
-	list, annotated          []byte
-	clone                    clone.Summary
-	res                      ostreeimport.Result
+	repo            string
+	list, annotated []byte
+	clone           clone.Summary
+	res             ostreeimport.Result
 }
 
 // importInto runs cfs-clone --to ostree | cfs-ostree-import on a list.

@@ -40,11 +40,11 @@ func TestMain(m *testing.M) {
 }
 
 type fixture struct {
-	xfs              *testfs.FS
-	composefs, repo  string // on the XFS
-	list, cloned     string // object lists, off the XFS
-	layouts          []string
-	pulledFirst, tmp string
+	xfs             *testfs.FS
+	composefs, repo string // on the XFS
+	list, cloned    string // object lists, off the XFS
+	layouts         []string
+	tmp             string
 }
 
 func newFixture(t *testing.T, images int) *fixture {

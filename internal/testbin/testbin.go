@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 )
 
 // Build compiles each package (e.g. "github.com/cfs-project/cfs/cmd/cfs-pull")
@@ -35,14 +34,11 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 	return bins, nil
 }
 
-// goTool finds the go command: on PATH, else beside the running
-// toolchain (runtime.GOROOT is empty in -trimpath builds).
+// goTool finds the go command: on PATH (go test puts its own toolchain's
+// bin first there), else where the Go tarball installs it.
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
-	}
-	if root := runtime.GOROOT(); root != "" {
-		return filepath.Join(root, "bin", "go")
 	}
 	return "/usr/local/go/bin/go"
 }

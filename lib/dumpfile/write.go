@@ -85,7 +85,7 @@ func writeLine(b *strings.Builder, path string, n *erofs.Node, paths map[*erofs.
 		b.WriteByte('-')
 	}
 	b.WriteByte(' ')
-	if t.Content != nil && len(t.Content) > 0 {
+	if len(t.Content) > 0 {
 		escape(b, string(t.Content), escapeLoneDash)
 	} else {
 		b.WriteByte('-')

@@ -173,7 +173,7 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 	}
 	switch n.Mode & TypeMask {
 	case TypeRegular:
-		if n.Content != nil && len(n.Content) > 0 {
+		if len(n.Content) > 0 {
 			if uint64(len(n.Content)) != n.Size {
 				return nil, fmt.Errorf("erofs: %s: inline content is %d bytes but size is %d", path, len(n.Content), n.Size)
 			}
