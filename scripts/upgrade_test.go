@@ -91,7 +91,7 @@ func TestUpgradeOnceAndOneAtATime(t *testing.T) {
 			idle++
 		}
 	}
-	waited := strings.Contains(results[0].stderr+results[1].stderr, "another cfs-upgrade is running")
+	waited := strings.Contains(results[0].stderr+results[1].stderr, "another cfs-upgrade of "+h.sysroot+" is running")
 	if len(commits) != 1 || idle != 1 || !waited {
 		t.Fatalf("concurrent upgrades: commits %v, %d with nothing to do, one waited: %v\n%s\n%s", commits, idle, waited, results[0].stderr, results[1].stderr)
 	}
@@ -101,8 +101,8 @@ func TestUpgradeOnceAndOneAtATime(t *testing.T) {
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
 }
 
-// TestUpgradeLockIsSharedWithTheUnit: the lock the unit's comment names is
-// the one the script takes.
+// TestUpgradeLockIsSharedWithTheUnit: the unit upgrades /sysroot, the
+// directory the script locks, and says so.
 func TestUpgradeLockIsSharedWithTheUnit(t *testing.T) {
 	script, err := os.ReadFile("cfs-upgrade")
 	if err != nil {
@@ -112,9 +112,9 @@ func TestUpgradeLockIsSharedWithTheUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const lock = "/run/cfs-upgrade.lock"
-	if !bytes.Contains(script, []byte("lock_file="+lock)) || !bytes.Contains(unit, []byte(lock)) {
-		t.Errorf("the script and the unit do not both name %s", lock)
+	if !bytes.Contains(script, []byte(`exec {lock_fd}<"$sysroot"`)) || !bytes.Contains(script, []byte("sysroot=/sysroot")) ||
+		!bytes.Contains(unit, []byte("flock on /sysroot")) || bytes.Contains(unit, []byte("--sysroot")) {
+		t.Errorf("the script and the unit do not share the lock on /sysroot")
 	}
 	if _, err := exec.LookPath("flock"); err != nil {
 		t.Errorf("flock is not installed: %v", err)

@@ -2,8 +2,12 @@ package stream
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzReader feeds arbitrary bytes to the reader. It must never panic, and
@@ -60,4 +64,86 @@ func FuzzEntryRecord(f *testing.F) {
 			t.Fatalf("accepted record %q does not survive a rewrite: %v", line, err)
 		}
 	})
+}
+
+// FuzzCheckLine compares the strict scan with a reference built on
+// encoding/json's tokenizer: on valid JSON, checkLine must refuse exactly
+// the lines in which some object repeats a key.
+func FuzzCheckLine(f *testing.F) {
+	for _, l := range lines(f, testEntries()) {
+		f.Add(l)
+	}
+	f.Add(`{"type":"dir","path":"/","path":"/"}`)
+	f.Add(`{"a":{"b":1,"b":2},"c":[{"d":1},{"d":1}]}`)
+	f.Add(`{"xattrs":{"user.a":"","user.\u0061":""}}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		err := checkLine([]byte(line))
+		if !json.Valid([]byte(line)) || !utf8.ValidString(line) {
+			return
+		}
+		dup, ok := hasDuplicateKey(line)
+		if !ok {
+			return
+		}
+		gotDup := err != nil && strings.Contains(err.Error(), "duplicate key")
+		if err != nil && !gotDup {
+			return // refused first for another reason (a key's case, a surrogate)
+		}
+		if dup != gotDup {
+			t.Fatalf("%q: reference says duplicate=%v, checkLine: %v", line, dup, err)
+		}
+	})
+}
+
+// hasDuplicateKey is the reference: it walks the tokens, keeping the keys
+// of every open object. ok is false when the tokenizer gives up.
+func hasDuplicateKey(line string) (dup, ok bool) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	type frame struct {
+		keys      map[string]bool
+		object    bool
+		expectKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return false, true
+		}
+		if err != nil {
+			return false, false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top != nil && top.object {
+					top.expectKey = true
+				}
+				stack = append(stack, &frame{keys: map[string]bool{}, object: v == '{', expectKey: v == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if top != nil && top.object && top.expectKey {
+				if top.keys[v] {
+					return true, true
+				}
+				top.keys[v] = true
+				top.expectKey = false
+				continue
+			}
+			if top != nil && top.object {
+				top.expectKey = true
+			}
+		default:
+			if top != nil && top.object {
+				top.expectKey = true
+			}
+		}
+	}
 }
