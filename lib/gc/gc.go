@@ -99,6 +99,9 @@ func Collect(h *sysroot.Host, opts Options) (*Result, error) {
 	}
 
 	liveConfigs := map[string]bool{}
+	for _, c := range live.Configs {
+		liveConfigs[c] = true
+	}
 	liveManifests := map[string]bool{}
 	for _, md := range live.Manifests {
 		liveManifests[md] = true
@@ -127,8 +130,13 @@ func Collect(h *sysroot.Host, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	if err := pruneCStorage(opts, liveConfigs, keptConfigs, composefsConfigs, res); err != nil {
-		return nil, err
+	// Without the composefs repository the live images' config digests
+	// are not all known: containers-storage is left alone rather than
+	// judged on half the facts.
+	if repo != nil {
+		if err := pruneCStorage(opts, liveConfigs, keptConfigs, composefsConfigs, res); err != nil {
+			return nil, err
+		}
 	}
 	if repo != nil {
 		if err := sweep(repo, live.Verities, opts.DryRun, res); err != nil {

@@ -407,3 +407,55 @@ func TestPullDuringCollect(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCollectKeepsCStorageImageOfOstreeCommit: the booted ostree commit's
+// image is gone from composefs, but containers-storage still holds it
+// (under bootc's recovered name): the commit's own config digest protects
+// it.
+func TestCollectKeepsCStorageImageOfOstreeCommit(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	repoPath := filepath.Join(root, "composefs")
+	runRoot := fs.Path("run")
+	im := testhost.Pull(t, repoPath, fs.Dir, testhost.Generate(t, 15, "4.0"), "ostree-unverified-registry:quay.io/example/os:4.0")
+	im.Synthesized = true
+	host := sysroottest.Ostree(t, root, []sysroottest.Deployment{{Image: im}}, 0)
+	repo, err := composefs.Open(repoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := cstorage.Open(cstorage.DefaultGraphRoot(root), runRoot)
+	if err != nil {
+		repo.Close()
+		t.Fatal(err)
+	}
+	_, err = clone.RestoreImage(store, repo, im.ManifestDigest(), nil, 0)
+	store.Close()
+	repo.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		filepath.Join(repoPath, "streams", "refs", "oci", composefs.EncodeTag("localhost/bootc-"+im.ManifestDigest())),
+		filepath.Join(repoPath, "streams", "oci-manifest-"+im.ManifestDigest()),
+	} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := sysroot.Load(root, sysroot.Options{Cmdline: host.Cmdline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := gc.Collect(h, gc.Options{RunRoot: runRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.ContainersStorage) != 0 {
+		t.Errorf("removed the booted commit's image from containers-storage: %+v", res.ContainersStorage)
+	}
+	if _, ok := cstorImages(t, root, runRoot)[configHex(im)]; !ok {
+		t.Error("the booted commit's image is gone from containers-storage")
+	}
+}

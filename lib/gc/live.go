@@ -1,6 +1,8 @@
 package gc
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +22,10 @@ type Live struct {
 	// even without a config stream naming them (composefs-rs's
 	// additional roots, as bootc passes them).
 	Verities []string
+	// Configs: config digests the ostree commits record
+	// (ostree.container.image-config), which protect containers-storage
+	// images even where the composefs repository lacks the image.
+	Configs []string
 	// Unknown: deployments whose image could not be told (a commit
 	// without ostree.manifest-digest, an origin without manifest_digest);
 	// reported, since their image may be collected.
@@ -89,6 +95,12 @@ func LiveImages(h *sysroot.Host) (*Live, error) {
 				continue
 			}
 			addM(s)
+			if v, ok := commit.Lookup(bootcconv.KeyImageConfig); ok {
+				if cfg, ok := v.Value.(string); ok && cfg != "" {
+					sum := sha256.Sum256([]byte(cfg))
+					l.Configs = append(l.Configs, "sha256:"+hex.EncodeToString(sum[:]))
+				}
+			}
 		}
 		return l, nil
 	}
