@@ -98,12 +98,12 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer repo.Close()
+	defer func() { repo.Close() }()
 	store, err := cstorage.Open(cstorage.DefaultGraphRoot(h.sysroot), filepath.Join(t.TempDir(), "run"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer func() { store.Close() }()
 	deployments := map[string]string{} // manifest digest -> deployment dir
 	dirs, _ := filepath.Glob(filepath.Join(h.sysroot, "ostree/deploy/default/deploy/*.0"))
 	for _, d := range dirs {
@@ -145,6 +145,50 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 	if !strings.Contains(r.stdout, "already enabled") {
 		t.Errorf("second full said:\n%s", r.stdout)
 	}
+
+	// The upgrade of a unified host takes all three legs: release 3.0 is
+	// in containers-storage (podman runs it before any reboot), in
+	// composefs and in the synthesized commit it deploys.
+	v3, err := testimage.Generate(testimage.Options{Seed: 11, Version: "3.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v3)
+	// cfs-gc, run by the upgrade, waits for the repository's exclusive lock.
+	repo.Close()
+	store.Close()
+	r = must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", h.cmdline), "cfs-upgrade of a unified host")
+	commit := strings.TrimSpace(r.stdout)
+	show := must(t, sh(t, nil, "ostree", "show", "--repo="+h.sysroot+"/ostree/repo", "--print-metadata-key=ostree.manifest-digest", commit), "ostree show").stdout
+	if !strings.Contains(show, v3.ManifestDigest.String()) {
+		t.Errorf("deployed commit is of manifest %s, want %s", show, v3.ManifestDigest)
+	}
+	if !strings.Contains(r.stderr, "containers-storage:[overlay@") {
+		t.Errorf("cfs-upgrade did not import from containers-storage:\n%s", r.stderr)
+	}
+	if repo, err = composefs.Open(filepath.Join(h.sysroot, "composefs")); err != nil {
+		t.Fatal(err)
+	}
+	if store, err = cstorage.Open(cstorage.DefaultGraphRoot(h.sysroot), filepath.Join(t.TempDir(), "run")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.ResolveTag("localhost/bootc-" + v3.ManifestDigest.String()); err != nil {
+		t.Errorf("composefs has no tag for release 3.0: %v", err)
+	}
+	cimg, err := store.FindImage(v3.ConfigDigest.Encoded())
+	if err != nil {
+		t.Fatalf("containers-storage after the upgrade: %v", err)
+	}
+	dirs, _ = filepath.Glob(filepath.Join(h.sysroot, "ostree/deploy/default/deploy/"+commit+".[0-9]"))
+	if len(dirs) != 1 {
+		t.Fatalf("deployments of %s: %v", commit, dirs)
+	}
+	checkThreeWay(t, repo, store, cimg, dirs[0])
+	want, _ = os.ReadFile(filepath.Join(dirs[0], "usr/lib/os-release"))
+	if out := podmanRun(t, cstorage.DefaultGraphRoot(h.sysroot), v3.ConfigDigest.Encoded(), "/usr/lib/os-release"); out != string(want) || !strings.Contains(out, "VERSION_ID=3.0") {
+		t.Errorf("podman run of the new image printed %q, want %q", out, want)
+	}
+	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck after the upgrade")
 }
 
 // checkThreeWay: every file over 64 bytes under the deployment's /usr
