@@ -19,7 +19,6 @@ import (
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	"golang.org/x/sys/unix"
 
-	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/stream"
@@ -112,30 +111,30 @@ func TestPullFromContainersStorage(t *testing.T) {
 		}
 	}
 
-	// Every object shares all its extents with the store's files.
-	repo, err := composefs.Open(repoDir)
+	// Every object's extents are the store's diff files' extents: the
+	// same physical blocks, flagged shared.
+	diffBlocks := map[uint64]uint64{} // physical start -> length
+	err = filepath.Walk(filepath.Join(store.graph, "overlay"), func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() <= 64 || !strings.Contains(p, "/diff/") {
+			return err
+		}
+		for _, x := range extentsOf(t, p) {
+			diffBlocks[x.Physical] = x.Length
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer repo.Close()
 	files := 0
 	for _, e := range entries {
 		if e.Type != stream.TypeFile || e.Src == "" {
 			continue
 		}
 		files++
-		f, err := os.Open(e.Src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		exts, err := reflink.Extents(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, x := range exts {
-			if !x.Shared() {
-				t.Errorf("%s: object %s has an extent not shared: %+v", e.Path, e.Src, x)
+		for _, x := range extentsOf(t, e.Src) {
+			if !x.Shared() || diffBlocks[x.Physical] != x.Length {
+				t.Errorf("%s: object %s has an extent that is not a diff file's: %+v", e.Path, e.Src, x)
 				break
 			}
 		}
@@ -152,6 +151,20 @@ func TestPullFromContainersStorage(t *testing.T) {
 	if !bytes.Contains(again.stderr, []byte("already present 3; objects reflinked 0")) {
 		t.Errorf("second import wrote again:\n%s", again.stderr)
 	}
+}
+
+func extentsOf(t *testing.T, path string) []reflink.Extent {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	exts, err := reflink.Extents(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exts
 }
 
 // listLinks lists the symlinks below dir with their targets, one a line.
