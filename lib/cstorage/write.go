@@ -215,8 +215,16 @@ func (s *Store) RecordImage(n *NewImage, top string, created time.Time) (bool, e
 		{Key: "manifest-" + md, Data: n.Manifest},
 		{Key: storage.ImageDigestBigDataKey, Data: n.Manifest},
 	}
-	_, err := s.s.CreateImage(id, n.Names, top, "", &storage.ImageOptions{CreationDate: created, BigData: bigData})
+	// Names are added afterwards: CreateImage refuses a name another image
+	// holds, AddNames moves it, which is what c/image does when a tag now
+	// names a newer image (two releases of one OS under os:stable).
+	_, err := s.s.CreateImage(id, nil, top, "", &storage.ImageOptions{CreationDate: created, BigData: bigData})
 	if err == nil {
+		if len(n.Names) > 0 {
+			if err := s.s.AddNames(id, n.Names); err != nil {
+				return true, fmt.Errorf("containers-storage: naming image %s: %w", id, err)
+			}
+		}
 		return true, nil
 	}
 	if !errors.Is(err, storage.ErrDuplicateID) {
