@@ -1,6 +1,7 @@
 package scripts
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -499,5 +500,86 @@ func TestSetUnifiedFullComposefsNativeHost(t *testing.T) {
 		if checked < 10 {
 			t.Errorf("image %s: only %d diff files over 64 bytes", img.ConfigDigest, checked)
 		}
+	}
+}
+
+// TestSetUnifiedUnitsUnderSystemd runs full the way a host does: inside a
+// real systemd (the harness of TestUpgradeUnitUnderSystemd), where
+// bootc-set-unified starts cfs-unified-flag@enabled.service and the chain
+// it requires. A failing middle stage (import) leaves no flag; once it is
+// fixed, starting the chain again completes it.
+func TestSetUnifiedUnitsUnderSystemd(t *testing.T) {
+	nspawn := testfs.RequireTool(t, "systemd-nspawn")
+	nsenter := testfs.RequireTool(t, "nsenter")
+	testfs.RequireTool(t, "skopeo")
+	h, _ := classicHost(t, "xfs")
+
+	const prefix = "/run/cfs-test"
+	files := t.TempDir()
+	conf := strings.TrimPrefix(h.env[0], "CONTAINERS_REGISTRIES_CONF=")
+	copyFile(t, conf, filepath.Join(files, "registries.conf"))
+	copyFile(t, h.cmdline, filepath.Join(files, "cmdline"))
+	units := t.TempDir()
+	paths, _ := filepath.Glob("../units/cfs-unified-*@.service")
+	if len(paths) != 4 {
+		t.Fatalf("unified units: %v", paths)
+	}
+	env := fmt.Sprintf("PATH=%[1]s/bin:/usr/sbin:/usr/bin:/sbin:/bin CONTAINERS_REGISTRIES_CONF=%[1]s/files/registries.conf", prefix)
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = bytes.ReplaceAll(data, []byte("=/usr/bin/"), []byte("="+prefix+"/bin/"))
+		writeFile(t, filepath.Join(units, filepath.Base(p)), string(data))
+		writeFile(t, filepath.Join(units, filepath.Base(p)+".d", "test.conf"), "[Service]\nEnvironment="+env+"\n")
+	}
+	c := bootContainer(t, nspawn, nsenter,
+		"--bind="+h.sysroot+":/sysroot",
+		"--bind-ro="+binDir+":"+prefix+"/bin",
+		"--bind-ro="+files+":"+prefix+"/files",
+		"--bind-ro="+units+":/etc/systemd/system",
+		"--bind-ro=/etc/containers")
+	full := func() run {
+		return c.run(t, append([]string{"env"}, append(strings.Fields(env), prefix+"/bin/bootc-set-unified", "full", "--cmdline", prefix+"/files/cmdline")...)...)
+	}
+	journal := func() string {
+		return c.run(t, "journalctl", "--no-pager", "-o", "cat", "-u", "cfs-unified-*").stdout
+	}
+	result := func(unit string) string {
+		return strings.TrimSpace(c.run(t, "systemctl", "show", "-p", "Result", "-p", "ActiveState", unit).stdout)
+	}
+
+	// The import stage fails: fetch has run, the flag unit never does.
+	must(t, c.run(t, "sh", "-c", "mkdir -p /run/systemd/system/cfs-unified-import@.service.d && printf '[Service]\\nExecStartPre=/bin/false\\n' > /run/systemd/system/cfs-unified-import@.service.d/fail.conf && systemctl daemon-reload"), "a failing import stage")
+	r := full()
+	if r.code != 1 || !strings.Contains(r.stderr, "units failed") {
+		t.Errorf("full with a failing stage: exit %d\n%s\njournal:\n%s", r.code, r.stderr, journal())
+	}
+	if got := result("cfs-unified-fetch@enabled.service"); !strings.Contains(got, "Result=success") {
+		t.Errorf("fetch stage: %s", got)
+	}
+	if got := result("cfs-unified-import@enabled.service"); !strings.Contains(got, "ActiveState=failed") {
+		t.Errorf("import stage: %s", got)
+	}
+	if got := result("cfs-unified-flag@enabled.service"); strings.Contains(got, "ActiveState=active") || strings.Contains(got, "Result=success") && strings.Contains(journal(), "stage flag") {
+		t.Errorf("flag stage: %s", got)
+	}
+	h.noFlag(t)
+
+	// Fixed: the same command starts the chain again and it completes.
+	must(t, c.run(t, "sh", "-c", "rm -r /run/systemd/system/cfs-unified-import@.service.d && systemctl daemon-reload && systemctl reset-failed"), "fixing the import stage")
+	r = full()
+	if r.code != 0 || !strings.Contains(r.stdout, "Unified storage enabled for "+h.imageRef+".") {
+		t.Fatalf("full after the fix: exit %d\n%s%s\njournal:\n%s", r.code, r.stdout, r.stderr, journal())
+	}
+	if got := result("cfs-unified-flag@enabled.service"); !strings.Contains(got, "Result=success") {
+		t.Errorf("flag stage: %s", got)
+	}
+	if data, err := os.ReadFile(filepath.Join(h.sysroot, "composefs/bootc.json")); err != nil || string(data) != bootcJSON("enabled") {
+		t.Errorf("bootc.json %q (%v)", data, err)
+	}
+	if human, _ := h.status(t); !strings.Contains(human, "Storage: unified (enabled)") {
+		t.Errorf("status:\n%s", human)
 	}
 }
