@@ -34,36 +34,46 @@ func Generate(t testing.TB, seed int64, version string) *testimage.Image {
 // it as a sysroottest image with the given origin reference.
 func Pull(t testing.TB, repoPath, scratch string, img *testimage.Image, ref string) sysroottest.Image {
 	t.Helper()
-	layout := filepath.Join(scratch, "layout-"+img.ManifestDigest.Encoded()[:12])
-	if err := img.WriteOCILayout(layout, "latest"); err != nil {
+	im, err := PullErr(repoPath, scratch, img, ref)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return im
+}
+
+// PullErr is Pull for a goroutine other than the test's, which must not
+// call t.Fatal.
+func PullErr(repoPath, scratch string, img *testimage.Image, ref string) (sysroottest.Image, error) {
+	layout := filepath.Join(scratch, "layout-"+img.ManifestDigest.Encoded()[:12])
+	if err := img.WriteOCILayout(layout, "latest"); err != nil {
+		return sysroottest.Image{}, err
+	}
 	if err := os.MkdirAll(filepath.Dir(repoPath), 0o755); err != nil {
-		t.Fatal(err)
+		return sysroottest.Image{}, err
 	}
 	repo, err := composefs.Create(repoPath, fsverity.SHA512)
 	if err != nil {
-		t.Fatal(err)
+		return sysroottest.Image{}, err
 	}
 	defer repo.Close()
 	ctx := context.Background()
 	policy, err := pull.PolicyContext(nil, true)
 	if err != nil {
-		t.Fatal(err)
+		return sysroottest.Image{}, err
 	}
 	defer policy.Destroy()
 	src, err := pull.Open(ctx, "oci:"+layout+":latest", nil, policy)
 	if err != nil {
-		t.Fatal(err)
+		return sysroottest.Image{}, err
 	}
 	defer src.Close()
 	res, err := pull.ToComposefs(ctx, repo, src, pull.Options{})
 	if err != nil {
-		t.Fatal(err)
+		return sysroottest.Image{}, err
 	}
 	return sysroottest.Image{
 		Ref:         ref,
 		RawManifest: img.Manifest, RawConfig: img.Config,
 		ImageVerity: hex.EncodeToString(res.ImageID),
-	}
+	}, nil
 }

@@ -367,7 +367,13 @@ func TestPullDuringCollect(t *testing.T) {
 	var pulled chan sysroottest.Image
 	res, err := gc.Collect(h, gc.Options{RunRoot: fs.Path("run"), Locked: func() {
 		pulled = make(chan sysroottest.Image, 1)
-		go func() { pulled <- testhost.Pull(t, repoPath, nextLayout, next, "") }()
+		go func() {
+			im, err := testhost.PullErr(repoPath, nextLayout, next, "")
+			if err != nil {
+				t.Errorf("the pull started during the collection: %v", err)
+			}
+			pulled <- im
+		}()
 		// The pull is blocked on the lock; give it time to be.
 		time.Sleep(300 * time.Millisecond)
 		select {
