@@ -20,6 +20,7 @@ import (
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/fsverity"
+	"github.com/cfs-project/cfs/lib/hoststatus"
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/sysroot/sysroottest"
 )
@@ -96,6 +97,27 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 	}
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
 
+	// --verbose: each store holds almost nothing alone; what is left are
+	// the files of 64 bytes or less, which every store keeps for itself.
+	var verbose struct {
+		Cfs hoststatus.Stores `json:"cfs"`
+	}
+	out := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", h.cmdline, "--json", "--verbose"), "cfs-status --verbose").stdout
+	if err := json.Unmarshal([]byte(out), &verbose); err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range map[string]hoststatus.Store{"containers-storage": verbose.Cfs.ContainersStorage, "composefs": verbose.Cfs.Composefs, "ostree": verbose.Cfs.Ostree} {
+		o := st.Objects
+		if o == nil || o.Bytes == 0 || o.AloneBytes*10 > o.Bytes {
+			t.Errorf("cfs-status --verbose: %s %+v: more than a tenth alone", name, o)
+			continue
+		}
+		t.Logf("%s: %d bytes, %d shared, %d alone", name, o.Bytes, o.SharedBytes, o.AloneBytes)
+	}
+	if human := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", h.cmdline, "--verbose"), "cfs-status --verbose").stdout; !regexp.MustCompile(`\d+ layer files, .* shared, .* alone`).MatchString(human) {
+		t.Errorf("cfs-status --verbose shows no containers-storage sharing:\n%s", human)
+	}
+
 	// Both pinned images are in all three stores, sharing their bytes.
 	repo, err := composefs.Open(filepath.Join(h.sysroot, "composefs"))
 	if err != nil {
@@ -138,7 +160,7 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 	// volume prints the image's os-release.
 	booted := imgs[1]
 	want, _ := os.ReadFile(filepath.Join(deployments[booted.ManifestDigest.String()], "usr/lib/os-release"))
-	out := podmanRun(t, cstorage.DefaultGraphRoot(h.sysroot), booted.ConfigDigest.Encoded(), "/usr/lib/os-release")
+	out = podmanRun(t, cstorage.DefaultGraphRoot(h.sysroot), booted.ConfigDigest.Encoded(), "/usr/lib/os-release")
 	if out != string(want) || out == "" {
 		t.Errorf("podman run printed %q, want %q", out, want)
 	}

@@ -10,17 +10,20 @@ import (
 func writeStoresHuman(w io.Writer, s *hoststatus.Stores) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Stores:")
-	fmt.Fprintf(w, "  containers-storage: %s%s\n", s.ContainersStorage.Path, presence(s.ContainersStorage))
 	for _, e := range []struct {
 		name string
 		st   hoststatus.Store
-	}{{"composefs", s.Composefs}, {"ostree", s.Ostree}} {
+	}{{"containers-storage", s.ContainersStorage}, {"composefs", s.Composefs}, {"ostree", s.Ostree}} {
 		fmt.Fprintf(w, "  %-19s %s%s\n", e.name+":", e.st.Path, presence(e.st))
 		o := e.st.Objects
 		if o == nil {
 			continue
 		}
-		fmt.Fprintf(w, "  %-19s %d objects, %s", "", o.Files, size(o.Bytes))
+		what := "objects"
+		if e.name == "containers-storage" {
+			what = "layer files"
+		}
+		fmt.Fprintf(w, "  %-19s %d %s, %s", "", o.Files, what, size(o.Bytes))
 		if o.SharingUnknown {
 			fmt.Fprint(w, "; sharing unknown (no FIEMAP)")
 		} else {

@@ -26,7 +26,9 @@ type Stores struct {
 type Store struct {
 	Path    string `json:"path"`
 	Present bool   `json:"present"`
-	// Objects: statistics of objects/; absent for containers-storage.
+	// Objects: statistics of the files holding image bytes: objects/ of
+	// composefs and ostree, the layers' diff directories of
+	// containers-storage (overlay/*/diff).
 	Objects *Objects `json:"objects,omitempty"`
 }
 
@@ -54,6 +56,12 @@ func ScanStores(ctx context.Context, root string) *Stores {
 		Ostree:            Store{Path: filepath.Join(root, "ostree", "repo")},
 	}
 	s.ContainersStorage.Present = isDir(s.ContainersStorage.Path)
+	// Only the layers' files: the rest of a graph root is c/storage's
+	// bookkeeping (layers.json, tar-split, link files).
+	diffs, _ := filepath.Glob(filepath.Join(s.ContainersStorage.Path, "overlay", "*", "diff"))
+	if s.ContainersStorage.Present {
+		scanObjects(ctx, &s.ContainersStorage, diffs...)
+	}
 	scanObjects(ctx, &s.Composefs, filepath.Join(s.Composefs.Path, "objects"))
 	scanObjects(ctx, &s.Ostree, filepath.Join(s.Ostree.Path, "objects"))
 
@@ -61,7 +69,7 @@ func ScanStores(ctx context.Context, root string) *Stores {
 	switch {
 	case err == nil:
 		s.ReflinksSupported = &ok
-	case s.Composefs.Shares() || s.Ostree.Shares():
+	case s.Composefs.Shares() || s.Ostree.Shares() || s.ContainersStorage.Shares():
 		// Cannot probe (a read-only /sysroot), but shared extents prove it.
 		yes := true
 		s.ReflinksSupported = &yes
@@ -79,15 +87,23 @@ func isDir(p string) bool {
 	return err == nil && fi.IsDir()
 }
 
-func scanObjects(ctx context.Context, store *Store, objects string) {
-	if !isDir(objects) {
+// scanObjects counts the regular files below the dirs that exist; a store
+// with none of them keeps Objects nil.
+func scanObjects(ctx context.Context, store *Store, dirs ...string) {
+	var present []string
+	for _, d := range dirs {
+		if isDir(d) {
+			present = append(present, d)
+		}
+	}
+	if len(present) == 0 {
 		return
 	}
 	store.Present = true
 	st := &Objects{}
 	store.Objects = st
 	fiemap := true
-	err := filepath.WalkDir(objects, func(path string, e fs.DirEntry, err error) error {
+	walk := func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -123,8 +139,14 @@ func scanObjects(ctx context.Context, store *Store, objects string) {
 		st.SharedBytes += shared
 		st.AloneBytes += total - shared
 		return nil
-	})
-	if err != nil {
-		st.Error = err.Error()
+	}
+	for _, d := range present {
+		if err := filepath.WalkDir(d, walk); err != nil {
+			st.Error = err.Error()
+			return
+		}
+		if st.Partial {
+			return
+		}
 	}
 }
