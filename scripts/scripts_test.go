@@ -63,7 +63,7 @@ type run struct {
 }
 
 // sh runs a command with the built tools first on PATH and env added.
-func sh(t *testing.T, env []string, name string, args ...string) run {
+func sh(t testing.TB, env []string, name string, args ...string) run {
 	t.Helper()
 	// exec looks names up on this process's PATH, not cmd.Env's.
 	if p := filepath.Join(binDir, name); !strings.Contains(name, "/") && fileExists(p) {
@@ -89,7 +89,7 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-func must(t *testing.T, r run, what string) run {
+func must(t testing.TB, r run, what string) run {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", what, r.code, r.stdout, r.stderr)
@@ -108,14 +108,17 @@ type hostFixture struct {
 	dir              string // scratch space on the test filesystem
 }
 
-func newHost(t *testing.T, fstype string) *hostFixture {
+func newHost(t *testing.T, fstype string) *hostFixture { return newHostScale(t, fstype, 1) }
+
+// newHostScale is newHost with images of testimage Scale scale.
+func newHostScale(t testing.TB, fstype string, scale int) *hostFixture {
 	testfs.RequirePrivileged(t)
 	testfs.RequireTool(t, "ostree")
 	testfs.RequireTool(t, "jq")
 	fs := testfs.New(t, fstype, 2<<30)
 	h := &hostFixture{fs: fs, sysroot: fs.Path("sysroot"), reg: testregistry.New(t)}
 	t.Cleanup(func() { unlockDeployments(h.sysroot) })
-	img, err := testimage.Generate(testimage.Options{Seed: 11, Version: "1.0", UTF8Names: true})
+	img, err := testimage.Generate(testimage.Options{Seed: 11, Version: "1.0", UTF8Names: true, Scale: scale})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +145,7 @@ func newHost(t *testing.T, fstype string) *hostFixture {
 // already /usr/etc), with the image metadata bootc's classic import
 // records, and an origin naming the image. The new deployment is first in
 // boot order.
-func (h *hostFixture) deployClassic(t *testing.T, img *testimage.Image) string {
+func (h *hostFixture) deployClassic(t testing.TB, img *testimage.Image) string {
 	t.Helper()
 	repo := h.sysroot + "/ostree/repo"
 	pipe := fmt.Sprintf("cfs-pull --sysroot %q --quiet docker://%s | cfs-clone --to ostree --quiet --sysroot %q | cfs-ostree-import --sysroot %q --ref scratch",
@@ -163,7 +166,7 @@ func (h *hostFixture) deployClassic(t *testing.T, img *testimage.Image) string {
 
 // bootCmdline writes the options of the BLS entry with the given version
 // as the kernel command line, as if that entry had been booted.
-func (h *hostFixture) bootCmdline(t *testing.T, version int) string {
+func (h *hostFixture) bootCmdline(t testing.TB, version int) string {
 	t.Helper()
 	entries, _ := filepath.Glob(filepath.Join(h.sysroot, "boot/loader/entries/ostree-*.conf"))
 	for _, e := range entries {
@@ -192,7 +195,7 @@ func unlockDeployments(sysroot string) {
 	}
 }
 
-func (h *hostFixture) status(t *testing.T) (string, map[string]any) {
+func (h *hostFixture) status(t testing.TB) (string, map[string]any) {
 	t.Helper()
 	human := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", h.cmdline), "cfs-status").stdout
 	raw := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", h.cmdline, "--json"), "cfs-status --json").stdout
