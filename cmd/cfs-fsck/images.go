@@ -53,7 +53,7 @@ func runImages(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		if err := cliutil.PrintJSON(c, rep); err != nil {
+		if err := rep.WriteJSON(c.App.Writer); err != nil {
 			return err
 		}
 	}

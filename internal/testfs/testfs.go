@@ -223,7 +223,10 @@ func detach(t testing.TB, losetup, dev, image string) {
 		t.Errorf("testfs: losetup -d %s: %v: %s", dev, err, strings.TrimSpace(string(out)))
 		return
 	}
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	// A process that has just exited (ostree admin, a booted container) or
+	// udev's blkid can keep the device open for a while on a loaded machine;
+	// autoclear then detaches it once they let go.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if loopBackingFile(dev) != image {
 			return
 		}

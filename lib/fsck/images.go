@@ -3,6 +3,7 @@
 package fsck
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,16 @@ type ImagesReport struct {
 	ReflinksSupported     *bool         `json:"reflinksSupported"`
 	Images                []ImageStatus `json:"images"`
 	OK                    bool          `json:"ok"`
+}
+
+// WriteJSON writes the report as bootc prints it: serde_json's pretty form
+// (two-space indent, nothing escaped that JSON does not require) and a
+// newline, so a script that compares bootc's bytes reads the same from us.
+func (r *ImagesReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
 }
 
 // ImagesOptions say what to check and where to say it.

@@ -2,7 +2,6 @@ package fsck_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -82,11 +81,11 @@ func (f *fixture) fsck(repair bool) (string, string, bool) {
 	}
 	// --json runs the check again without human lines; a repair must not
 	// be repeated, so marshal the report of this run.
-	b, err := json.Marshal(rep)
-	if err != nil {
+	var b bytes.Buffer
+	if err := rep.WriteJSON(&b); err != nil {
 		f.t.Fatal(err)
 	}
-	return f.placeholders.Replace(out.String()), f.placeholders.Replace(string(b)), rep.OK
+	return f.placeholders.Replace(out.String()), f.placeholders.Replace(b.String()), rep.OK
 }
 
 func (f *fixture) golden(name, got string) {
