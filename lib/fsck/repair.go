@@ -80,6 +80,11 @@ func (c *objChecker) repair() {
 			try(p, size)
 		}
 	})
+	// A restored object has its name only once its bytes are durable:
+	// report it repaired only after that.
+	if err := c.repo.Flush(); err != nil {
+		restored = nil
+	}
 	for i := range c.rep.Problems {
 		p := &c.rep.Problems[i]
 		if !p.Repaired && p.object != "" && restored[p.object] {
@@ -91,8 +96,8 @@ func (c *objChecker) repair() {
 }
 
 // dropCorrupt removes the corrupt objects no store could restore: readers
-// trust names, so such an object can only mislead them, and a pull
-// fetches what is missing but keeps what is there.
+// trust names, so such an object can only mislead them; once it is gone, a
+// re-pull fetches the layer that needs it.
 func (c *objChecker) dropCorrupt() {
 	for i := range c.rep.Problems {
 		p := &c.rep.Problems[i]
