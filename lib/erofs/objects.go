@@ -12,12 +12,23 @@ import (
 
 // StoreObject puts the bytes of src into objectsDir under the composefs
 // object name of digest (XX/rest), sharing extents with src when the
-// filesystem can. An existing object is kept: objects are named by their
-// content, so it already holds the same bytes.
+// filesystem can, and durable before it has its name (as mkcomposefs's
+// digest store fsyncs each object). An existing object of src's size is
+// kept, since objects are named by their content; one of another size is
+// what a crash or a damaged store left, and is replaced.
 func StoreObject(objectsDir, src string, digest []byte) error {
 	dst := filepath.Join(objectsDir, ObjectPath(digest))
-	if _, err := os.Lstat(dst); err == nil {
-		return nil
+	if fi, err := os.Lstat(dst); err == nil {
+		sfi, err := os.Stat(src)
+		if err != nil {
+			return fmt.Errorf("object source: %w", err)
+		}
+		if fi.Mode().IsRegular() && fi.Size() == sfi.Size() {
+			return nil
+		}
+		if err := os.Remove(dst); err != nil {
+			return fmt.Errorf("replace damaged object %s: %w", dst, err)
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("objects dir: %w", err)

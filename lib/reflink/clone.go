@@ -214,6 +214,11 @@ func Clone(dstPath, srcPath string, policy Policy) (Result, error) {
 	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
 		return 0, fmt.Errorf("reflink %s from %s: %w", dstPath, srcPath, err)
 	}
+	// The name must not become durable before the bytes it names: after a
+	// power loss a linked but unsynced file can come back empty.
+	if err := tmp.Sync(); err != nil {
+		return 0, fmt.Errorf("reflink %s from %s: sync: %w", dstPath, srcPath, err)
+	}
 	if err := linkIntoPlace(tmp, tmpName, dstPath); err != nil {
 		return 0, fmt.Errorf("reflink %s from %s: %w", dstPath, srcPath, err)
 	}

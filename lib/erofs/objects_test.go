@@ -1,0 +1,44 @@
+package erofs
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A crash can leave an object under its name with none of its bytes; the
+// next mkfs --objects must replace it rather than keep it.
+func TestStoreObjectReplacesDamaged(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	body := bytes.Repeat([]byte("composefs object "), 300)
+	if err := os.WriteFile(src, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digest := bytes.Repeat([]byte{0xab}, 32)
+	objects := filepath.Join(dir, "objects")
+	dst := filepath.Join(objects, ObjectPath(digest))
+
+	if err := StoreObject(objects, src, digest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(dst, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := StoreObject(objects, src, digest); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("object after re-store: %d bytes, %v; want the %d bytes of its source", len(got), err, len(body))
+	}
+	// An intact object is kept as it is.
+	before, _ := os.Stat(dst)
+	if err := StoreObject(objects, src, digest); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(dst); !os.SameFile(before, after) {
+		t.Error("an intact object was rewritten")
+	}
+}
