@@ -17,28 +17,11 @@ import (
 	"github.com/cfs-project/cfs/lib/reflink"
 )
 
-// Durability. An object gets its name only after its bytes are on disk:
-// on XFS or ext4 a linkat can reach the journal (any fsync on the
-// filesystem commits it) long before delayed allocation writes the data,
-// and a power cut then leaves a 0-byte file under a digest name. Objects
-// are therefore written unnamed (O_TMPFILE), kept open as pending, and
-// named in batches: one syncfs makes every pending object's bytes
-// durable, and only then are they linked into objects/XX. One syncfs per
-// batch instead of an fsync per object keeps the cost to a few journal
-// commits per image. Stream, image and tag names are made after a Flush,
+// Durability. An object gets its name only after its bytes are on disk
+// (atomicfile.Batch says why and how): objects are written unnamed
+// (O_TMPFILE), kept open as pending, and linked into objects/XX after one
+// syncfs per batch. Stream, image and tag names are made after a Flush,
 // so they too never outlive what they name.
-
-// defaultBatch is the number of pending objects that triggers a Flush.
-const defaultBatch = 1024
-
-// batchSize bounds the pending objects by the descriptors we may hold.
-func batchSize() int {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < defaultBatch {
-		return max(int(lim.Cur/4), 16)
-	}
-	return defaultBatch
-}
 
 // pendingObject is a complete object waiting for the next Flush.
 type pendingObject struct {
@@ -70,20 +53,14 @@ func (r *Repository) HasObject(id []byte) bool {
 }
 
 func (r *Repository) isPending(id []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.pending[string(id)]
-	return ok
+	return r.pending.Pending(string(id), nil)
 }
 
 // OpenObject opens an object for reading, pending or named.
-func (r *Repository) OpenObject(id []byte) (*os.File, error) {
-	r.mu.Lock()
-	if p, ok := r.pending[string(id)]; ok {
-		defer r.mu.Unlock()
-		return p.t.open()
+func (r *Repository) OpenObject(id []byte) (f *os.File, err error) {
+	if r.pending.Pending(string(id), func(p *pendingObject) { f, err = p.t.open() }) {
+		return f, err
 	}
-	r.mu.Unlock()
 	return os.Open(r.ObjectPath(id))
 }
 
@@ -206,15 +183,10 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 	if on {
 		r.verityOn.Store(true)
 	}
-	r.mu.Lock()
-	if _, ok := r.pending[string(id)]; ok {
-		r.mu.Unlock()
+	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace})
+	if !queued {
 		return false, nil
 	}
-	r.pending[string(id)] = &pendingObject{t: t, id: id, size: size, replace: replace}
-	queued = true
-	full := len(r.pending) >= r.batch
-	r.mu.Unlock()
 	if full {
 		if err := r.Flush(); err != nil {
 			return true, err
@@ -228,36 +200,12 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 // taken by a wrong file (see CheckObject) replaces it atomically. Stream,
 // image and tag writers call it before they name anything.
 func (r *Repository) Flush() error {
-	r.flushMu.Lock()
-	defer r.flushMu.Unlock()
-	r.mu.Lock()
-	batch := make([]*pendingObject, 0, len(r.pending))
-	for _, p := range r.pending {
-		batch = append(batch, p)
-	}
-	r.mu.Unlock()
-	if len(batch) == 0 {
-		return nil
-	}
-	err := r.Sync()
-	if err == nil {
-		for _, p := range batch {
-			if lerr := r.nameObject(p); lerr != nil {
-				err = fmt.Errorf("storing object %x: %w", p.id, lerr)
-				break
-			}
+	return r.pending.Flush(r.Sync, func(p *pendingObject) error {
+		if err := r.nameObject(p); err != nil {
+			return fmt.Errorf("storing object %x: %w", p.id, err)
 		}
-	}
-	// On an error the rest are dropped unnamed: a re-run writes them again.
-	r.mu.Lock()
-	for _, p := range batch {
-		delete(r.pending, string(p.id))
-	}
-	r.mu.Unlock()
-	for _, p := range batch {
-		p.t.discard()
-	}
-	return err
+		return nil
+	}, func(p *pendingObject) { p.t.discard() })
 }
 
 func (r *Repository) nameObject(p *pendingObject) error {

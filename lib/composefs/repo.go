@@ -46,10 +46,9 @@ type Repository struct {
 	objectsErr error
 
 	mu      sync.Mutex
-	subdirs map[byte]int              // objects/XX, opened beneath objects/
-	pending map[string]*pendingObject // written, not yet durable nor named
-	batch   int                       // pending objects that trigger a Flush
-	flushMu sync.Mutex                // one Flush at a time
+	subdirs map[byte]int // objects/XX, opened beneath objects/
+	// pending holds the objects written but not yet durable nor named.
+	pending *atomicfile.Batch[*pendingObject]
 }
 
 // ErrNotRepository is returned by Open for a directory without meta.json.
@@ -171,7 +170,7 @@ func Open(path string) (*Repository, error) {
 		return nil, fmt.Errorf("locking composefs repository %s: %w", path, err)
 	}
 	r := &Repository{path: path, dir: dir, alg: alg, writable: writable, objects: -1,
-		subdirs: map[byte]int{}, pending: map[string]*pendingObject{}, batch: batchSize()}
+		subdirs: map[byte]int{}, pending: atomicfile.NewBatch[*pendingObject]()}
 	if writable {
 		// Only a writer can repair; a reader of a read-only
 		// filesystem (EROFS, EACCES) needs no repair to read.

@@ -14,27 +14,16 @@ import (
 
 // Durability, as ostree itself does it: an object is prepared in tmp/
 // and gets its name in objects/XX/ only after its bytes (and its inode's
-// size, mode, owner and xattrs) are on disk. A link made earlier can reach
-// the journal ahead of the data (any fsync on the filesystem commits it),
-// and a power cut then leaves a 0-byte dirtree or file under its
-// checksum, which a re-run would trust and commit. Objects are therefore
-// kept pending and named in batches: one syncfs per batch, then the
-// links. SetRef flushes, syncs again, and only then writes the ref.
+// size, mode, owner and xattrs) are on disk, or a power cut can leave a
+// 0-byte dirtree or file under its checksum, which a re-run would trust
+// and commit. Objects are kept pending and named in batches
+// (atomicfile.Batch): one syncfs per batch, then the links. SetRef
+// flushes, syncs again, and only then writes the ref.
 //
 // An object already stored is checked before it is reused: its type and
 // size for file objects, its bytes for dirtree, dirmeta and commit objects
 // (which are small and which the writer has in memory). A wrong one is
 // replaced atomically.
-
-const defaultBatch = 1024
-
-func batchSize() int {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < defaultBatch {
-		return max(int(lim.Cur/4), 16)
-	}
-	return defaultBatch
-}
 
 type pendingObject struct {
 	t       *tmpObject
@@ -83,25 +72,18 @@ func (r *Repo) objectDir(checksum string) (int, error) {
 }
 
 func (r *Repo) isPending(path string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.pending[path]
-	return ok
+	return r.pending.Pending(path, nil)
 }
 
 // queue makes tmp the object at path at the next Flush; check tells
 // whether a file already there is intact. It reports false (and drops
 // tmp) when the object is already pending.
 func (r *Repo) queue(tmp *tmpObject, path string, check func() error, replace bool) (bool, error) {
-	r.mu.Lock()
-	if _, ok := r.pending[path]; ok {
-		r.mu.Unlock()
+	added, full := r.pending.Add(path, &pendingObject{t: tmp, path: path, check: check, replace: replace})
+	if !added {
 		tmp.discard()
 		return false, nil
 	}
-	r.pending[path] = &pendingObject{t: tmp, path: path, check: check, replace: replace}
-	full := len(r.pending) >= r.batch
-	r.mu.Unlock()
 	if full {
 		return true, r.Flush()
 	}
@@ -112,35 +94,12 @@ func (r *Repo) queue(tmp *tmpObject, path string, check func() error, replace bo
 // it. SetRef calls it; a writer whose objects another process will use
 // (cfs-clone before cfs-ostree-import) calls it before it says it is done.
 func (r *Repo) Flush() error {
-	r.flushMu.Lock()
-	defer r.flushMu.Unlock()
-	r.mu.Lock()
-	batch := make([]*pendingObject, 0, len(r.pending))
-	for _, p := range r.pending {
-		batch = append(batch, p)
-	}
-	r.mu.Unlock()
-	if len(batch) == 0 {
-		return nil
-	}
-	err := r.Sync()
-	if err == nil {
-		for _, p := range batch {
-			if lerr := r.nameObject(p); lerr != nil {
-				err = fmt.Errorf("%s/%s: %w", r.path, p.path, lerr)
-				break
-			}
+	return r.pending.Flush(r.Sync, func(p *pendingObject) error {
+		if err := r.nameObject(p); err != nil {
+			return fmt.Errorf("%s/%s: %w", r.path, p.path, err)
 		}
-	}
-	r.mu.Lock()
-	for _, p := range batch {
-		delete(r.pending, p.path)
-	}
-	r.mu.Unlock()
-	for _, p := range batch {
-		p.t.discard()
-	}
-	return err
+		return nil
+	}, func(p *pendingObject) { p.t.discard() })
 }
 
 func (r *Repo) nameObject(p *pendingObject) error {
@@ -251,14 +210,9 @@ func readFull(f *os.File, buf []byte) (int, error) {
 
 // readObject reads an object's bytes, pending or stored.
 func (r *Repo) readObject(path string) ([]byte, error) {
-	r.mu.Lock()
-	p, ok := r.pending[path]
 	var f *os.File
 	var err error
-	if ok {
-		f, err = p.t.open()
-	}
-	r.mu.Unlock()
+	ok := r.pending.Pending(path, func(p *pendingObject) { f, err = p.t.open() })
 	if !ok {
 		return os.ReadFile(r.path + "/" + path)
 	}

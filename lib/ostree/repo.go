@@ -71,9 +71,7 @@ type Repo struct {
 	tmpFD     int
 	objectsFD int
 	subdirs   map[string]int
-	pending   map[string]*pendingObject
-	batch     int
-	flushMu   sync.Mutex
+	pending   *atomicfile.Batch[*pendingObject]
 }
 
 // ErrNotRepository is matched (errors.Is) by the error of Open for a path
@@ -94,7 +92,7 @@ func Open(path string) (*Repo, error) {
 		return nil, fmt.Errorf("opening ostree repo %s: %w", abs, err)
 	}
 	r := &Repo{path: abs, dirFD: fd, tmpFD: -1, objectsFD: -1,
-		subdirs: map[string]int{}, pending: map[string]*pendingObject{}, batch: batchSize()}
+		subdirs: map[string]int{}, pending: atomicfile.NewBatch[*pendingObject]()}
 	if err := r.load(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("opening ostree repo %s: %w", abs, err)

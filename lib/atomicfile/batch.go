@@ -1,0 +1,98 @@
+package atomicfile
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Batch holds files that are complete but must not have their names yet.
+// A link can reach the journal ahead of the data it names (any fsync on
+// the filesystem commits it), so a power cut could leave a name over
+// nothing. Files are therefore kept open and unnamed, and named in
+// batches: one sync for the whole batch, then the names. One syncfs per
+// batch instead of an fsync per file keeps the cost to a few journal
+// commits per image.
+type Batch[T any] struct {
+	limit   int
+	flushMu sync.Mutex // one Flush at a time
+	mu      sync.Mutex
+	pending map[string]T
+}
+
+// defaultBatchLimit is the number of pending files that makes a batch full.
+const defaultBatchLimit = 1024
+
+// NewBatch returns an empty batch whose limit is bounded by the
+// descriptors the process may hold, since every pending file is open.
+func NewBatch[T any]() *Batch[T] {
+	limit := defaultBatchLimit
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < defaultBatchLimit {
+		limit = max(int(lim.Cur/4), 16)
+	}
+	return &Batch[T]{limit: limit, pending: map[string]T{}}
+}
+
+// Pending reports whether an item is queued under key and, if fn is not
+// nil, calls it with that item while no Flush can take it away.
+func (b *Batch[T]) Pending(key string, fn func(T)) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	item, ok := b.pending[key]
+	if ok && fn != nil {
+		fn(item)
+	}
+	return ok
+}
+
+// Add queues item under key, unless an item is already queued there
+// (added is false; the caller keeps item). full says the batch has
+// reached its limit and the caller should Flush it.
+func (b *Batch[T]) Add(key string, item T) (added, full bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.pending[key]; ok {
+		return false, false
+	}
+	b.pending[key] = item
+	return true, len(b.pending) >= b.limit
+}
+
+// Flush takes every queued item, calls sync once and then name for each,
+// stopping at the first error; drop is then called for every item taken,
+// named or not: one left unnamed is written again by a re-run.
+func (b *Batch[T]) Flush(sync func() error, name func(T) error, drop func(T)) error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.mu.Lock()
+	keys := make([]string, 0, len(b.pending))
+	items := make([]T, 0, len(b.pending))
+	for k, item := range b.pending {
+		keys = append(keys, k)
+		items = append(items, item)
+	}
+	b.mu.Unlock()
+	if len(items) == 0 {
+		return nil
+	}
+	err := sync()
+	if err == nil {
+		for _, item := range items {
+			if err = name(item); err != nil {
+				break
+			}
+		}
+	}
+	// Named items leave the queue only now, so that Pending finds each
+	// one either queued or under its name.
+	b.mu.Lock()
+	for _, k := range keys {
+		delete(b.pending, k)
+	}
+	b.mu.Unlock()
+	for _, item := range items {
+		drop(item)
+	}
+	return err
+}
