@@ -2,7 +2,6 @@ package erofs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/lib/fsverity"
+	"github.com/cfs-project/cfs/lib/xattr"
 )
 
 // DirOptions control FromDir.
@@ -196,64 +196,14 @@ func readSmall(p string, size int64) ([]byte, error) {
 // readXattrs lists a path's xattrs without following symlinks, sorted by
 // name. A filesystem without xattr support has none.
 func readXattrs(p string) ([]Xattr, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if errors.Is(err, unix.ENOTSUP) || size == 0 {
-		return nil, nil
-	}
-	if err != nil {
+	m, err := xattr.List(p)
+	if err != nil || len(m) == 0 {
 		return nil, err
 	}
-	buf := make([]byte, size)
-	if size, err = unix.Llistxattr(p, buf); err != nil {
-		return nil, err
-	}
-	var out []Xattr
-	for _, name := range splitNul(buf[:size]) {
-		v, err := lgetxattr(p, name)
-		if errors.Is(err, unix.ENODATA) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s: %w", name, err)
-		}
+	out := make([]Xattr, 0, len(m))
+	for name, v := range m {
 		out = append(out, Xattr{Name: name, Value: v})
 	}
 	sortXattrs(out)
 	return out, nil
-}
-
-func lgetxattr(p, name string) ([]byte, error) {
-	for {
-		size, err := unix.Lgetxattr(p, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue // grew in between
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-}
-
-func splitNul(b []byte) []string {
-	var out []string
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != 0 {
-			i++
-		}
-		if i > 0 {
-			out = append(out, string(b[:i]))
-		}
-		if i < len(b) {
-			i++
-		}
-		b = b[i:]
-	}
-	return out
 }

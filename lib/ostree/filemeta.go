@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/xattr"
 )
 
 // ErrNoObject is wrapped by FileObjectMeta for an object that is not in
@@ -35,7 +37,7 @@ func (r *Repo) FileObjectMeta(checksum string) (FileMeta, error) {
 	}
 	switch r.mode {
 	case ModeBareUser:
-		blob, err := getXattr(p, bareUserMetaXattr)
+		blob, err := xattr.Get(p, bareUserMetaXattr)
 		if err != nil {
 			return FileMeta{}, fmt.Errorf("%s: %s: %w", p, bareUserMetaXattr, err)
 		}
@@ -56,7 +58,7 @@ func (r *Repo) FileObjectMeta(checksum string) (FileMeta, error) {
 	case ModeBareUserOnly:
 		return FileMeta{Mode: st.Mode & permMask}, nil
 	}
-	xattrs, err := objectXattrs(p)
+	xattrs, err := xattr.List(p)
 	if err != nil {
 		return FileMeta{}, fmt.Errorf("%s: %w", p, err)
 	}
@@ -90,48 +92,4 @@ func (m FileMeta) String() string {
 		names[i] = x.Name
 	}
 	return fmt.Sprintf("mode %#o uid %d gid %d xattrs %v", m.Mode, m.UID, m.GID, names)
-}
-
-func objectXattrs(p string) (map[string][]byte, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if errors.Is(err, unix.ENOTSUP) || err == nil && size == 0 {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, size)
-	if size, err = unix.Llistxattr(p, buf); err != nil {
-		return nil, err
-	}
-	out := map[string][]byte{}
-	for _, name := range bytes.Split(bytes.TrimSuffix(buf[:size], []byte{0}), []byte{0}) {
-		v, err := getXattr(p, string(name))
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed in between
-		}
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s: %w", name, err)
-		}
-		out[string(name)] = v
-	}
-	return out, nil
-}
-
-func getXattr(p, name string) ([]byte, error) {
-	for {
-		size, err := unix.Lgetxattr(p, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue // grew in between
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
 }
