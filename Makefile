@@ -72,7 +72,7 @@ test: lint build
 # containers/storage's btrfs driver. `make test` runs it on the packages that
 # start goroutines and the commands built on them (a minute);
 # `make test-race RACE_PKGS=./...` runs everything (about eight).
-RACE_PKGS ?= ./lib/pull/ ./lib/clone/ ./lib/erofs/ ./cmd/cfs-pull/ ./cmd/cfs-clone/ ./cmd/cfs-image/
+RACE_PKGS ?= ./lib/pull/ ./lib/clone/ ./lib/erofs/ ./lib/fsck/ ./lib/composefs/ ./lib/atomicfile/ ./cmd/cfs-pull/ ./cmd/cfs-clone/ ./cmd/cfs-image/
 test-race:
 	CGO_ENABLED=1 CFS_RACE=1 $(GO) test -race -tags=containers_image_openpgp,exclude_graphdriver_btrfs -trimpath -timeout $(TEST_TIMEOUT) -count=1 $(RACE_PKGS)
 
