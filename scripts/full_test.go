@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -389,32 +390,7 @@ func TestSetUnifiedFullFaults(t *testing.T) {
 	h.reg.ClearFaults()
 
 	// SIGKILL of the whole run once the import stage has begun.
-	cmd := exec.Command(filepath.Join(binDir, "bootc-set-unified"), "full", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
-	cmd.Env = append(append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH")+":/usr/sbin:/sbin"), h.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var seen strings.Builder
-	buf := make([]byte, 4096)
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(seen.String(), "import: ") && time.Now().Before(deadline) {
-		n, err := stderr.Read(buf)
-		seen.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	cmd.Wait()
-	// Every process of the group gone (they hold the test filesystem).
-	for end := time.Now().Add(10 * time.Second); syscall.Kill(-cmd.Process.Pid, 0) == nil && time.Now().Before(end); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(seen.String(), "import: ") {
-		t.Fatalf("the import stage never started:\n%s", seen.String())
-	}
+	h.killDuring(t, "import: ", 0, "")
 	h.noFlag(t)
 
 	// The registry goes away: the images are in containers-storage now,
@@ -425,6 +401,134 @@ func TestSetUnifiedFullFaults(t *testing.T) {
 		t.Errorf("full said:\n%s", r.stdout)
 	}
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+}
+
+// killDuring runs full and SIGKILLs its whole process group delay after
+// its stderr first says marker. pathDir, if set, comes first in PATH (a
+// tool that stops to say where the run is).
+func (h *hostFixture) killDuring(t *testing.T, marker string, delay time.Duration, pathDir string) {
+	t.Helper()
+	path := binDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
+	if pathDir != "" {
+		path = pathDir + ":" + path
+	}
+	cmd := exec.Command(filepath.Join(binDir, "bootc-set-unified"), "full", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
+	cmd.Env = append(append(os.Environ(), "PATH="+path), h.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(seen.String(), marker) && time.Now().Before(deadline) {
+		n, err := stderr.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	time.Sleep(delay)
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	// Every process of the group gone (they hold the test filesystem).
+	for end := time.Now().Add(10 * time.Second); syscall.Kill(-cmd.Process.Pid, 0) == nil && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(seen.String(), marker) {
+		t.Fatalf("full never said %q:\n%s", marker, seen.String())
+	}
+}
+
+// noHalfImage: what a killed run leaves names no image it did not finish.
+// Every composefs tag resolves to an image whose streams and objects are
+// all there, and every containers-storage image reads back whole from
+// its tar-split, each file body checked against the CRC recorded there.
+func (h *hostFixture) noHalfImage(t *testing.T) {
+	t.Helper()
+	refs, _ := filepath.Glob(filepath.Join(h.sysroot, "composefs/streams/refs/oci/*"))
+	for _, ref := range refs {
+		tag := strings.ReplaceAll(filepath.Base(ref), "%2F", "/")
+		r := sh(t, nil, "cfs-pull", "--sysroot", h.sysroot, "--quiet", "--from-repo", tag)
+		if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+			t.Errorf("composefs tag %s names an incomplete image: exit %d\n%s", tag, r.code, r.stderr)
+		}
+	}
+	graph := cstorage.DefaultGraphRoot(h.sysroot)
+	data, err := os.ReadFile(filepath.Join(graph, "overlay-images/images.json"))
+	if os.IsNotExist(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []struct{ ID string }
+	if err := json.Unmarshal(data, &images); err != nil {
+		t.Fatalf("overlay-images/images.json: %v", err)
+	}
+	store, err := cstorage.Open(graph, filepath.Join(t.TempDir(), "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, im := range images {
+		img, err := store.FindImage(im.ID)
+		if err != nil {
+			t.Errorf("containers-storage records image %s but it cannot be read: %v", im.ID, err)
+			continue
+		}
+		for i := range img.Layers {
+			lt, err := store.OpenLayer(img, i)
+			if err == nil {
+				_, err = io.Copy(io.Discard, lt)
+				lt.Close()
+			}
+			if err != nil {
+				t.Errorf("containers-storage image %s, layer %d is incomplete: %v", im.ID, i, err)
+			}
+		}
+	}
+}
+
+// TestSetUnifiedFullKillEachStage: SIGKILL in each stage of full leaves no
+// flag and no half image named anywhere, and a re-run completes. The flag
+// stage is stopped by a sync that never returns: its bootc.json is
+// written but not yet renamed into place.
+func TestSetUnifiedFullKillEachStage(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	for _, tc := range []struct {
+		stage, marker string
+		delay         time.Duration
+	}{
+		{"fetch", "fetch: booted image", 150 * time.Millisecond},
+		{"import", "import: booted image", 150 * time.Millisecond},
+		{"ostree", "ostree: rollback image", 0},
+		{"flag", "flag: sync", 0},
+	} {
+		t.Run(tc.stage, func(t *testing.T) {
+			h, _ := classicHost(t, "xfs")
+			shim := ""
+			if tc.stage == "flag" {
+				shim = t.TempDir()
+				if err := os.WriteFile(filepath.Join(shim, "sync"), []byte("#!/bin/sh\necho 'flag: sync' >&2\nexec sleep 60\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.killDuring(t, tc.marker, tc.delay, shim)
+			h.noFlag(t)
+			h.noHalfImage(t)
+			r := must(t, h.full(t), "bootc-set-unified full after SIGKILL in stage "+tc.stage)
+			if !strings.Contains(r.stdout, "Unified storage enabled for") {
+				t.Errorf("full said:\n%s", r.stdout)
+			}
+			if data, err := os.ReadFile(filepath.Join(h.sysroot, "composefs/bootc.json")); err != nil || string(data) != bootcJSON("enabled") {
+				t.Errorf("bootc.json %q (%v)", data, err)
+			}
+			h.noHalfImage(t)
+			must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+		})
+	}
 }
 
 // TestSetUnifiedFullRegistryGone: an image only the registry has, and the
