@@ -905,3 +905,69 @@ func TestSetUnifiedFullENOSPC(t *testing.T) {
 		})
 	}
 }
+
+// TestSetUnifiedFullStagedOstree: a classic host with an update staged
+// (checked out, announced in /run/ostree/staged-deployment, no boot entry
+// yet, as before ostree-finalize-staged runs at shutdown): full backfills
+// the staged image too, in containers-storage and composefs, and shares
+// its commit's files.
+func TestSetUnifiedFullStagedOstree(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	h, imgs := classicHost(t, "xfs")
+	v3, err := testimage.Generate(testimage.Options{Seed: 11, Version: "3.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v3)
+	commit := h.deployClassic(t, v3)
+	// The pipeline that made the tree filled a composefs repository again:
+	// a classic host has none.
+	if err := os.RemoveAll(filepath.Join(h.sysroot, "composefs")); err != nil {
+		t.Fatal(err)
+	}
+	// The new deployment's entry (the highest version) is what the
+	// finalize step would write: without it, the deployment is staged.
+	// 2.0, the next, stays booted (ostree may have pruned 1.0).
+	entries, _ := filepath.Glob(filepath.Join(h.sysroot, "boot/loader/entries/ostree-*.conf"))
+	top, topEntry := 0, ""
+	for _, e := range entries {
+		data, _ := os.ReadFile(e)
+		if m := regexp.MustCompile(`(?m)^version ([0-9]+)$`).FindSubmatch(data); m != nil && int(atoi(t, string(m[1]))) > top {
+			top, topEntry = int(atoi(t, string(m[1]))), e
+		}
+	}
+	if top < 2 {
+		t.Fatalf("no entry for the new deployment among %v", entries)
+	}
+	if err := os.Remove(topEntry); err != nil {
+		t.Fatal(err)
+	}
+	h.cmdline = h.bootCmdline(t, top-1)
+	runDir := t.TempDir()
+	os.MkdirAll(filepath.Join(runDir, "ostree"), 0o755)
+	if err := os.WriteFile(filepath.Join(runDir, "ostree/staged-deployment"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r := must(t, h.full(t, "--run-dir", runDir), "bootc-set-unified full with a staged deployment")
+	if !strings.Contains(r.stderr, "fetch: staged image "+h.imageRef+" ("+v3.ManifestDigest.String()+"): from docker://") ||
+		!strings.Contains(r.stderr, "fetch: booted image "+h.imageRef+" ("+imgs[1].ManifestDigest.String()+")") ||
+		!strings.Contains(r.stderr, "ostree: staged image "+h.imageRef+" ("+v3.ManifestDigest.String()+"), commit "+commit) {
+		t.Errorf("full did not backfill the staged image:\n%s", r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(h.sysroot, "composefs/streams/refs/oci/localhost%2Fbootc-"+v3.ManifestDigest.String())); err != nil {
+		t.Errorf("the staged image is not tagged in composefs: %v", err)
+	}
+	store, err := cstorage.Open(cstorage.DefaultGraphRoot(h.sysroot), filepath.Join(t.TempDir(), "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.FindImage("localhost/os@" + v3.ManifestDigest.String()); err != nil {
+		if _, err2 := store.FindImage(h.imageRef + "@" + v3.ManifestDigest.String()); err2 != nil {
+			t.Errorf("the staged image is not in containers-storage: %v", err2)
+		}
+	}
+	h.noHalfImage(t)
+	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+}
