@@ -25,11 +25,8 @@ type appResult struct {
 
 // cfsClone runs the command in process.
 func cfsClone(stdin io.Reader, args ...string) appResult {
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Reader, app.Writer, app.ErrWriter = stdin, &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-clone"}, args...))
-	return appResult{code, out.String(), errb.String()}
+	code, out, errb := cliutil.RunCaptured(context.Background(), newApp(), stdin, args...)
+	return appResult{code, out, errb}
 }
 
 // inlineList is a list whose files are all inline, so no composefs

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -16,11 +15,7 @@ import (
 )
 
 func runDedupe(args ...string) (int, string, string) {
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-dedupe"}, args...))
-	return code, out.String(), errb.String()
+	return cliutil.RunCaptured(context.Background(), newApp(), nil, args...)
 }
 
 // TestErrors: each bad call is one line naming what is wrong, with the

@@ -13,11 +13,7 @@ import (
 
 func fsckList(t *testing.T, stdin []byte, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Reader, app.Writer, app.ErrWriter = bytes.NewReader(stdin), &out, &errb
-	code = cliutil.Run(context.Background(), app, append([]string{"cfs-fsck", "list"}, args...))
-	return code, out.String(), errb.String()
+	return cliutil.RunCaptured(context.Background(), newApp(), bytes.NewReader(stdin), append([]string{"list"}, args...)...)
 }
 
 // TestListVectors runs `cfs-fsck list` on the conformance vectors: status 0

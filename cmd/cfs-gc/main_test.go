@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -26,11 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 func runApp(args ...string) (int, string, string) {
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-gc"}, args...))
-	return code, out.String(), errb.String()
+	return cliutil.RunCaptured(context.Background(), newApp(), nil, args...)
 }
 
 func TestConvention(t *testing.T) {

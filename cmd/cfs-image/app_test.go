@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,11 +15,7 @@ import (
 // stdout and stderr.
 func cfsImage(t *testing.T, stdin io.Reader, args ...string) (int, string, string) {
 	t.Helper()
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Reader, app.Writer, app.ErrWriter = stdin, &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-image"}, args...))
-	return code, out.String(), errb.String()
+	return cliutil.RunCaptured(context.Background(), newApp(), stdin, args...)
 }
 
 func TestInProcess(t *testing.T) {

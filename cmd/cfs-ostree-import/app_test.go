@@ -24,11 +24,8 @@ type appResult struct {
 }
 
 func cfsImport(stdin io.Reader, args ...string) appResult {
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Reader, app.Writer, app.ErrWriter = stdin, &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-ostree-import"}, args...))
-	return appResult{code, out.String(), errb.String()}
+	code, out, errb := cliutil.RunCaptured(context.Background(), newApp(), stdin, args...)
+	return appResult{code, out, errb}
 }
 
 // annotatedList clones a list whose files are all inline into repo and

@@ -17,11 +17,8 @@ import (
 
 // cfsPullIn runs the command in process, in the test's own directory.
 func cfsPullIn(args ...string) (int, []byte, string) {
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Reader, app.Writer, app.ErrWriter = strings.NewReader(""), &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-pull"}, args...))
-	return code, out.Bytes(), errb.String()
+	code, out, errb := cliutil.RunCaptured(context.Background(), newApp(), nil, args...)
+	return code, []byte(out), errb
 }
 
 // A relative --repo used to pull and tag, then fail ("src: path … is not

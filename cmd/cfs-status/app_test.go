@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -12,11 +11,7 @@ import (
 )
 
 func runApp(args ...string) (int, string, string) {
-	app := newApp()
-	var out, errb bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errb
-	code := cliutil.Run(context.Background(), app, append([]string{"cfs-status"}, args...))
-	return code, out.String(), errb.String()
+	return cliutil.RunCaptured(context.Background(), newApp(), nil, args...)
 }
 
 func TestConvention(t *testing.T) {

@@ -1,6 +1,7 @@
 package cliutil
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -185,4 +187,17 @@ func absPaths(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// RunCaptured runs app in process as `NAME args...` with stdin (nothing
+// when nil) and returns its exit status and what it wrote, for the tests of
+// every command.
+func RunCaptured(ctx context.Context, app *cli.App, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	var out, errb bytes.Buffer
+	app.Reader, app.Writer, app.ErrWriter = stdin, &out, &errb
+	code = Run(ctx, app, append([]string{app.Name}, args...))
+	return code, out.String(), errb.String()
 }
