@@ -173,7 +173,7 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 	if !replace && r.checkStored(id, size) == nil {
 		return false, nil
 	}
-	if err := t.reopenReadOnly(); err != nil {
+	if err := t.reopenReadOnly(size); err != nil {
 		return false, err
 	}
 	on, err := enableVerity(t.File, r.alg, id, r.secure)
@@ -276,6 +276,7 @@ func (r *Repository) EnsureObject(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.written = true
 	if _, err := t.Write(data); err != nil {
 		t.discard()
 		return nil, fmt.Errorf("storing object %x: %w", id, err)
@@ -294,6 +295,7 @@ func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created 
 	if err != nil {
 		return nil, 0, false, err
 	}
+	t.written = true
 	h := fsverity.New(r.alg)
 	// MultiWriter keeps io.Copy from using copy_file_range, which would
 	// skip the hasher.

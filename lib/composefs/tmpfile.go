@@ -22,6 +22,9 @@ type tmpFile struct {
 	dirfd int    // the directory it was created in (not owned)
 	dir   string // that directory's path, for messages
 	named string // the hidden name in the fallback, "" with O_TMPFILE
+	// written says the bytes came through write(2) rather than FICLONE:
+	// only then can the filesystem have reserved space past the end.
+	written bool
 }
 
 const tmpPrefix = ".tmp-object-"
@@ -72,7 +75,14 @@ func randomName(n int) string {
 
 // reopenReadOnly swaps the writable descriptor for a read-only one:
 // FS_IOC_ENABLE_VERITY refuses a file that anyone has open for writing.
-func (t *tmpFile) reopenReadOnly() error {
+// A file written through write(2) first gives back the space reserved
+// past its size bytes, which no later close would (atomicfile.TrimPreallocation).
+func (t *tmpFile) reopenReadOnly(size int64) error {
+	if t.written {
+		if err := atomicfile.TrimPreallocation(t.File, size); err != nil {
+			return err
+		}
+	}
 	ro, err := t.open()
 	if err != nil {
 		return fmt.Errorf("reopening a temporary file in %s read-only: %w", t.dir, err)
@@ -152,15 +162,17 @@ func publishFile(dirfd int, dir, name string, data []byte, alg fsverity.Algorith
 	if err != nil {
 		return nil, err
 	}
+	t.written = true
 	if _, err := t.Write(data); err != nil {
 		t.discard()
 		return nil, err
 	}
-	if err := t.Sync(); err != nil {
+	if err := t.reopenReadOnly(int64(len(data))); err != nil {
 		t.discard()
 		return nil, err
 	}
-	if err := t.reopenReadOnly(); err != nil {
+	// After the trim, so that the sync covers the final extent map.
+	if err := t.Sync(); err != nil {
 		t.discard()
 		return nil, err
 	}
