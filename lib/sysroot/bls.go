@@ -160,3 +160,6 @@ func readBounded(path string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// SortBLS sorts entries in boot order, first = default.
+func SortBLS(es []*BLSEntry) { sortBLS(es) }

@@ -216,3 +216,13 @@ func readStagedDeployment(path string) (id string, locked, ok bool, err error) {
 	}
 	return *raw.DeplID, raw.FinalizationLocked, true, nil
 }
+
+// EntryVerity returns the deployment a bootc entry boots; ok is false for
+// another OS's entry.
+func EntryVerity(e *BLSEntry) (verity string, ok bool, err error) {
+	if !isBootcEntry(e) {
+		return "", false, nil
+	}
+	v, err := entryVerity(e)
+	return v, err == nil, err
+}

@@ -1,0 +1,202 @@
+package nativehost
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/atomicfile"
+	"github.com/cfs-project/cfs/lib/composefs"
+)
+
+// Staged returns the staged deployment's id: the announcement under
+// RunDir if there is one (with its finalization lock, bootc's
+// download-only), else the first staged entry that is not the booted one.
+// "" when nothing is staged.
+func (h *Host) Staged(booted string) (id string, locked bool, err error) {
+	if h.RunDir != "" {
+		data, err := os.ReadFile(h.StagedFile())
+		if err == nil {
+			var s struct {
+				DeplID             string `json:"depl_id"`
+				FinalizationLocked bool   `json:"finalization_locked"`
+			}
+			if err := json.Unmarshal(data, &s); err != nil || len(s.DeplID) != 128 {
+				return "", false, fmt.Errorf("%s: not {\"depl_id\":\"<128 hex>\",\"finalization_locked\":<bool>}", h.StagedFile())
+			}
+			return s.DeplID, s.FinalizationLocked, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", false, err
+		}
+	}
+	staged, err := h.entries(true)
+	if err != nil {
+		return "", false, err
+	}
+	for _, e := range staged {
+		if e.id != booted {
+			return e.id, false, nil
+		}
+	}
+	return "", false, nil
+}
+
+// Finalize applies a staged deployment, as bootc-finalize-staged.service
+// does at shutdown: the changes made to the running /etc (etcDir) since
+// the booted image's pristine /etc are merged into the staged
+// deployment's etc, then the staged entries are exchanged with the live
+// ones in one renameat2(RENAME_EXCHANGE) and the old ones removed. It
+// returns the finalized id; "" (no error) when nothing is staged or the
+// staged deployment is locked (download-only).
+func (h *Host) Finalize(booted, etcDir string) (string, error) {
+	if err := h.check(); err != nil {
+		return "", err
+	}
+	id, locked, err := h.Staged(booted)
+	if err != nil || id == "" || locked {
+		return "", err
+	}
+	if h.usesUserCfg() {
+		if _, err := os.Lstat(filepath.Join(h.bootDir(), "grub2", "user.cfg.staged")); err != nil {
+			return "", fmt.Errorf("deployment %s is announced as staged but grub2/user.cfg.staged is missing: %w", id, err)
+		}
+	} else if _, err := os.Lstat(filepath.Join(h.LoaderDir(), "entries.staged")); err != nil {
+		return "", fmt.Errorf("deployment %s is announced as staged but %s/entries.staged is missing: %w", id, h.LoaderDir(), err)
+	}
+	newEtc := filepath.Join(h.Root, stateDeploy, id, "etc")
+	if fi, err := os.Stat(newEtc); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("staged deployment %s has no etc directory (%s)", id, newEtc)
+	}
+	repo, err := composefs.Open(filepath.Join(h.Root, "composefs"))
+	if err != nil {
+		return "", err
+	}
+	defer repo.Close()
+	bootedID, err := hex.DecodeString(booted)
+	if err != nil || len(bootedID) != 64 {
+		return "", fmt.Errorf("booted deployment id %q is not 128 hex digits", booted)
+	}
+	pristine, err := openImageTree(repo, bootedID)
+	if err != nil {
+		return "", fmt.Errorf("the booted image's pristine /etc: %w", err)
+	}
+	petc, err := pristine.lookupNoFollow("/etc")
+	if err != nil {
+		return "", err
+	}
+	if err := mergeEtc(pristine, petc, etcDir, newEtc); err != nil {
+		return "", err
+	}
+	if err := os.Remove(filepath.Join(newEtc, ".updated")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err := syncfs(newEtc); err != nil {
+		return "", err
+	}
+	if err := h.swapStaged(); err != nil {
+		return "", err
+	}
+	if h.RunDir != "" {
+		if err := os.Remove(h.StagedFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+	}
+	return id, nil
+}
+
+// swapStaged exchanges entries.staged with entries (or user.cfg.staged
+// with user.cfg) atomically and removes what was live.
+func (h *Host) swapStaged() error {
+	var dir, live, staged string
+	if h.usesUserCfg() {
+		dir, live, staged = filepath.Join(h.bootDir(), "grub2"), "user.cfg", "user.cfg.staged"
+	} else {
+		dir, live, staged = h.LoaderDir(), "entries", "entries.staged"
+		if err := os.MkdirAll(filepath.Join(dir, live), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, staged), unix.AT_FDCWD, filepath.Join(dir, live), unix.RENAME_EXCHANGE); err != nil {
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("exchanging %s and %s in %s: %w", staged, live, dir, err)
+		}
+		// vfat (an ESP) has no RENAME_EXCHANGE: move the live one aside
+		// and the staged one in; a crash in between leaves the old
+		// entries under the aside name, which a rerun puts back.
+		if err := exchangeByRenames(dir, live, staged); err != nil {
+			return err
+		}
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(dir, staged)); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(dir)
+}
+
+func exchangeByRenames(dir, live, staged string) error {
+	aside := filepath.Join(dir, "."+live+".old")
+	if err := os.RemoveAll(aside); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, live), aside); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, staged), filepath.Join(dir, live)); err != nil {
+		os.Rename(aside, filepath.Join(dir, live))
+		return err
+	}
+	return os.Rename(aside, filepath.Join(dir, staged))
+}
+
+// Rollback makes the rollback deployment boot next, as bootc rollback
+// does: the two bootc entries swap order (written to the staged location
+// and exchanged in), and a staged deployment is discarded. It returns the
+// id that now boots first.
+func (h *Host) Rollback() (string, error) {
+	if err := h.check(); err != nil {
+		return "", err
+	}
+	if err := h.discardStaged(); err != nil {
+		return "", err
+	}
+	live, err := h.entries(false)
+	if err != nil {
+		return "", err
+	}
+	if len(live) < 2 {
+		return "", fmt.Errorf("no rollback deployment: %d bootc entries under %s", len(live), h.LoaderDir())
+	}
+	first, second := live[0], live[1]
+	if h.usesUserCfg() {
+		cfg := filepath.Join(h.bootDir(), "grub2", "user.cfg.staged")
+		menus := []string{second.menu, first.menu}
+		for _, e := range live[2:] {
+			menus = append(menus, e.menu)
+		}
+		if err := atomicfile.WriteFile("", cfg, grubUserCfg(menus), 0o644); err != nil {
+			return "", err
+		}
+	} else {
+		n1, t1 := promote(second, "bootc")
+		n0, t0 := demote(first, "bootc")
+		if n0 == n1 {
+			return "", fmt.Errorf("the two entries would both be %s", n0)
+		}
+		files := map[string][]byte{n1: t1, n0: t0}
+		if err := h.writeEntriesDir("entries.staged", files); err != nil {
+			return "", err
+		}
+	}
+	return second.id, h.swapStaged()
+}

@@ -1,0 +1,238 @@
+package nativehost
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// OSRelease is what the entries say about an image, from its
+// /usr/lib/os-release as composefs-boot's os_release.rs reads it.
+type OSRelease struct {
+	ID      string // ID, "bootc" when absent
+	Title   string // PRETTY_NAME, NAME or ID; else the deployment id
+	Version string // VERSION_ID or VERSION; else the deployment id
+}
+
+// parseOSRelease reads os-release(5) text: KEY=value, the value possibly
+// in single or double quotes with backslash escapes.
+func parseOSRelease(data []byte, id string) OSRelease {
+	kv := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		kv[k] = unquoteOSRelease(v)
+	}
+	first := func(keys ...string) string {
+		for _, k := range keys {
+			if v := kv[k]; v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	r := OSRelease{ID: first("ID"), Title: first("PRETTY_NAME", "NAME", "ID"), Version: first("VERSION_ID", "VERSION")}
+	if r.ID == "" {
+		r.ID = "bootc"
+	}
+	if r.Title == "" {
+		r.Title = id
+	}
+	if r.Version == "" {
+		r.Version = id
+	}
+	return r
+}
+
+func unquoteOSRelease(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+		var b strings.Builder
+		for i := 0; i < len(v); i++ {
+			if v[i] == '\\' && i+1 < len(v) {
+				i++
+			}
+			b.WriteByte(v[i])
+		}
+		return b.String()
+	}
+	return v
+}
+
+// originText is the origin file bootc writes (state.rs): tini's Display,
+// "[section]" then "key = value" lines, an empty line between sections,
+// a single newline at the end.
+func originText(imageRef, bootType, bootDigest, manifestDigest string) []byte {
+	return []byte(fmt.Sprintf("[origin]\ncontainer-image-reference = %s\n\n[boot]\nboot_type = %s\ndigest = %s\n\n[image]\nmanifest_digest = %s\n",
+		imageRef, bootType, bootDigest, manifestDigest))
+}
+
+// stagedJSON is /run/composefs/staged-deployment: canonical JSON (keys
+// sorted, compact), as bootc's to_canon_json_vec writes it.
+func stagedJSON(id string, locked bool) []byte {
+	b, _ := json.Marshal(struct {
+		DeplID             string `json:"depl_id"`
+		FinalizationLocked bool   `json:"finalization_locked"`
+	}{id, locked})
+	return b
+}
+
+// entry is a BLS type #1 entry as bootc writes it (bls_config.rs): title,
+// version, then linux + initrd + options (or efi/uki), machine-id,
+// sort-key, then any other keys, one "key value" line each.
+type entry struct {
+	Title, Version string
+	Linux          string
+	Initrd         []string
+	Options        string
+	Efi            string // "efi" or "uki" value for a UKI entry
+	EfiKey         string // "efi" (default) or "uki"
+	MachineID      string
+	SortKey        string
+	Extra          [][2]string
+}
+
+func (e *entry) text() []byte {
+	var b bytes.Buffer
+	line := func(k, v string) { b.WriteString(k + " " + v + "\n") }
+	line("title", e.Title)
+	line("version", e.Version)
+	if e.Efi != "" {
+		k := e.EfiKey
+		if k == "" {
+			k = "efi"
+		}
+		line(k, e.Efi)
+	} else {
+		line("linux", e.Linux)
+		for _, i := range e.Initrd {
+			line("initrd", i)
+		}
+		line("options", e.Options)
+	}
+	if e.MachineID != "" {
+		line("machine-id", e.MachineID)
+	}
+	if e.SortKey != "" {
+		line("sort-key", e.SortKey)
+	}
+	for _, kv := range e.Extra {
+		line(kv[0], kv[1])
+	}
+	return b.Bytes()
+}
+
+// parseEntry reads an entry back for rewriting (staging demotes the booted
+// entry, rollback swaps the order): every key is kept.
+func parseEntry(name string, data []byte) (*entry, error) {
+	e := &entry{}
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v, _ := strings.Cut(line, " ")
+		v = strings.TrimSpace(v)
+		if i := strings.IndexByte(k, '\t'); i >= 0 {
+			k, v = k[:i], strings.TrimSpace(k[i+1:]+" "+v)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("%s: line %d: key %q has no value", name, n+1, k)
+		}
+		switch k {
+		case "title":
+			e.Title = v
+		case "version":
+			e.Version = v
+		case "linux":
+			e.Linux = v
+		case "initrd":
+			e.Initrd = append(e.Initrd, v)
+		case "options":
+			if e.Options != "" {
+				e.Options += " "
+			}
+			e.Options += v
+		case "efi", "uki":
+			e.Efi, e.EfiKey = v, k
+		case "machine-id":
+			e.MachineID = v
+		case "sort-key":
+			e.SortKey = v
+		default:
+			e.Extra = append(e.Extra, [2]string{k, v})
+		}
+	}
+	if e.Linux == "" && e.Efi == "" {
+		return nil, fmt.Errorf("%s: neither linux nor efi/uki key", name)
+	}
+	return e, nil
+}
+
+// entryFileName is bootc's type1_entry_conf_file_name: the os ID with
+// '-' made '_', the version, and 1 for the entry that boots first, 0 for
+// the other.
+func entryFileName(osID, version string, primary bool) string {
+	n := "0"
+	if primary {
+		n = "1"
+	}
+	return "bootc_" + strings.ReplaceAll(osID, "-", "_") + "-" + version + "-" + n + ".conf"
+}
+
+// sortKey is bootc's: bootc-<os ID>-0 sorts first (primary), -1 second.
+func sortKey(osID string, primary bool) string {
+	if primary {
+		return "bootc-" + osID + "-0"
+	}
+	return "bootc-" + osID + "-1"
+}
+
+// osIDOfSortKey recovers the os ID of an entry bootc wrote.
+func osIDOfSortKey(k string) (string, bool) {
+	rest, ok := strings.CutPrefix(k, "bootc-")
+	if !ok {
+		return "", false
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i <= 0 {
+		return "", false
+	}
+	return rest[:i], true
+}
+
+// setCmdlineArg replaces key=... in a kernel command line, or appends it
+// (bootc's add_or_modify).
+func setCmdlineArg(cmdline, key, value string) string {
+	args := strings.Fields(cmdline)
+	found := false
+	for i, a := range args {
+		if k, _, ok := strings.Cut(a, "="); ok && k == key {
+			if !found {
+				args[i] = key + "=" + value
+				found = true
+			} else {
+				args[i] = ""
+			}
+		}
+	}
+	out := args[:0]
+	for _, a := range args {
+		if a != "" {
+			out = append(out, a)
+		}
+	}
+	if !found {
+		out = append(out, key+"="+value)
+	}
+	return strings.Join(out, " ")
+}

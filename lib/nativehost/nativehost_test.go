@@ -1,0 +1,312 @@
+package nativehost
+
+import (
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testhost"
+	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// release is one pulled release of the test OS.
+type release struct {
+	img   *testimage.Image
+	image Image
+	id    string
+}
+
+func pullRelease(t *testing.T, root, scratch string, version string) release {
+	t.Helper()
+	img := testhost.Generate(t, 21, version)
+	ref := "ostree-unverified-image:docker://quay.io/example/os:" + version
+	im := testhost.Pull(t, filepath.Join(root, "composefs"), scratch, img, ref)
+	id, err := hex.DecodeString(im.ImageVerity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release{img: img, id: im.ImageVerity, image: Image{
+		ManifestDigest: img.ManifestDigest.String(), ID: id, ImageRef: ref,
+	}}
+}
+
+func openRepo(t *testing.T, root string) *composefs.Repository {
+	t.Helper()
+	repo, err := composefs.Open(filepath.Join(root, "composefs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { repo.Close() })
+	return repo
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// subtree is the part of an image's expected tree under dir, re-rooted.
+func subtree(tree testimage.Tree, dir string) testimage.Tree {
+	out := testimage.Tree{}
+	for p, e := range tree {
+		rel, ok := strings.CutPrefix(p, dir+"/")
+		if !ok {
+			continue
+		}
+		c := *e
+		c.Path = rel
+		if c.Hardlink != "" {
+			c.Hardlink = strings.TrimPrefix(c.Hardlink, dir+"/")
+		}
+		out[rel] = &c
+	}
+	return out
+}
+
+// load reads the host as cfs-status does, booted from cmdline.
+func load(t *testing.T, h *Host, cmdline string) *sysroot.Host {
+	t.Helper()
+	s, err := sysroot.Load(h.Root, sysroot.Options{Cmdline: cmdline, RunDir: h.RunDir, ESP: espIfSystemd(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func espIfSystemd(h *Host) string {
+	if h.Bootloader == Systemd {
+		return h.ESP
+	}
+	return ""
+}
+
+func id(d *sysroot.Deployment) string {
+	if d == nil {
+		return "<none>"
+	}
+	return d.Verity[:12]
+}
+
+func expectSlots(t *testing.T, s *sysroot.Host, booted, staged, rollback string) {
+	t.Helper()
+	short := func(v string) string {
+		if v == "" {
+			return "<none>"
+		}
+		return v[:12]
+	}
+	if id(s.Booted) != short(booted) || id(s.Staged) != short(staged) || id(s.Rollback) != short(rollback) {
+		t.Fatalf("booted %s staged %s rollback %s; want %s %s %s", id(s.Booted), id(s.Staged), id(s.Rollback),
+			short(booted), short(staged), short(rollback))
+	}
+}
+
+// cmdlineOf is what the bootloader puts on the kernel command line for
+// the first entry: its options line.
+func cmdlineOf(t *testing.T, entryPath string) string {
+	t.Helper()
+	e, err := sysroot.ParseBLSEntry(entryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Options
+}
+
+// TestUpgradeCycleBLS installs release 1 as a GRUB host, stages release
+// 2, finalizes it with /etc changes made on 1, boots it, and rolls back:
+// every step checked against bootc's formats and read back as cfs-status
+// reads a host.
+func TestUpgradeCycleBLS(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullRelease(t, root, scratch, "1.0")
+	r2 := pullRelease(t, root, scratch, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+
+	d1, err := h.Install(r1.image, []string{"root=UUID=6e1d2f5a", "rw", "console=ttyS0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The exact bytes bootc writes (containers-storage.md §6.1, §6.4).
+	entry1 := filepath.Join(root, "boot/loader/entries/bootc_cfs-1.0-1.conf")
+	if d1.Entry != entry1 {
+		t.Errorf("entry %s, want %s", d1.Entry, entry1)
+	}
+	want := "title cfs-test 1.0\nversion 1.0\nlinux /boot/bootc_composefs-" + r1.id + "/vmlinuz\ninitrd /boot/bootc_composefs-" + r1.id +
+		"/initrd\noptions root=UUID=6e1d2f5a rw console=ttyS0 composefs=" + r1.id + "\nsort-key bootc-cfs-0\n"
+	if got := readFile(t, entry1); got != want {
+		t.Errorf("entry:\n%s\nwant:\n%s", got, want)
+	}
+	dir1 := filepath.Join(root, "state/deploy", r1.id)
+	wantOrigin := "[origin]\ncontainer-image-reference = " + r1.image.ImageRef + "\n\n[boot]\nboot_type = bls\ndigest = " + d1.BootDigest +
+		"\n\n[image]\nmanifest_digest = " + r1.image.ManifestDigest + "\n"
+	if got := readFile(t, filepath.Join(dir1, r1.id+".origin")); got != wantOrigin {
+		t.Errorf("origin:\n%s\nwant:\n%s", got, wantOrigin)
+	}
+	if l, err := os.Readlink(filepath.Join(dir1, "var")); err != nil || l != "../../os/default/var" {
+		t.Errorf("var -> %q (%v), want ../../os/default/var", l, err)
+	}
+	expected := r1.img.ExpectedTree()
+	// composefs-rs keeps only security.capability of a layer's xattrs
+	// (transform_for_oci), so that is all the image and its copy have.
+	cmp := testimage.CompareOptions{IgnoreDirModTime: true, Xattr: func(n string) bool { return n == "security.capability" }}
+	if err := subtree(expected, "etc").CompareDir(filepath.Join(dir1, "etc"), cmp); err != nil {
+		t.Errorf("state etc: %v", err)
+	}
+	if err := subtree(expected, "var").CompareDir(filepath.Join(root, "state/os/default/var"), cmp); err != nil {
+		t.Errorf("shared var: %v", err)
+	}
+	for _, f := range []string{"vmlinuz", "initrd"} {
+		src := map[string]string{"vmlinuz": testimage.PathKernel, "initrd": testimage.PathInitramfs}[f]
+		want, err := readEntry(expected[src])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(root, "boot/bootc_composefs-"+r1.id, f)); got != want {
+			t.Errorf("boot %s differs from the image's %s", f, src)
+		}
+	}
+
+	cmd1 := cmdlineOf(t, entry1)
+	expectSlots(t, load(t, h, cmd1), r1.id, "", "")
+
+	// Local changes on release 1: one file edited, one added, one removed,
+	// one directory added.
+	etc1 := filepath.Join(dir1, "etc")
+	writeFile(t, filepath.Join(etc1, "hostname"), "edited-on-1\n")
+	writeFile(t, filepath.Join(etc1, "local.conf"), "mine\n")
+	if err := os.Remove(filepath.Join(etc1, "foo.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(etc1, "local.d/sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(etc1, "local.d/sub/x"), "x\n")
+
+	d2, err := h.Stage(r2.image, r1.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(root, "boot/loader/entries.staged")
+	// Both releases have the same kernel and initramfs: the new entry
+	// shares release 1's boot directory, as bootc's
+	// find_vmlinuz_initrd_duplicate makes it.
+	if got := readFile(t, filepath.Join(staged, "bootc_cfs-2.0-1.conf")); got != "title cfs-test 2.0\nversion 2.0\nlinux /boot/bootc_composefs-"+r1.id+
+		"/vmlinuz\ninitrd /boot/bootc_composefs-"+r1.id+"/initrd\noptions root=UUID=6e1d2f5a rw console=ttyS0 composefs="+r2.id+"\nsort-key bootc-cfs-0\n" {
+		t.Errorf("staged primary entry:\n%s", got)
+	}
+	if got := readFile(t, filepath.Join(staged, "bootc_cfs-1.0-0.conf")); got != strings.Replace(want, "sort-key bootc-cfs-0", "sort-key bootc-cfs-1", 1) {
+		t.Errorf("staged secondary entry:\n%s", got)
+	}
+	if ents, _ := os.ReadDir(staged); len(ents) != 2 {
+		t.Errorf("entries.staged holds %d files, want 2", len(ents))
+	}
+	if got := readFile(t, filepath.Join(h.RunDir, "composefs/staged-deployment")); got != `{"depl_id":"`+r2.id+`","finalization_locked":false}` {
+		t.Errorf("staged-deployment: %s", got)
+	}
+	if got := readFile(t, entry1); got != want {
+		t.Errorf("staging changed the live entry:\n%s", got)
+	}
+	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
+	if d2.ID != r2.id {
+		t.Errorf("staged id %s, want %s", d2.ID, r2.id)
+	}
+
+	fin, err := h.Finalize(r1.id, etc1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin != r2.id {
+		t.Errorf("finalized %s, want %s", fin, r2.id)
+	}
+	if _, err := os.Lstat(staged); !os.IsNotExist(err) {
+		t.Errorf("entries.staged still there after finalize (%v)", err)
+	}
+	entry2 := filepath.Join(root, "boot/loader/entries/bootc_cfs-2.0-1.conf")
+	cmd2 := cmdlineOf(t, entry2)
+	if !strings.Contains(cmd2, "composefs="+r2.id) {
+		t.Fatalf("first entry after finalize boots %q", cmd2)
+	}
+	// "Boot" release 2: its own command line.
+	expectSlots(t, load(t, h, cmd2), r2.id, "", r1.id)
+
+	etc2 := filepath.Join(root, "state/deploy", r2.id, "etc")
+	if got := readFile(t, filepath.Join(etc2, "hostname")); got != "edited-on-1\n" {
+		t.Errorf("hostname edited on 1 is %q on 2", got)
+	}
+	if got := readFile(t, filepath.Join(etc2, "local.conf")); got != "mine\n" {
+		t.Errorf("local.conf added on 1 is %q on 2", got)
+	}
+	if got := readFile(t, filepath.Join(etc2, "local.d/sub/x")); got != "x\n" {
+		t.Errorf("local.d/sub/x added on 1 is %q on 2", got)
+	}
+	if fi, err := os.Stat(filepath.Join(etc2, "local.d/sub")); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("local.d/sub on 2: %v %v", fi, err)
+	}
+	if _, err := os.Lstat(filepath.Join(etc2, "foo.conf")); !os.IsNotExist(err) {
+		t.Errorf("foo.conf removed on 1 exists on 2 (%v)", err)
+	}
+	// Untouched files take release 2's version.
+	if got := readFile(t, filepath.Join(etc2, "motd")); got != "Welcome to cfs-test 2.0\n" {
+		t.Errorf("motd on 2 is %q", got)
+	}
+
+	back, err := h.Rollback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back != r1.id {
+		t.Errorf("rollback boots %s next, want %s", back, r1.id)
+	}
+	if got := readFile(t, entry1); got != want {
+		t.Errorf("entry of 1 after rollback:\n%s\nwant:\n%s", got, want)
+	}
+	s := load(t, h, cmd2)
+	expectSlots(t, s, r2.id, "", r1.id)
+	if !s.RollbackQueued {
+		t.Error("rollback is not queued after Rollback")
+	}
+	if _, err := h.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if s := load(t, h, cmd2); s.RollbackQueued {
+		t.Error("rollback still queued after the second Rollback")
+	}
+}
+
+func readEntry(e *testimage.Entry) (string, error) {
+	var b strings.Builder
+	_, err := ioCopy(&b, e)
+	return b.String(), err
+}
+
+func ioCopy(b *strings.Builder, e *testimage.Entry) (int64, error) { return io.Copy(b, e.Open()) }

@@ -1,0 +1,189 @@
+package nativehost
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/pe"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cfs-project/cfs/lib/atomicfile"
+	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+// ukiDir is where bootc puts UKIs on the ESP.
+const ukiDir = "EFI/Linux/bootc"
+
+func ukiName(id string) string { return typeOneDirPrefix + id + ".efi" }
+
+// readerAt opens an image file for random access (PE parsing).
+func (t *imageTree) readerAt(n *erofs.Node) (io.ReaderAt, func(), error) {
+	in := n.Inode()
+	if in.Digest == nil {
+		return bytes.NewReader(in.Content), func() {}, nil
+	}
+	f, err := t.repo.OpenObject(in.Digest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %s: %w", t.id, n.Path(), err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// section returns a PE section's content: VirtualSize bytes (the raw
+// size is padded to the file alignment).
+func section(f *pe.File, name string) ([]byte, bool, error) {
+	s := f.Section(name)
+	if s == nil {
+		return nil, false, nil
+	}
+	data, err := s.Data()
+	if err != nil {
+		return nil, true, err
+	}
+	if s.VirtualSize != 0 && int(s.VirtualSize) < len(data) {
+		data = data[:s.VirtualSize]
+	}
+	return data, true, nil
+}
+
+// prepareUKI checks that the UKI is sealed for this image, as bootc's
+// write_pe_to_esp does (the composefs= of its .cmdline must be the boot
+// image's id), and takes its label, version and boot digest
+// (sha256 of .linux ‖ .initrd).
+func (h *Host) prepareUKI(p *prepared) error {
+	if h.ESP == "" {
+		return fmt.Errorf("image %s boots a UKI (%s), which goes on the ESP: give the ESP", p.id, p.res.uki.Path())
+	}
+	r, done, err := p.src.readerAt(p.res.uki)
+	if err != nil {
+		return err
+	}
+	defer done()
+	f, err := pe.NewFile(r)
+	if err != nil {
+		return fmt.Errorf("image %s: UKI %s: %w", p.id, p.res.uki.Path(), err)
+	}
+	defer f.Close()
+	cmdline, ok, err := section(f, ".cmdline")
+	if err != nil {
+		return fmt.Errorf("image %s: UKI %s: .cmdline: %w", p.id, p.res.uki.Path(), err)
+	}
+	if !ok {
+		return fmt.Errorf("image %s: UKI %s has no .cmdline section: it is not sealed for composefs", p.id, p.res.uki.Path())
+	}
+	c := sysroot.ParseCmdline(strings.TrimRight(string(cmdline), "\x00\n "))
+	if c.Composefs == "" {
+		return fmt.Errorf("image %s: UKI %s: .cmdline carries no composefs=", p.id, p.res.uki.Path())
+	}
+	if c.Composefs != p.id {
+		return fmt.Errorf("image %s: UKI %s is sealed for composefs=%s, but the boot image's id is %s", p.id, p.res.uki.Path(), c.Composefs, p.id)
+	}
+	if osrel, ok, err := section(f, ".osrel"); err != nil {
+		return fmt.Errorf("image %s: UKI %s: .osrel: %w", p.id, p.res.uki.Path(), err)
+	} else if ok {
+		p.os = parseOSRelease(bytes.TrimRight(osrel, "\x00"), p.id)
+	}
+	p.ukiLabel = p.os.Title
+	if v := p.os.Version; v != p.id {
+		p.ukiLabel += " " + v
+	}
+	sum := sha256.New()
+	for _, name := range []string{".linux", ".initrd"} {
+		data, ok, err := section(f, name)
+		if err != nil {
+			return fmt.Errorf("image %s: UKI %s: %s: %w", p.id, p.res.uki.Path(), name, err)
+		}
+		if !ok && name == ".linux" {
+			return fmt.Errorf("image %s: UKI %s has no .linux section", p.id, p.res.uki.Path())
+		}
+		sum.Write(data)
+	}
+	p.digest = hex.EncodeToString(sum.Sum(nil))
+	return nil
+}
+
+// writeUKI puts the UKI on the ESP as EFI/Linux/bootc/bootc_composefs-<id>.efi
+// (complete and synced under a temporary name first).
+func (h *Host) writeUKI(p *prepared) error {
+	dir := filepath.Join(h.ESP, ukiDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	final := filepath.Join(dir, ukiName(p.id))
+	tmp := filepath.Join(dir, ".tmp-"+ukiName(p.id))
+	os.Remove(tmp)
+	if err := p.src.writeFileSynced(p.res.uki, tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return atomicfile.SyncDir(dir)
+}
+
+// ukiEntry is systemd-boot's entry for a UKI. bootc writes "uki" for
+// systemd ≥ 258 and "efi" else; "efi" boots on every version.
+func (h *Host) ukiEntry(p *prepared) *entry {
+	return &entry{
+		Title:   p.ukiLabel,
+		Version: p.os.Version,
+		Efi:     "/" + ukiDir + "/" + ukiName(p.id),
+		EfiKey:  "efi",
+		SortKey: sortKey(p.os.ID, true),
+	}
+}
+
+// ensureLoaderConf writes systemd-boot's loader.conf as bootc does when
+// there is none.
+func (h *Host) ensureLoaderConf() error {
+	p := filepath.Join(h.ESP, "loader", "loader.conf")
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	return atomicfile.WriteFile("", p, []byte("timeout 5\n"), 0o644)
+}
+
+// grubMenuEntry is bootc's menuentry for a UKI chainloaded by GRUB
+// (grub_menuconfig.rs).
+func grubMenuEntry(label, id string) string {
+	return fmt.Sprintf("menuentry \"%s: (%s)\" {\ninsmod fat\ninsmod chain\nsearch --no-floppy --set=root --fs-uuid \"${EFI_PART_UUID}\"\nchainloader /%s/%s\n}\n",
+		label, id, ukiDir, ukiName(id))
+}
+
+// grubUserCfg is user.cfg: the ESP's UUID sourced from efiuuid.cfg, then
+// the menuentries in boot order.
+func grubUserCfg(menus []string) []byte {
+	s := "\nif [ -f ${config_directory}/efiuuid.cfg ]; then\n        source ${config_directory}/efiuuid.cfg\nfi\n"
+	return []byte(s + strings.Join(menus, ""))
+}
+
+// readUserCfg reads bootc's menuentries back, in file (boot) order.
+func readUserCfg(path string) ([]*liveEntry, error) {
+	if _, err := os.Lstat(path); os.IsNotExist(err) {
+		return nil, nil
+	}
+	es, err := sysroot.ParseGrubUserCfg(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*liveEntry
+	for _, e := range es {
+		id, ok, err := sysroot.EntryVerity(e)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		label := strings.TrimSuffix(e.Title, ": ("+id+")")
+		out = append(out, &liveEntry{id: id, label: label, menu: grubMenuEntry(label, id), sorted: e})
+	}
+	return out, nil
+}
