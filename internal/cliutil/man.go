@@ -17,7 +17,7 @@ const ManSection = 8
 const manPageFlag = "man-page"
 
 // seeAlso names the other tools and the systems they work with.
-var seeAlso = []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-image", "cfs-fsck", "cfs-upgrade"}
+var seeAlso = []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-image", "cfs-fsck", "cfs-install", "cfs-upgrade"}
 
 // ManPage renders app's man page (roff) from its definitions: usage,
 // description, flags, subcommands and the exit statuses.

@@ -70,6 +70,11 @@ type Options struct {
 	// SELinux adds an SELinux policy (/etc/selinux, see
 	// SELinuxFileContexts) to the base layer.
 	SELinux bool
+	// Files adds regular files (path without a leading slash → content,
+	// mode 0644, parents created) to the top layer, in path order: the
+	// configuration an image ships for its installer, e.g.
+	// usr/lib/bootc/kargs.d/*.toml or usr/lib/bootc/install/*.toml.
+	Files map[string]string
 }
 
 // LargeScale is the Scale of Large.

@@ -3,7 +3,9 @@ package testimage
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -255,6 +257,10 @@ func configLayer(b *builder, opts Options) {
 
 	// Something added by layer 1 and removed again.
 	b.whiteout("usr/share/opaque/sub2")
+
+	for _, p := range slices.Sorted(maps.Keys(opts.Files)) {
+		b.text(p, 0o644, opts.Files[p])
+	}
 }
 
 func osRelease(name, version string) string {

@@ -19,6 +19,9 @@ type Config struct {
 	Unified sysroot.Unified
 	// UnifiedFrom is the fragment that set Unified.
 	UnifiedFrom string
+	// Kargs is [install] kargs of every fragment, appended in merge order
+	// (bootc appends lists): kernel arguments an install adds.
+	Kargs []string
 	// Fragments are the files merged, in order; skipped ones (wrong
 	// architecture) are not listed.
 	Fragments []string
@@ -33,8 +36,12 @@ func (c *Config) Effective() sysroot.Unified {
 }
 
 // Load merges the fragments under root ("/" for the running system).
-func Load(root string) (*Config, error) {
-	paths, err := Fragments(root)
+func Load(root string) (*Config, error) { return LoadOf(root) }
+
+// LoadOf merges the fragments of several trees scanned as one, later trees
+// winning (FragmentsOf).
+func LoadOf(roots ...string) (*Config, error) {
+	paths, err := FragmentsOf(roots...)
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +62,7 @@ func Load(root string) (*Config, error) {
 		if f.Unified != "" { // scalars: the last value wins
 			c.Unified, c.UnifiedFrom = f.Unified, p
 		}
+		c.Kargs = append(c.Kargs, f.Kargs...)
 	}
 	return c, nil
 }
@@ -62,6 +70,7 @@ func Load(root string) (*Config, error) {
 // Fragment is what one file says.
 type Fragment struct {
 	Unified sysroot.Unified // "" when the file does not set it
+	Kargs   []string        // [install] kargs
 	Skip    bool            // match-architectures excludes this machine
 }
 
@@ -83,6 +92,19 @@ func Parse(path string, data []byte) (Fragment, error) {
 	if archs, ok := install["match-architectures"].([]any); ok && !archMatches(archs) {
 		f.Skip = true
 		return f, nil
+	}
+	if raw, ok := install["kargs"]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			return f, errorf(path, "install.kargs: must be an array of strings, not %s", tomlType(raw))
+		}
+		for i, v := range list {
+			s, ok := v.(string)
+			if !ok {
+				return f, errorf(path, "install.kargs[%d]: must be a string, not %s", i, tomlType(v))
+			}
+			f.Kargs = append(f.Kargs, s)
+		}
 	}
 	raw, present := install["storage"]
 	if !present {

@@ -150,3 +150,46 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		})
 	}
 }
+
+// A later tree overrides and masks by basename: the installing host's
+// /etc masks the image's /usr/lib fragment with a /dev/null symlink.
+func TestLoadOfHostMasksImage(t *testing.T) {
+	image, host := t.TempDir(), t.TempDir()
+	p := put(t, image, "usr/lib/bootc/install/00-storage.toml", storage("enabled"))
+	c, err := LoadOf(image, host)
+	if err != nil || c.Unified != sysroot.UnifiedEnabled || c.UnifiedFrom != p {
+		t.Fatalf("%+v %v", c, err)
+	}
+	os.MkdirAll(filepath.Join(host, "etc/bootc/install"), 0o755)
+	if err := os.Symlink("/dev/null", filepath.Join(host, "etc/bootc/install/00-storage.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = LoadOf(image, host); err != nil || c.Unified != "" || len(c.Fragments) != 0 {
+		t.Fatalf("masked: %+v %v", c, err)
+	}
+	// The image alone still says enabled.
+	if c, err = LoadOf(image); err != nil || c.Unified != sysroot.UnifiedEnabled {
+		t.Fatalf("image alone: %+v %v", c, err)
+	}
+	// A host fragment of the same name overrides the image's.
+	os.Remove(filepath.Join(host, "etc/bootc/install/00-storage.toml"))
+	put(t, host, "run/bootc/install/00-storage.toml", storage("disabled"))
+	if c, err = LoadOf(image, host); err != nil || c.Unified != sysroot.UnifiedDisabled {
+		t.Fatalf("overridden: %+v %v", c, err)
+	}
+}
+
+// [install] kargs are appended in merge order; a wrong type names the file.
+func TestKargs(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/10-a.toml", "[install]\nkargs = [\"console=ttyS0\", \"quiet\"]\n")
+	put(t, root, "usr/lib/bootc/install/20-b.toml", "[install]\nkargs = [\"nosmt\"]\n")
+	c, err := Load(root)
+	if err != nil || strings.Join(c.Kargs, " ") != "console=ttyS0 quiet nosmt" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	bad := put(t, root, "usr/lib/bootc/install/30-c.toml", "[install]\nkargs = \"nosmt\"\n")
+	if _, err := Load(root); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "install.kargs") {
+		t.Fatalf("want an error naming %s: %v", bad, err)
+	}
+}

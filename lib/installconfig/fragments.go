@@ -24,10 +24,22 @@ const Subdir = "bootc/install"
 // order (by basename), as liboverdrop::scan does: *.toml only, dotfiles
 // skipped; for one basename the later directory wins; a symlink to
 // /dev/null masks that basename everywhere below it.
-func Fragments(root string) ([]string, error) {
+func Fragments(root string) ([]string, error) { return FragmentsOf(root) }
+
+// FragmentsOf is Fragments over several trees scanned as one, each tree
+// above the ones before it: bootc installing an image from outside it
+// (--source-imgref) merges the image's configuration with the installing
+// host's, the host's winning, so a host fragment can override or mask
+// (/dev/null) one the image ships.
+func FragmentsOf(roots ...string) ([]string, error) {
+	var dirs []string
+	for _, root := range roots {
+		for _, d := range Dirs {
+			dirs = append(dirs, filepath.Join(root, d, Subdir))
+		}
+	}
 	chosen := map[string]string{} // basename -> path, "" when masked
-	for _, d := range Dirs {
-		dir := filepath.Join(root, d, Subdir)
+	for _, dir := range dirs {
 		ents, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -1,0 +1,212 @@
+// Command cfs-install installs a bootable container image onto a mounted,
+// empty physical root as an ostree or a composefs-native bootc host.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/cfs-project/cfs/internal/cliutil"
+	"github.com/cfs-project/cfs/lib/install"
+	"github.com/cfs-project/cfs/lib/pull"
+	"github.com/cfs-project/cfs/lib/reflink"
+)
+
+const description = `Installs SOURCE (any containers/image reference: docker://, oci:, oci-archive:,
+docker-archive:, dir:, containers-storage:) onto ROOT, a mounted and empty
+physical root, the way "bootc install to-filesystem" does. /boot (and an ESP,
+for systemd-boot or a UKI) must already be mounted where the caller wants
+them; cfs-install does not partition and installs no bootloader binary: an
+existing GRUB or systemd-boot reads the entries it writes. ROOT may hold only
+lost+found and /boot (with lost+found, efi, EFI, grub or grub2 in it).
+
+Host kind. ROOT becomes a composefs-native host when the image carries a
+sealed UKI (a UKI whose .cmdline names composefs=<id>), or with
+--composefs-native; an ostree host otherwise.
+
+ostree host: ostree admin init-fs and os-init (stateroot --stateroot), the
+image pulled into ROOT/composefs and its commit synthesized from there by
+reflink (cfs-pull | cfs-clone --to ostree | cfs-ostree-import, in one
+process), then ostree admin deploy with the origin bootc writes
+(container-image-reference=ostree-unverified-registry:NAME for docker://,
+ostree-unverified-image:TRANSPORT:NAME otherwise; of --source-imgref when
+given). The repository is bound to composefs ([composefs] unified=true) from
+the first boot, so cfs-upgrade pulls through composefs.
+
+Kernel arguments, in bootc's order: root=UUID=<uuid of ROOT's filesystem> (or
+--root-mount-spec) and rw; [install] kargs of the install configuration; the
+image's /usr/lib/bootc/kargs.d/*.toml (kargs, skipped when
+match-architectures lacks this machine); every --karg.
+
+Storage. The merged [install.storage] unified of the image's install
+configuration (bootc/install/*.toml under /usr/lib, /usr/local/lib, /etc and
+/run), and of this machine's (--host-config-root) when --source-imgref is
+given, as bootc merges them, decides: "enabled" or "enabled-with-copy"
+installs unified storage from the start (the image also in bootc's
+containers-storage, ROOT/ostree/bootc/storage, cloned from the composefs
+objects; composefs/bootc.json written last); "disabled" or nothing leaves it
+off. "enabled" on a filesystem without reflinks is refused before anything is
+written.
+
+Failures. The bootloader entry is the last thing written (then bootc.json):
+a failure or a kill before it leaves ROOT without an entry, never an entry
+naming something missing. Remove ROOT's contents before trying again.
+
+  cfs-install to-filesystem /mnt/root docker://quay.io/org/os:42
+  cfs-install to-filesystem --source-imgref docker://quay.io/org/os:42 /mnt/root oci:/srv/os`
+
+func main() {
+	if reexec.Init() {
+		return
+	}
+	cliutil.Main(newApp())
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:        "cfs-install",
+		Usage:       "install a bootable container image onto a mounted root as an ostree or composefs-native host",
+		UsageText:   "cfs-install to-filesystem [options] ROOT SOURCE",
+		Description: description,
+		Commands: []*cli.Command{{
+			Name:      "to-filesystem",
+			Usage:     "install SOURCE onto the mounted, empty physical root ROOT",
+			UsageText: "cfs-install to-filesystem [--composefs-native] [--source-imgref REF] [--karg ARG]... [--bootloader grub|systemd] ROOT SOURCE",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "composefs-native", Usage: "make a composefs-native host even without a sealed UKI in the image"},
+				&cli.StringFlag{Name: "source-imgref", Usage: "the image `REF` the host follows for upgrades (its origin) when SOURCE is another copy of it; also merges this machine's install configuration"},
+				&cli.StringSliceFlag{Name: "karg", Usage: "add kernel argument `ARG` (repeatable; after the image's kargs.d)"},
+				&cli.StringFlag{Name: "bootloader", Usage: "where a composefs-native host's entry goes, `BOOTLOADER` grub or systemd (default: systemd when the ESP holds systemd-boot, else grub)"},
+				&cli.PathFlag{Name: "esp", Usage: "the mounted EFI system partition `DIR` (default ROOT/boot/efi when it exists)"},
+				&cli.StringFlag{Name: "root-mount-spec", Usage: "root= `SPEC` on the kernel command line (default UUID=<uuid> of ROOT's filesystem; empty: none)"},
+				&cli.StringFlag{Name: "stateroot", Value: "default", Usage: "ostree stateroot `NAME`"},
+				&cli.PathFlag{Name: "host-config-root", Value: "/", Usage: "root `DIR` whose bootc/install/*.toml are merged over the image's when --source-imgref is given"},
+				&cli.BoolFlag{Name: "insecure-policy", Usage: "accept any image regardless of the signature policy (explicit only)"},
+				&cli.PathFlag{Name: "signature-policy", Usage: "signature policy `FILE` instead of /etc/containers/policy.json"},
+				&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "require HTTPS and verify certificates for registries"},
+				&cli.PathFlag{Name: "authfile", Usage: "registry credentials `FILE` (default: podman's search order)"},
+				&cli.PathFlag{Name: "cert-dir", Usage: "`DIR` with certificates for the registry"},
+				cliutil.JSONFlag,
+				cliutil.ProgressFDFlag,
+				cliutil.QuietFlag,
+			},
+			Action: toFilesystem,
+		}},
+	}
+}
+
+func toFilesystem(c *cli.Context) error {
+	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetOutput(c.App.ErrWriter)
+	if c.NArg() != 2 {
+		return cliutil.Usage("give ROOT and SOURCE (see --help)")
+	}
+	switch c.String("bootloader") {
+	case "", "grub", "systemd":
+	default:
+		return cliutil.Usage("--bootloader %q: want grub or systemd", c.String("bootloader"))
+	}
+	root, source := c.Args().Get(0), c.Args().Get(1)
+	if strings.TrimSpace(root) == "" || strings.TrimSpace(source) == "" {
+		return cliutil.Usage("ROOT and SOURCE must not be empty")
+	}
+	rep, err := cliutil.Progress(c, c.Bool("quiet"))
+	if err != nil {
+		return err
+	}
+	defer rep.Done()
+	opts := install.Options{
+		Root:            root,
+		Source:          source,
+		ComposefsNative: c.Bool("composefs-native"),
+		SourceImgref:    c.String("source-imgref"),
+		HostConfigRoot:  c.String("host-config-root"),
+		Kargs:           c.StringSlice("karg"),
+		Bootloader:      c.String("bootloader"),
+		ESP:             c.String("esp"),
+		Stateroot:       c.String("stateroot"),
+		Sys:             systemContext(c),
+		InsecurePolicy:  c.Bool("insecure-policy"),
+		Logf:            func(format string, args ...any) { rep.Logf("cfs-install: "+format, args...) },
+	}
+	if c.IsSet("root-mount-spec") {
+		spec := c.String("root-mount-spec")
+		opts.RootMountSpec = &spec
+	}
+	res, err := install.Install(c.Context, opts)
+	if err != nil {
+		return hint(err)
+	}
+	rep.Done()
+	if c.Bool("json") {
+		return cliutil.PrintJSON(c, res)
+	}
+	if c.Bool("quiet") {
+		return nil
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Installed %s onto %s as a%s host\n", res.ImageReference, res.Root, map[string]string{install.KindOstree: "n ostree", install.KindComposefs: " composefs-native"}[res.HostKind])
+	fmt.Fprintf(w, "  Image:   %s (%s)\n", res.ManifestDigest, res.Source)
+	if res.Commit != "" {
+		fmt.Fprintf(w, "  Commit:  %s\n", res.Commit)
+	}
+	if res.BootVerity != "" {
+		fmt.Fprintf(w, "  Boot:    composefs=%s\n", res.BootVerity)
+	}
+	fmt.Fprintf(w, "  Storage: %s\n", storageLine(res))
+	fmt.Fprintf(w, "  Kernel arguments: %s\n", strings.Join(res.Kargs, " "))
+	for _, e := range res.BootEntries {
+		fmt.Fprintf(w, "  Entry:   %s\n", e)
+	}
+	return nil
+}
+
+func storageLine(res *install.Result) string {
+	if res.Storage == "disabled" {
+		if res.HostKind == install.KindOstree {
+			return "ostree-composefs-bound"
+		}
+		return "composefs"
+	}
+	s := "unified (" + res.Storage + ")"
+	if res.StorageFrom != "" {
+		s += " from " + res.StorageFrom
+	}
+	return s
+}
+
+// hint names the flag or step that helps with a failure.
+func hint(err error) error {
+	switch {
+	case errors.Is(err, install.ErrNotEmpty):
+		return cliutil.Hint(err, "cfs-install needs an empty root filesystem; remove what an earlier attempt left")
+	case errors.Is(err, install.ErrReflinksRequired):
+		return cliutil.Hint(err, "use a filesystem with reflinks (XFS, btrfs) or set unified = \"enabled-with-copy\"")
+	case errors.Is(err, reflink.ErrRefused):
+		return err
+	}
+	var stall *pull.StallError
+	if errors.As(err, &stall) {
+		return cliutil.Hint(err, "the registry stalled")
+	}
+	return err
+}
+
+func systemContext(c *cli.Context) *types.SystemContext {
+	sys := &types.SystemContext{
+		AuthFilePath:        c.String("authfile"),
+		SignaturePolicyPath: c.String("signature-policy"),
+		DockerCertPath:      c.String("cert-dir"),
+	}
+	if !c.Bool("tls-verify") {
+		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+		sys.OCIInsecureSkipTLSVerify = true
+	}
+	return sys
+}

@@ -1,0 +1,339 @@
+// Package install puts an image onto an empty, mounted physical root as a
+// bootable host, the way `bootc install to-filesystem` does: an ostree
+// host (ostree admin init-fs/os-init, the commit synthesized from the
+// composefs repository by reflink, ostree admin deploy with bootc's origin
+// and kernel arguments) or a composefs-native host (the composefs
+// repository, its boot image, and a native deployment). It does not
+// partition or install a bootloader binary; an existing GRUB or
+// systemd-boot reads the entries it writes.
+//
+// Everything a bootloader could boot is written last: the entry (ostree
+// admin deploy, or the native deployment's entry) and, on unified hosts,
+// composefs/bootc.json after it. A failure or a kill before that leaves
+// ROOT without an entry, so never an entry naming something missing.
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.podman.io/image/v5/types"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/fsverity"
+	"github.com/cfs-project/cfs/lib/installconfig"
+	"github.com/cfs-project/cfs/lib/pull"
+	"github.com/cfs-project/cfs/lib/reflink"
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+// Host kinds an install makes.
+const (
+	KindOstree    = "ostree"
+	KindComposefs = "composefs"
+)
+
+// Options say what to install where.
+type Options struct {
+	// Root is the mounted physical root; it must be empty (checkEmpty).
+	Root string
+	// Source is the image to install, any containers/image reference.
+	Source string
+	// ComposefsNative asks for a composefs-native host even when the
+	// image carries no sealed UKI.
+	ComposefsNative bool
+	// SourceImgref is the image reference the host follows for upgrades
+	// (its origin), when not Source itself. As with bootc, giving it also
+	// merges the installing host's install configuration (HostConfigRoot)
+	// over the image's.
+	SourceImgref string
+	// HostConfigRoot is the installing host's root, read for its install
+	// configuration when SourceImgref is given; "" means "/".
+	HostConfigRoot string
+	// Kargs are kernel arguments added after the image's (--karg).
+	Kargs []string
+	// RootMountSpec is the root= value; nil derives root=UUID=<uuid> from
+	// the filesystem mounted at Root, and "" leaves root= out.
+	RootMountSpec *string
+	// Bootloader is "grub" or "systemd" (native hosts: where the entry
+	// goes); "" picks systemd when ESP holds systemd-boot, else grub.
+	Bootloader string
+	// ESP is the mounted EFI system partition (native hosts with
+	// systemd-boot or a UKI); "" means Root/boot/efi when that exists.
+	ESP string
+	// Stateroot is the ostree stateroot; "" means "default".
+	Stateroot string
+	// Sys and InsecurePolicy are handed to the pull.
+	Sys            *types.SystemContext
+	InsecurePolicy bool
+	// Jobs is the number of layers fetched at once (0: the pull's default).
+	Jobs int
+	// Logf reports steps for humans; nil discards them.
+	Logf func(format string, args ...any)
+	// PullProgress gets the pull's progress events.
+	PullProgress func(pull.Event)
+}
+
+// Result describes the installed host (cfs-install --json).
+type Result struct {
+	Root           string   `json:"root"`
+	HostKind       string   `json:"hostKind"`
+	Source         string   `json:"source"`
+	ImageReference string   `json:"imageReference"`
+	ManifestDigest string   `json:"manifestDigest"`
+	ImageVerity    string   `json:"imageVerity"`
+	Storage        string   `json:"storage"` // disabled | enabled | enabled-with-copy
+	StorageFrom    string   `json:"storageFrom,omitempty"`
+	Kargs          []string `json:"kargs"`
+	// ostree hosts
+	Stateroot  string `json:"stateroot,omitempty"`
+	Commit     string `json:"commit,omitempty"`
+	Deployment string `json:"deployment,omitempty"`
+	// composefs-native hosts
+	BootVerity string `json:"bootVerity,omitempty"`
+	SealedUKI  bool   `json:"sealedUKI,omitempty"`
+	// BootEntries are the bootloader entries written.
+	BootEntries []string      `json:"bootEntries"`
+	Elapsed     time.Duration `json:"elapsedNs"`
+}
+
+// composefsDir is the composefs repository below a physical root.
+const composefsDir = "composefs"
+
+// ErrReflinksRequired is wrapped when the install configuration asks for
+// unified storage "enabled" on a filesystem that cannot share extents. It
+// is a reflink.ErrRefused, the exit status of every such refusal.
+var ErrReflinksRequired = &reflinksRequired{}
+
+type reflinksRequired struct{}
+
+func (*reflinksRequired) Error() string {
+	return "unified storage \"enabled\" needs a filesystem with reflinks"
+}
+func (*reflinksRequired) Is(target error) bool { return target == reflink.ErrRefused }
+
+func (o *Options) logf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
+}
+
+// TargetImgref is the reference the host follows: SourceImgref, else Source.
+func (o *Options) TargetImgref() string {
+	if o.SourceImgref != "" {
+		return o.SourceImgref
+	}
+	return o.Source
+}
+
+// OriginReference is the container-image-reference bootc writes for an
+// image reference: ostree-unverified-registry:<name> for docker://, else
+// ostree-unverified-image:<transport>:<name>; an ostree-* reference is
+// kept as given.
+func OriginReference(ref string) string {
+	switch {
+	case strings.HasPrefix(ref, "ostree-"):
+		return ref
+	case strings.HasPrefix(ref, "docker://"):
+		return "ostree-unverified-registry:" + strings.TrimPrefix(ref, "docker://")
+	case strings.HasPrefix(ref, "registry:"):
+		return "ostree-unverified-registry:" + strings.TrimPrefix(ref, "registry:")
+	}
+	return "ostree-unverified-image:" + ref
+}
+
+// Install installs opts.Source onto opts.Root.
+func Install(ctx context.Context, opts Options) (*Result, error) {
+	start := time.Now()
+	if opts.Stateroot == "" {
+		opts.Stateroot = "default"
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, err
+	}
+	opts.Root = root
+	if err := checkEmpty(root); err != nil {
+		return nil, err
+	}
+	if err := validateKargs(opts.Kargs); err != nil {
+		return nil, err
+	}
+	hostRoot := ""
+	if opts.SourceImgref != "" {
+		hostRoot = opts.HostConfigRoot
+		if hostRoot == "" {
+			hostRoot = "/"
+		}
+	}
+	reflinks, err := reflink.Supported(root)
+	if err != nil {
+		return nil, err
+	}
+
+	policy, err := pull.PolicyContext(opts.Sys, opts.InsecurePolicy)
+	if err != nil {
+		return nil, err
+	}
+	defer policy.Destroy()
+	src, err := pull.Open(ctx, opts.Source, opts.Sys, policy)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+
+	// Without reflinks, "enabled" must be refused before ROOT sees a
+	// byte: read the install configuration from the layers first.
+	if !reflinks {
+		if err := refuseWithoutReflinks(ctx, src, root, hostRoot); err != nil {
+			return nil, err
+		}
+	}
+
+	opts.logf("pulling %s into %s", opts.Source, filepath.Join(root, composefsDir))
+	repo, err := createComposefsRepo(root)
+	if err != nil {
+		return nil, err
+	}
+	defer repo.Close()
+	pres, err := pull.ToComposefs(ctx, repo, src, pull.Options{Jobs: opts.Jobs, Progress: opts.PullProgress})
+	if err != nil {
+		return nil, err
+	}
+	img := &imageTree{repo: repo, root: pres.Tree}
+	cfg, err := img.installConfig(hostRoot)
+	if err != nil {
+		return nil, err
+	}
+	mode := cfg.Effective()
+	if mode == sysroot.UnifiedEnabled && !reflinks {
+		// The layers' symlinked fragments could only be judged now.
+		return nil, fmt.Errorf("%s (%s says %q): %w", root, cfg.UnifiedFrom, mode, ErrReflinksRequired)
+	}
+	imageKargs, err := img.kargs()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{
+		Root: root, Source: opts.Source, ImageReference: opts.TargetImgref(), ManifestDigest: src.ManifestDigest,
+		ImageVerity: fmt.Sprintf("%x", pres.ImageID), Storage: string(mode), StorageFrom: cfg.UnifiedFrom,
+		Stateroot: opts.Stateroot,
+	}
+	kind := KindOstree
+	if opts.ComposefsNative {
+		kind = KindComposefs
+	}
+	res.HostKind = kind
+	rootArgs, err := rootKargs(opts)
+	if err != nil {
+		return nil, err
+	}
+	// bootc's order: root filesystem, install configuration, the image's
+	// kargs.d, the command line.
+	res.Kargs = append(append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...), splitAll(opts.Kargs)...)
+
+	switch kind {
+	case KindOstree:
+		err = installOstree(ctx, &opts, repo, src, pres, mode, res)
+	default:
+		err = errors.New("composefs-native installs are not available yet")
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// refuseWithoutReflinks reads the install configuration from the layers
+// and refuses "enabled" before anything is written.
+func refuseWithoutReflinks(ctx context.Context, src *pull.Source, root, hostRoot string) error {
+	scratch, err := os.MkdirTemp("", "cfs-install-scan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+	found, err := scanInstallConfig(ctx, src, scratch)
+	if err != nil || !found {
+		return err // not found: a symlinked fragment, judged after the pull
+	}
+	roots := []string{scratch}
+	if hostRoot != "" {
+		roots = append(roots, hostRoot)
+	}
+	cfg, err := installconfig.LoadOf(roots...)
+	if err != nil {
+		return imagePaths(err, scratch)
+	}
+	if cfg.Effective() == sysroot.UnifiedEnabled {
+		from := cfg.UnifiedFrom
+		if rel, err := filepath.Rel(scratch, from); err == nil && !startsDotDot(rel) {
+			from = "image:/" + filepath.ToSlash(rel)
+		}
+		return fmt.Errorf("%s (%s says %q): %w", root, from, cfg.Unified, ErrReflinksRequired)
+	}
+	return nil
+}
+
+// createComposefsRepo makes ROOT/composefs as bootc does: mode 0700,
+// SHA-512.
+func createComposefsRepo(root string) (*composefs.Repository, error) {
+	p := filepath.Join(root, composefsDir)
+	repo, err := composefs.Create(p, fsverity.SHA512)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(p, 0o700); err != nil {
+		repo.Close()
+		return nil, err
+	}
+	return repo, nil
+}
+
+// rootKargs are the root filesystem's arguments: root=<spec> and rw.
+func rootKargs(opts Options) ([]string, error) {
+	var spec string
+	if opts.RootMountSpec != nil {
+		spec = *opts.RootMountSpec
+	} else {
+		var err error
+		if spec, err = RootMountSpec(opts.Root); err != nil {
+			return nil, err
+		}
+	}
+	out := []string{}
+	if spec != "" {
+		out = append(out, "root="+spec)
+	}
+	return append(out, "rw"), nil
+}
+
+func splitAll(args []string) []string {
+	var out []string
+	for _, a := range args {
+		out = append(out, SplitCmdline(a)...)
+	}
+	return out
+}
+
+// validateKargs refuses arguments that would corrupt an entry's options
+// line or are the host's own business.
+func validateKargs(kargs []string) error {
+	for _, k := range kargs {
+		if strings.ContainsAny(k, "\n\r\x00") {
+			return fmt.Errorf("kernel argument %q: holds a newline or NUL", k)
+		}
+		for _, a := range SplitCmdline(k) {
+			key, _, _ := strings.Cut(a, "=")
+			if key == "ostree" || key == "composefs" {
+				return fmt.Errorf("kernel argument %q: %s= is written by the install itself", a, key)
+			}
+		}
+	}
+	return nil
+}

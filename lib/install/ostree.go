@@ -1,0 +1,213 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cfs-project/cfs/lib/clone"
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/cstorage"
+	"github.com/cfs-project/cfs/lib/ostree"
+	"github.com/cfs-project/cfs/lib/ostreeimport"
+	"github.com/cfs-project/cfs/lib/pull"
+	"github.com/cfs-project/cfs/lib/reflink"
+	"github.com/cfs-project/cfs/lib/stream"
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+// repoConfig is the ostree repository configuration bootc's install
+// writes: no bootloader configuration of ostree's own (entries only),
+// /boot-prefixed entry paths (works with and without a separate /boot),
+// and a read-only sysroot.
+var repoConfig = [][3]string{
+	{"sysroot", "bootloader", "none"},
+	{"sysroot", "bootprefix", "true"},
+	{"sysroot", "readonly", "true"},
+}
+
+// runTool runs one of the ostree CLI's steps. The child dies with us
+// (Pdeathsig): a killed install must not leave an ostree admin deploy
+// running on.
+func runTool(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("%s %s: %s", name, strings.Join(args, " "), msg)
+	}
+	return nil
+}
+
+// installOstree makes ROOT an ostree host bound to composefs: the commit
+// is synthesized from the composefs repository the image was pulled into
+// (cfs-pull | cfs-clone --to ostree | cfs-ostree-import, in process), and
+// deployed with bootc's origin and kernel arguments.
+func installOstree(ctx context.Context, opts *Options, repo *composefs.Repository, src *pull.Source, pres *pull.Result, mode sysroot.Unified, res *Result) error {
+	root := opts.Root
+	opts.logf("initializing the ostree sysroot (stateroot %s)", opts.Stateroot)
+	if err := runTool(ctx, "ostree", "admin", "init-fs", "--modern", root); err != nil {
+		return err
+	}
+	orepoPath := filepath.Join(root, sysroot.OstreeRepoPath)
+	orepo, err := ostree.Open(orepoPath)
+	if err != nil {
+		return err
+	}
+	for _, kv := range repoConfig {
+		if err := orepo.SetConfig(kv[0], kv[1], kv[2]); err != nil {
+			orepo.Close()
+			return err
+		}
+	}
+	orepo.Close()
+	// Bound from the first boot: upgrades go through composefs
+	// (bootc-set-unified composefs sets the same key).
+	if err := sysroot.SetRepoFlag(root); err != nil {
+		return err
+	}
+	if err := runTool(ctx, "ostree", "admin", "os-init", "--sysroot="+root, opts.Stateroot); err != nil {
+		return err
+	}
+
+	originRef := OriginReference(opts.TargetImgref())
+	opts.logf("synthesizing the ostree commit from composefs")
+	rec := pull.SourceRecord(src, pres, repo)
+	if _, _, err := pull.LabelSELinux(repo, pres.Tree); err != nil {
+		return err
+	}
+	commit, err := synthesize(ctx, repo, rec, pres, orepoPath, originRef)
+	if err != nil {
+		return err
+	}
+	res.Commit = commit
+
+	if mode.Enabled() {
+		if err := toContainersStorage(root, repo, rec, mode); err != nil {
+			return err
+		}
+	}
+
+	// The entry: everything it names is in place.
+	work, err := os.MkdirTemp("", "cfs-install-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	origin := filepath.Join(work, "origin")
+	if err := os.WriteFile(origin, []byte("[origin]\ncontainer-image-reference="+originRef+"\n"), 0o644); err != nil {
+		return err
+	}
+	args := []string{"admin", "deploy", "--sysroot=" + root, "--os=" + opts.Stateroot, "--origin-file=" + origin}
+	// --karg-append keeps every argument (--karg would let a later
+	// console= replace an earlier one), as bootc hands ostree the list.
+	for _, k := range res.Kargs {
+		args = append(args, "--karg-append="+k)
+	}
+	opts.logf("deploying %s", commit)
+	if err := runTool(ctx, "ostree", append(args, commit)...); err != nil {
+		return err
+	}
+	deps, _ := filepath.Glob(filepath.Join(root, "ostree/deploy", opts.Stateroot, "deploy", commit+".[0-9]*"))
+	for _, d := range deps {
+		if !strings.HasSuffix(d, ".origin") {
+			res.Deployment = d
+		}
+	}
+	entries, _ := filepath.Glob(filepath.Join(root, "boot/loader/entries/ostree-*.conf"))
+	sort.Strings(entries)
+	res.BootEntries = entries
+
+	if mode.Enabled() {
+		// Last: the flag promises every store holds the image.
+		if err := sysroot.WriteBootcJSON(root, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// synthesize writes the image's object list through clone.ToOstree and
+// ostreeimport.Import, connected by pipes as the commands are, and
+// returns the commit. A failing stage closes its pipes with its error, so
+// the others stop and no ref is written.
+func synthesize(ctx context.Context, repo *composefs.Repository, rec *stream.Image, pres *pull.Result, orepoPath, originRef string) (string, error) {
+	cloneRepo, err := ostree.Open(orepoPath)
+	if err != nil {
+		return "", err
+	}
+	defer cloneRepo.Close()
+	importRepo, err := ostree.Open(orepoPath)
+	if err != nil {
+		return "", err
+	}
+	defer importRepo.Close()
+	policy, err := clone.DefaultPolicy(cloneRepo)
+	if err != nil {
+		return "", err
+	}
+	listR, listW := io.Pipe()
+	annR, annW := io.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := pull.WriteList(listW, rec, pres.Tree, repo)
+		listW.CloseWithError(err)
+		return err
+	})
+	g.Go(func() error {
+		_, err := clone.ToOstree(gctx, cloneRepo, listR, annW, clone.Options{Policy: policy})
+		annW.CloseWithError(err)
+		if err != nil {
+			listR.CloseWithError(err)
+		}
+		return err
+	})
+	var commit string
+	g.Go(func() error {
+		r, err := ostreeimport.Import(gctx, importRepo, annR, ostreeimport.Options{ImageReference: originRef})
+		if err != nil {
+			annR.CloseWithError(err)
+			return err
+		}
+		commit = r.Commit
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return "", err
+	}
+	return commit, nil
+}
+
+// toContainersStorage puts the image into bootc's containers-storage
+// (ROOT/ostree/bootc/storage), cloned from the composefs objects, under
+// the name podman would give the source.
+func toContainersStorage(root string, repo *composefs.Repository, rec *stream.Image, mode sysroot.Unified) error {
+	store, err := cstorage.Open(cstorage.DefaultGraphRoot(root), "")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	policy := reflink.Always
+	if mode == sysroot.UnifiedEnabledWithCopy {
+		policy = reflink.Auto
+	}
+	_, err = clone.RestoreImage(store, repo, rec.ManifestDigest, clone.DefaultNames(rec), policy)
+	return err
+}
