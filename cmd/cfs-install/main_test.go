@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,5 +239,4 @@ func TestInstallRefusesNonEmptyRoot(t *testing.T) {
 	if r := cfsInstall("to-filesystem", "--bootloader", "lilo", root, "oci:/x"); r.code != 2 {
 		t.Errorf("--bootloader lilo: exit %d", r.code)
 	}
-	_ = fmt.Sprint
 }
