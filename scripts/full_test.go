@@ -410,7 +410,7 @@ func TestSetUnifiedFullFaults(t *testing.T) {
 	h.reg.ClearFaults()
 
 	// SIGKILL of the whole run once the import stage has begun.
-	h.killDuring(t, "import: ", 0, "")
+	h.killDuring(t, "import: ", "", 0, "")
 	h.noFlag(t)
 
 	// The registry goes away: the images are in containers-storage now,
@@ -424,9 +424,10 @@ func TestSetUnifiedFullFaults(t *testing.T) {
 }
 
 // killDuring runs full and SIGKILLs its whole process group delay after
-// its stderr first says marker. pathDir, if set, comes first in PATH (a
-// tool that stops to say where the run is).
-func (h *hostFixture) killDuring(t *testing.T, marker string, delay time.Duration, pathDir string) {
+// its stderr first says marker and, if tool is set, a process of that
+// name runs in the group. pathDir, if set, comes first in PATH (a tool
+// that stops to say where the run is).
+func (h *hostFixture) killDuring(t *testing.T, marker, tool string, delay time.Duration, pathDir string) {
 	t.Helper()
 	path := binDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
 	if pathDir != "" {
@@ -449,6 +450,10 @@ func (h *hostFixture) killDuring(t *testing.T, marker string, delay time.Duratio
 			break
 		}
 	}
+	ran := tool == ""
+	for end := time.Now().Add(time.Minute); !ran && time.Now().Before(end); time.Sleep(time.Millisecond) {
+		ran = inGroup(cmd.Process.Pid, tool)
+	}
 	time.Sleep(delay)
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
@@ -459,6 +464,30 @@ func (h *hostFixture) killDuring(t *testing.T, marker string, delay time.Duratio
 	if !strings.Contains(seen.String(), marker) {
 		t.Fatalf("full never said %q:\n%s", marker, seen.String())
 	}
+	if !ran {
+		t.Fatalf("%s never ran after full said %q", tool, marker)
+	}
+}
+
+// inGroup tells whether a process named name runs in process group pgid.
+func inGroup(pgid int, name string) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range stats {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces, not ")".
+		i := bytes.LastIndexByte(data, ')')
+		j := bytes.IndexByte(data, '(')
+		if i < 0 || j < 0 || string(data[j+1:i]) != name {
+			continue
+		}
+		if f := strings.Fields(string(data[i+1:])); len(f) > 2 && f[2] == fmt.Sprint(pgid) {
+			return true
+		}
+	}
+	return false
 }
 
 // noHalfImage: what a killed run leaves names no image it did not finish.
@@ -518,13 +547,14 @@ func (h *hostFixture) noHalfImage(t *testing.T) {
 func TestSetUnifiedFullKillEachStage(t *testing.T) {
 	testfs.RequireTool(t, "skopeo")
 	for _, tc := range []struct {
-		stage, marker string
-		delay         time.Duration
+		stage, marker, tool string
+		delay               time.Duration
 	}{
-		{"fetch", "fetch: booted image", 150 * time.Millisecond},
-		{"import", "import: booted image", 150 * time.Millisecond},
-		{"ostree", "ostree: rollback image", 0},
-		{"flag", "flag: sync", 0},
+		{"fetch", "fetch: booted image", "skopeo", 150 * time.Millisecond},
+		{"import", "import: booted image", "cfs-pull", 150 * time.Millisecond},
+		// While cfs-dedupe remaps the rollback commit's objects.
+		{"ostree", "ostree: rollback image", "cfs-dedupe", 0},
+		{"flag", "flag: sync", "", 0},
 	} {
 		t.Run(tc.stage, func(t *testing.T) {
 			h, _ := classicHost(t, "xfs")
@@ -535,7 +565,7 @@ func TestSetUnifiedFullKillEachStage(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			h.killDuring(t, tc.marker, tc.delay, shim)
+			h.killDuring(t, tc.marker, tc.tool, tc.delay, shim)
 			h.noFlag(t)
 			h.noHalfImage(t)
 			r := must(t, h.full(t), "bootc-set-unified full after SIGKILL in stage "+tc.stage)
@@ -923,6 +953,91 @@ func TestSetUnifiedFullENOSPC(t *testing.T) {
 			must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
 		})
 	}
+}
+
+// TestSetUnifiedFullENOSPCLateStages: the filesystem full during the
+// ostree stage and then during the flag stage, each run as its unit runs
+// it once the stages before it succeeded.
+//
+// The ostree stage writes nothing: cfs-dedupe only asks the kernel to
+// remap the ostree objects onto the composefs objects' extents. On a
+// filesystem where not even a one-byte file can be created, XFS's
+// FIDEDUPERANGE still succeeds (its few btree blocks come from the
+// blocks no write can take and the refcount btree's per-AG reservation)
+// and frees the duplicate blocks, so the stage must complete there: a
+// probe file written by the stage (as it once did) failed it instead.
+//
+// The flag stage writes bootc.json: a non-zero exit naming the stage, no
+// flag and no temporary flag file, no half image, ostree fsck clean, and
+// once space is freed full completes.
+func TestSetUnifiedFullENOSPCLateStages(t *testing.T) {
+	testfs.RequireTool(t, "skopeo")
+	h, _ := classicHost(t, "xfs")
+	stage := func(name string) run {
+		return sh(t, h.env, "bootc-set-unified", "stage", name, "--mode", "enabled", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
+	}
+	clean := func(after string) {
+		t.Helper()
+		h.noFlag(t)
+		if tmp, _ := filepath.Glob(filepath.Join(h.sysroot, "composefs/.bootc.json.*")); len(tmp) != 0 {
+			t.Errorf("%s left %v", after, tmp)
+		}
+		h.noHalfImage(t)
+		must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck after "+after)
+	}
+	must(t, stage("fetch"), "stage fetch")
+	must(t, stage("import"), "stage import")
+
+	free := fill(t, h.sysroot, 0)
+	if err := os.WriteFile(filepath.Join(h.sysroot, "probe"), []byte("x"), 0o644); err == nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("the filesystem is not full: writing a byte gave %v", err)
+	}
+	os.Remove(filepath.Join(h.sysroot, "probe"))
+	r := stage("ostree")
+	free()
+	if r.code != 0 {
+		t.Errorf("stage ostree on a full filesystem: exit %d\n%s", r.code, r.stderr)
+	}
+	commits := regexp.MustCompile(`ostree: \S+ image .*, commit ([0-9a-f]{64}): sharing`).FindAllStringSubmatch(r.stderr, -1)
+	if len(commits) != 2 {
+		t.Fatalf("stage ostree named %d classic commits:\n%s", len(commits), r.stderr)
+	}
+	sharedAll := func(when string) {
+		t.Helper()
+		// Every object over 64 bytes shares its composefs object's
+		// extents already: none left to do and none missing.
+		for _, c := range commits {
+			var st dedupe.Stats
+			out := must(t, sh(t, nil, "cfs-dedupe", "--sysroot", h.sysroot, "--json", c[1]), "cfs-dedupe "+c[1]).stdout
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("cfs-dedupe --json: %v\n%s", err, out)
+			}
+			if st.Deduped != 0 || st.Missing != 0 || st.Shared == 0 || st.Shared+st.Small != st.Objects {
+				t.Errorf("commit %s %s: %+v", c[1], when, st)
+			}
+		}
+	}
+	sharedAll("after the ostree stage on a full filesystem")
+	clean("the ostree stage on a full filesystem")
+
+	free = fill(t, h.sysroot, 0)
+	r = stage("flag")
+	free()
+	if r.code == 0 || !strings.Contains(r.stderr, "stage flag: ") || !strings.Contains(strings.ToLower(r.stderr), "no space left on device") {
+		t.Errorf("stage flag on a full filesystem: exit %d\n%s", r.code, r.stderr)
+	}
+	clean("ENOSPC in the flag stage")
+
+	r = must(t, h.full(t), "bootc-set-unified full once space is freed")
+	if !strings.Contains(r.stdout, "Unified storage enabled for") {
+		t.Errorf("full said:\n%s", r.stdout)
+	}
+	if data, err := os.ReadFile(filepath.Join(h.sysroot, "composefs/bootc.json")); err != nil || string(data) != bootcJSON("enabled") {
+		t.Errorf("bootc.json %q (%v)", data, err)
+	}
+	h.noHalfImage(t)
+	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+	sharedAll("after full")
 }
 
 // TestSetUnifiedFullStagedOstree: a classic host with an update staged
