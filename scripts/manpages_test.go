@@ -33,7 +33,8 @@ func TestUnitsDocumentation(t *testing.T) {
 	}
 	dest := t.TempDir()
 	os.MkdirAll(filepath.Join(dest, "usr/bin"), 0o755)
-	execStart := regexp.MustCompile(`(?m)^ExecStart=/usr/bin/(\S+)`)
+	// A unit that works at shutdown has only ExecStop=.
+	execStart := regexp.MustCompile(`(?m)^Exec(?:Start|Stop)=/usr/bin/(\S+)`)
 	var written []string
 	for _, u := range units {
 		data, err := os.ReadFile(u)
@@ -42,7 +43,7 @@ func TestUnitsDocumentation(t *testing.T) {
 		}
 		m := execStart.FindSubmatch(data)
 		if m == nil {
-			t.Errorf("%s: no ExecStart=/usr/bin/…", u)
+			t.Errorf("%s: no ExecStart= or ExecStop=/usr/bin/…", u)
 			continue
 		}
 		tool := string(m[1])
@@ -63,7 +64,10 @@ func TestUnitsDocumentation(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(manDir, "man8", tool+".8"), page, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		src, _ := os.ReadFile(tool)
+		src, err := os.ReadFile(tool) // a script, or else a built command
+		if err != nil {
+			src, _ = os.ReadFile(filepath.Join(binDir, tool))
+		}
 		os.WriteFile(filepath.Join(dest, "usr/bin", tool), src, 0o755)
 		data = bytes.ReplaceAll(data, []byte("=/usr/bin/"), []byte("="+dest+"/usr/bin/"))
 		p := filepath.Join(dest, filepath.Base(u))

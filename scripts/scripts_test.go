@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	cmds := []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-gc", "cfs-dedupe"}
+	cmds := []string{"cfs-pull", "cfs-clone", "cfs-ostree-import", "cfs-status", "cfs-gc", "cfs-dedupe", "cfs-deploy"}
 	var pkgs []string
 	for _, c := range cmds {
 		pkgs = append(pkgs, "github.com/cfs-project/cfs/cmd/"+c)
@@ -397,6 +397,9 @@ func TestUnitsVerify(t *testing.T) {
 		data, _ := os.ReadFile(s)
 		os.WriteFile(filepath.Join(dest, "usr/bin", s), data, 0o755)
 	}
+	// Units that run a command rather than a script (cfs-finalize-staged).
+	data, _ := os.ReadFile(filepath.Join(binDir, "cfs-deploy"))
+	os.WriteFile(filepath.Join(dest, "usr/bin", "cfs-deploy"), data, 0o755)
 	var paths []string
 	for _, u := range units {
 		data, _ := os.ReadFile(u)

@@ -61,12 +61,17 @@ func (h *Host) Finalize(booted, etcDir string) (string, error) {
 	if err != nil || id == "" || locked {
 		return "", err
 	}
+	stagedPath := filepath.Join(h.LoaderDir(), "entries.staged")
 	if h.usesUserCfg() {
-		if _, err := os.Lstat(filepath.Join(h.bootDir(), "grub2", "user.cfg.staged")); err != nil {
-			return "", fmt.Errorf("deployment %s is announced as staged but grub2/user.cfg.staged is missing: %w", id, err)
+		stagedPath = filepath.Join(h.bootDir(), "grub2", "user.cfg.staged")
+	}
+	if _, err := os.Lstat(stagedPath); err != nil {
+		// Finalized already (bootc's service and ours both stopping at
+		// shutdown): the announcement stays in /run until the reboot.
+		if live, lerr := h.entries(false); lerr == nil && len(live) > 0 && live[0].id == id {
+			return "", nil
 		}
-	} else if _, err := os.Lstat(filepath.Join(h.LoaderDir(), "entries.staged")); err != nil {
-		return "", fmt.Errorf("deployment %s is announced as staged but %s/entries.staged is missing: %w", id, h.LoaderDir(), err)
+		return "", fmt.Errorf("deployment %s is announced as staged but %s is missing: %w", id, stagedPath, err)
 	}
 	newEtc := filepath.Join(h.Root, stateDeploy, id, "etc")
 	if fi, err := os.Stat(newEtc); err != nil || !fi.IsDir() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/oci"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
 
@@ -219,4 +220,19 @@ func applyMeta(p string, typ, perm, uid, gid uint32, sec int64, nsec uint32, xat
 		return &os.PathError{Op: "utimes", Path: p, Err: err}
 	}
 	return nil
+}
+
+// ResolveImage is the Image of a stored image for a native deployment:
+// the image as pulled (composefs.image.v1 of its config stream) is both
+// what the kernel command line names and where the boot artifacts come
+// from.
+func ResolveImage(repo *composefs.Repository, manifestDigest, imageRef string) (Image, error) {
+	st, err := oci.OpenImage(repo, manifestDigest)
+	if err != nil {
+		return Image{}, err
+	}
+	if st.ImageID == nil {
+		return Image{}, fmt.Errorf("image %s in %s names no EROFS image (%s)", manifestDigest, repo.Path(), oci.RefImageV1)
+	}
+	return Image{Repo: repo, ManifestDigest: manifestDigest, ID: st.ImageID, Source: st.ImageID, ImageRef: imageRef}, nil
 }

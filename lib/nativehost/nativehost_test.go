@@ -310,3 +310,41 @@ func readEntry(e *testimage.Entry) (string, error) {
 }
 
 func ioCopy(b *strings.Builder, e *testimage.Entry) (int64, error) { return io.Copy(b, e.Open()) }
+
+// TestFinalizeTwice: a second finalizer (bootc's service after ours) finds
+// the staged deployment already first and does nothing.
+func TestFinalizeTwice(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullRelease(t, root, scratch, "1.0")
+	r2 := pullRelease(t, root, scratch, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	// Announced by a bootc that stages as we do; ours is gone with the
+	// first finalize below, bootc's would stay: put it back.
+	announce, err := os.ReadFile(h.StagedFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(root, "state/deploy", r1.id, "etc")
+	if id, err := h.Finalize(r1.id, etc); err != nil || id != r2.id {
+		t.Fatalf("first finalize: %q %v", id, err)
+	}
+	writeFile(t, h.StagedFile(), string(announce))
+	if id, err := h.Finalize(r1.id, etc); err != nil || id != "" {
+		t.Fatalf("second finalize: %q %v, want nothing done", id, err)
+	}
+	// Announced but never staged: an error naming what is missing.
+	os.RemoveAll(filepath.Join(root, "boot/loader/entries"))
+	if _, err := h.Finalize(r1.id, etc); err == nil || !strings.Contains(err.Error(), "entries.staged is missing") {
+		t.Fatalf("finalize without staged entries: %v", err)
+	}
+}

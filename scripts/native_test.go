@@ -1,0 +1,261 @@
+package scripts
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/internal/testregistry"
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/nativehost"
+)
+
+// nativeFixture is a composefs-native host on loop XFS, installed with
+// lib/nativehost from an image pulled from the test registry by cfs-pull.
+type nativeFixture struct {
+	fs                        *testfs.FS
+	sysroot, runDir, imageRef string
+	env                       []string
+	reg                       *testregistry.Registry
+	id1                       string
+}
+
+func newNativeHost(t *testing.T) *nativeFixture {
+	testfs.RequirePrivileged(t)
+	testfs.RequireTool(t, "jq")
+	fs := testfs.XFS(t, 2<<30)
+	h := &nativeFixture{fs: fs, sysroot: fs.Path("sysroot"), runDir: t.TempDir(), reg: testregistry.New(t)}
+	img, err := testimage.Generate(testimage.Options{Seed: 12, Version: "1.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", img)
+	h.imageRef = h.reg.Host + "/os:stable"
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", h.reg.Host)), 0o644)
+	h.env = []string{"CONTAINERS_REGISTRIES_CONF=" + conf}
+	os.MkdirAll(h.sysroot, 0o755)
+	must(t, sh(t, h.env, "cfs-pull", "--sysroot", h.sysroot, "--quiet", "--output", "none", "docker://"+h.imageRef), "cfs-pull")
+	repo, err := composefs.Open(filepath.Join(h.sysroot, "composefs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	im, err := nativehost.ResolveImage(repo, img.ManifestDigest.String(), "ostree-unverified-image:docker://"+h.imageRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := (&nativehost.Host{Root: h.sysroot}).Install(im, []string{"root=UUID=0c3f", "rw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.id1 = d.ID
+	return h
+}
+
+// cmdline writes the options of the first entry as the kernel command
+// line: what booting the host now would put there.
+func (h *nativeFixture) cmdline(t *testing.T) string {
+	t.Helper()
+	entries, _ := filepath.Glob(filepath.Join(h.sysroot, "boot/loader/entries/*.conf"))
+	best, bestKey := "", ""
+	for _, e := range entries {
+		data, _ := os.ReadFile(e)
+		key, opts := "", ""
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "sort-key "); ok {
+				key = v
+			}
+			if v, ok := strings.CutPrefix(line, "options "); ok {
+				opts = v
+			}
+		}
+		if best == "" || key < bestKey {
+			best, bestKey = opts, key
+		}
+	}
+	if best == "" {
+		t.Fatalf("no entry under %s/boot/loader/entries", h.sysroot)
+	}
+	f := filepath.Join(t.TempDir(), "cmdline")
+	os.WriteFile(f, []byte(best+"\n"), 0o644)
+	return f
+}
+
+func (h *nativeFixture) status(t *testing.T, cmdline string) map[string]any {
+	t.Helper()
+	out := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", cmdline, "--run-dir", h.runDir, "--json"), "cfs-status --json").stdout
+	var st map[string]any
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// slot is status.<name>.composefs.verity, "" for none.
+func slot(st map[string]any, name string) string {
+	s, _ := st["status"].(map[string]any)
+	e, _ := s[name].(map[string]any)
+	c, _ := e["composefs"].(map[string]any)
+	v, _ := c["verity"].(string)
+	return v
+}
+
+func short(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	if v == "" {
+		return "<none>"
+	}
+	return v
+}
+
+func expectNative(t *testing.T, st map[string]any, booted, staged, rollback string) {
+	t.Helper()
+	if slot(st, "booted") != booted || slot(st, "staged") != staged || slot(st, "rollback") != rollback {
+		t.Fatalf("booted %s staged %s rollback %s, want %s %s %s", short(slot(st, "booted")), short(slot(st, "staged")),
+			short(slot(st, "rollback")), short(booted), short(staged), short(rollback))
+	}
+}
+
+// TestNativeUpgrade: cfs-upgrade on a composefs-native host stages the
+// new release as bootc does, finalizes it with --apply-now (local /etc
+// changes carried over), and --rollback swaps the order back.
+func TestNativeUpgrade(t *testing.T) {
+	h := newNativeHost(t)
+	cmd1 := h.cmdline(t)
+	expectNative(t, h.status(t, cmd1), h.id1, "", "")
+	if r := sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir); r.code != 0 ||
+		strings.TrimSpace(r.stdout) != "No update available." {
+		t.Fatalf("upgrade to the booted image: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v2)
+	etc1 := filepath.Join(h.sysroot, "state/deploy", h.id1, "etc")
+	os.WriteFile(filepath.Join(etc1, "hostname"), []byte("native-1\n"), 0o644)
+
+	r := must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir), "cfs-upgrade")
+	id2 := strings.TrimSpace(r.stdout)
+	if len(id2) != 128 {
+		t.Fatalf("cfs-upgrade printed %q, want the new deployment id", r.stdout)
+	}
+	expectNative(t, h.status(t, cmd1), h.id1, id2, "")
+	staged, err := os.ReadFile(filepath.Join(h.runDir, "composefs/staged-deployment"))
+	if err != nil || string(staged) != `{"depl_id":"`+id2+`","finalization_locked":false}` {
+		t.Errorf("staged-deployment: %q %v", staged, err)
+	}
+	human := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir), "cfs-status").stdout
+	if !strings.Contains(human, "  Staged image: "+h.imageRef+"\n") || !strings.Contains(human, "● Booted image: "+h.imageRef+"\n") {
+		t.Errorf("cfs-status:\n%s", human)
+	}
+	// The same image again: nothing new is staged.
+	if r := sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir); r.code != 0 ||
+		strings.TrimSpace(r.stdout) != "Staged update present, not changed." {
+		t.Fatalf("second upgrade: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	// --apply-now finalizes the staged deployment at once.
+	if r := sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--apply-now"); r.code != 0 {
+		t.Fatalf("--apply-now: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	cmd2 := h.cmdline(t)
+	if data, _ := os.ReadFile(cmd2); !strings.Contains(string(data), "composefs="+id2) {
+		t.Fatalf("the first entry boots %s, want %s", data, short(id2))
+	}
+	expectNative(t, h.status(t, cmd2), id2, "", h.id1)
+	if got, _ := os.ReadFile(filepath.Join(h.sysroot, "state/deploy", id2, "etc/hostname")); string(got) != "native-1\n" {
+		t.Errorf("hostname set on 1 is %q on 2", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(h.sysroot, "state/deploy", id2, "etc/motd")); string(got) != "Welcome to cfs-test 2.0\n" {
+		t.Errorf("motd on 2 is %q", got)
+	}
+
+	must(t, sh(t, nil, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd2, "--run-dir", h.runDir, "--rollback"), "cfs-upgrade --rollback")
+	st := h.status(t, cmd2)
+	expectNative(t, st, id2, "", h.id1)
+	if q, _ := st["status"].(map[string]any)["rollbackQueued"].(bool); !q {
+		t.Error("rollbackQueued is false after --rollback")
+	}
+	if data, _ := os.ReadFile(h.cmdline(t)); !strings.Contains(string(data), "composefs="+h.id1) {
+		t.Errorf("after --rollback the first entry boots %s", data)
+	}
+}
+
+// TestFinalizeUnitUnderSystemd stages a deployment inside a systemd
+// container, starts cfs-finalize-staged.service as cfs-upgrade does, and
+// powers the container off: the unit's ExecStop must finalize at shutdown
+// (entries swapped, /etc merged) with the sysroot still mounted.
+func TestFinalizeUnitUnderSystemd(t *testing.T) {
+	nspawn := testfs.RequireTool(t, "systemd-nspawn")
+	nsenter := testfs.RequireTool(t, "nsenter")
+	h := newNativeHost(t)
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "v2", v2)
+	must(t, sh(t, h.env, "cfs-pull", "--sysroot", h.sysroot, "--quiet", "--output", "none", "docker://"+h.reg.Host+"/os:v2"), "cfs-pull v2")
+	os.WriteFile(filepath.Join(h.sysroot, "state/deploy", h.id1, "etc/hostname"), []byte("before-shutdown\n"), 0o644)
+
+	const prefix = "/run/cfs-test"
+	files := t.TempDir()
+	copyFile(t, h.cmdline(t), filepath.Join(files, "cmdline"))
+	units := t.TempDir()
+	unit, err := os.ReadFile("../units/cfs-finalize-staged.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(units, "cfs-finalize-staged.service"), strings.ReplaceAll(string(unit), "=/usr/bin/", "="+prefix+"/bin/"))
+	// The container's kernel command line boots nothing and its /etc is
+	// the host's: say which deployment is booted and which etc is its.
+	writeFile(t, filepath.Join(units, "cfs-finalize-staged.service.d", "test.conf"), fmt.Sprintf(`[Unit]
+RequiresMountsFor=%[1]s/bin %[1]s/files
+[Service]
+ExecStop=
+ExecStop=%[1]s/bin/cfs-deploy --cmdline %[1]s/files/cmdline finalize --etc /sysroot/state/deploy/%[2]s/etc
+`, prefix, h.id1))
+
+	c := bootContainer(t, nspawn, nsenter,
+		"--bind="+h.sysroot+":/sysroot",
+		"--bind-ro="+binDir+":"+prefix+"/bin",
+		"--bind-ro="+files+":"+prefix+"/files",
+		"--bind-ro="+units+":/etc/systemd/system")
+	r := must(t, c.run(t, prefix+"/bin/cfs-deploy", "--cmdline", prefix+"/files/cmdline", "stage",
+		"--imgref", "ostree-unverified-image:docker://"+h.reg.Host+"/os:v2", v2.ManifestDigest.String()), "cfs-deploy stage")
+	id2 := strings.TrimSpace(r.stdout)
+	must(t, c.run(t, "systemctl", "start", "cfs-finalize-staged.service"), "systemctl start cfs-finalize-staged.service")
+	if show := c.run(t, "systemctl", "show", "-p", "ActiveState", "cfs-finalize-staged.service").stdout; !strings.Contains(show, "ActiveState=active") {
+		t.Fatalf("cfs-finalize-staged.service: %s", show)
+	}
+	// Nothing is finalized before shutdown.
+	if _, err := os.Stat(filepath.Join(h.sysroot, "boot/loader/entries.staged")); err != nil {
+		t.Fatalf("entries.staged before shutdown: %v", err)
+	}
+	c.run(t, "systemctl", "poweroff")
+	deadline := time.Now().Add(60 * time.Second)
+	for fileExists(fmt.Sprintf("/proc/%d", c.pid)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not power off in 60s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(h.sysroot, "boot/loader/entries.staged")); !os.IsNotExist(err) {
+		t.Errorf("entries.staged still there after shutdown (%v): the unit did not finalize", err)
+	}
+	if data, _ := os.ReadFile(h.cmdline(t)); !strings.Contains(string(data), "composefs="+id2) {
+		t.Errorf("after shutdown the first entry boots %s, want %s", data, short(id2))
+	}
+	if got, _ := os.ReadFile(filepath.Join(h.sysroot, "state/deploy", id2, "etc/hostname")); string(got) != "before-shutdown\n" {
+		t.Errorf("hostname on 2 after finalize: %q", got)
+	}
+}
