@@ -71,6 +71,7 @@ func fetchCStorage(c *cli.Context, repo *composefs.Repository, rep *progress.Rep
 	if res.Implied > 0 {
 		lines = append(lines, fmt.Sprintf("note: layers used %d parent directories without listing them; created as 0755 root:root", res.Implied))
 	}
+	lines = append(lines, pull.BootLines(sum.BootImage, sum.BootNote)...)
 	rec := pull.Record(name, img.ManifestDigest, img.Manifest, img.ConfigDigest, img.Config, res.DiffIDs, repo, res.Tag, res.ImageID)
 	rec.Stores.ContainersStorage = &stream.ContainersStorageStore{Root: store.GraphRoot(), RunRoot: store.RunRoot(), ImageID: img.ID}
 	if err := pull.FillLayerDigests(rec, img.Manifest); err != nil {

@@ -75,7 +75,24 @@ type Options struct {
 	// configuration an image ships for its installer, e.g.
 	// usr/lib/bootc/kargs.d/*.toml or usr/lib/bootc/install/*.toml.
 	Files map[string]string
+	// Bootable adds /boot (with a GRUB configuration) and /sysroot (with
+	// ostree's directory) to the base layer. With the kernel and
+	// initramfs every test image has, that makes an image composefs-rs
+	// and bootc boot natively: the boot transform needs both directories
+	// and empties them (lib/bootimage).
+	Bootable bool
+	// UKI, when set, is a unified kernel image put at UKIPath in a fourth
+	// layer, as image builders add a sealed UKI last (see SealedUKI). It
+	// implies Bootable.
+	UKI []byte
+	// UKIPath is where UKI goes; default DefaultUKIPath.
+	UKIPath string
 }
+
+// DefaultUKIPath is where Options.UKI lands unless UKIPath says otherwise:
+// under /boot, which the boot transform empties, so the UKI can be
+// sealed for the boot image of the very image that carries it.
+const DefaultUKIPath = "boot/EFI/Linux/cfs-test.efi"
 
 // LargeScale is the Scale of Large.
 const LargeScale = 300
@@ -163,6 +180,12 @@ func Generate(opts Options) (*Image, error) {
 	}
 	if opts.Version == "" {
 		opts.Version = "1.0"
+	}
+	if opts.UKI != nil {
+		opts.Bootable = true
+		if opts.UKIPath == "" {
+			opts.UKIPath = DefaultUKIPath
+		}
 	}
 	mediaTypes, err := opts.Compression.mediaTypes()
 	if err != nil {

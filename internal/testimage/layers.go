@@ -65,6 +65,11 @@ func buildLayers(opts Options, mediaTypes []string) *builder {
 	b.startLayer(mediaTypes[2], "cfs testimage: configuration "+opts.Version, layerRNG(opts.Seed, "config/"+opts.Name+"/"+opts.Version), baseTime.Add(48*time.Hour))
 	configLayer(b, opts)
 	bulk(b, opts.Scale, 2, 15)
+
+	if opts.UKI != nil {
+		b.startLayer(mediaTypes[2], "cfs testimage: unified kernel image", layerRNG(opts.Seed, "uki"), baseTime.Add(72*time.Hour))
+		b.file(opts.UKIPath, 0o644, &content{size: int64(len(opts.UKI)), literal: opts.UKI})
+	}
 	return b
 }
 
@@ -106,6 +111,10 @@ func baseLayer(b *builder, opts Options) {
 	b.symlink("etc/os-release", "../usr/lib/os-release")
 	if opts.SELinux {
 		selinuxPolicy(b)
+	}
+
+	if opts.Bootable {
+		bootDirs(b)
 	}
 
 	// Sizes around the boundaries filesystems care about: empty (no data
@@ -207,6 +216,16 @@ func baseLayer(b *builder, opts Options) {
 	b.dir("opt", 0o755)
 	b.impliedDirs[PathImpliedParent] = true
 	b.text(PathImpliedParent+"/README", 0o644, "my parent directory has no tar entry\n")
+}
+
+// bootDirs adds what a bootc image has under /boot and /sysroot, all of
+// which its boot image leaves out.
+func bootDirs(b *builder) {
+	b.dir("boot", 0o755)
+	b.text("boot/grub2/grub.cfg", 0o644, "# written by the image build; a booted host never sees it\n")
+	b.dir("sysroot", 0o755)
+	b.dir("sysroot/ostree", 0o755)
+	b.symlink("ostree", "sysroot/ostree")
 }
 
 func updateLayer(b *builder) {

@@ -23,6 +23,9 @@ var ErrNoSuchImage = errors.New("no such image")
 // made from it; they are what keeps an image alive through GC.
 const (
 	RefImageV1 = "composefs.image.v1"
+	// RefBootImageV1 names the V1 boot image (lib/bootimage) of a
+	// bootable image; bootc caches its boot image id under this ref.
+	RefBootImageV1 = "composefs.image.boot.v1"
 )
 
 // Digest is the "sha256:<hex>" digest of b.
@@ -83,6 +86,12 @@ func WriteErofs(repo *composefs.Repository, root *fstree.Dir) ([]byte, error) {
 // stream holds the manifest and names the config stream and the layers.
 // Each stream name appears only after what it refers to is durable.
 func StoreImage(repo *composefs.Repository, manifest, config []byte, diffIDs []string, imageID []byte) error {
+	return StoreBootableImage(repo, manifest, config, diffIDs, imageID, nil)
+}
+
+// StoreBootableImage is StoreImage that also names the image's boot image
+// (RefBootImageV1) when bootImageID is not nil.
+func StoreBootableImage(repo *composefs.Repository, manifest, config []byte, diffIDs []string, imageID, bootImageID []byte) error {
 	alg := uint8(repo.Algorithm())
 	layerIDs := make([][]byte, len(diffIDs))
 	for i, d := range diffIDs {
@@ -106,6 +115,9 @@ func StoreImage(repo *composefs.Repository, manifest, config []byte, diffIDs []s
 	}
 	if imageID != nil {
 		cw.AddNamedRef(RefImageV1, imageID)
+	}
+	if bootImageID != nil {
+		cw.AddNamedRef(RefBootImageV1, bootImageID)
 	}
 	configDigest := Digest(config)
 	configStream, err := repo.WriteStream(composefs.ConfigContentID(configDigest), cw)
@@ -137,6 +149,7 @@ type StoredImage struct {
 	Config         []byte
 	DiffIDs        []string
 	ImageID        []byte // the V1 EROFS image, nil if none is named
+	BootImageID    []byte // the V1 boot image, nil if none is named
 }
 
 // OpenImage reads an image's manifest and config back from their streams
@@ -179,6 +192,7 @@ func OpenImage(repo *composefs.Repository, manifestDigest string) (*StoredImage,
 		return nil, err
 	}
 	img.ImageID = crefs[RefImageV1]
+	img.BootImageID = crefs[RefBootImageV1]
 	return img, nil
 }
 

@@ -2,6 +2,7 @@ package pull
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cfs-project/cfs/lib/bootcconv"
+	"github.com/cfs-project/cfs/lib/bootimage"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fstree"
 	"github.com/cfs-project/cfs/lib/oci"
@@ -41,15 +43,25 @@ type Options struct {
 
 // Result is what a pull stored.
 type Result struct {
-	Source    *Source
-	DiffIDs   []string
-	ImageID   []byte // fs-verity digest of the V1 EROFS image
-	Tag       string
-	Tree      *fstree.Dir
-	Layers    []oci.LayerStats // zero for layers already present
-	Present   int              // layers not fetched because they were stored
-	Implied   int              // parent directories layers left implied
-	ObjectsIn int
+	Source  *Source
+	DiffIDs []string
+	ImageID []byte // fs-verity digest of the V1 EROFS image
+	// Boot is the image's boot payload (nil when Detect refused the
+	// image), BootImageID the fs-verity digest of its V1 boot image (nil
+	// when it is not bootable), and BootNote says why a bootable-looking
+	// image got no boot image, or that a sealed UKI names another one.
+	// A pull never fails for these: the image is stored either way, and
+	// installing or upgrading a native host refuses it with the same
+	// words.
+	Boot        *bootimage.Boot
+	BootImageID []byte
+	BootNote    string
+	Tag         string
+	Tree        *fstree.Dir
+	Layers      []oci.LayerStats // zero for layers already present
+	Present     int              // layers not fetched because they were stored
+	Implied     int              // parent directories layers left implied
+	ObjectsIn   int
 }
 
 // haveLayer is oci.HaveLayer; a test makes it fail while a layer is
@@ -158,7 +170,10 @@ func finishImage(repo *composefs.Repository, res *Result, name string, manifest 
 		return fmt.Errorf("%s: writing the EROFS image: %w", name, err)
 	}
 	progress(Event{Kind: "image", ImageHex: fmt.Sprintf("%x", res.ImageID)})
-	if err := oci.StoreImage(repo, manifest, config, res.DiffIDs, res.ImageID); err != nil {
+	if err := writeBootImage(repo, res); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := oci.StoreBootableImage(repo, manifest, config, res.DiffIDs, res.ImageID, res.BootImageID); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	res.Tag = tag
@@ -169,6 +184,35 @@ func finishImage(repo *composefs.Repository, res *Result, name string, manifest 
 		return err
 	}
 	progress(Event{Kind: "tag"})
+	return nil
+}
+
+// writeBootImage stores the boot image of a bootable image (one with a
+// kernel or a UKI, as bootc detects them) beside its image, as bootc does
+// when it pulls for a composefs-native host.
+func writeBootImage(repo *composefs.Repository, res *Result) error {
+	open := func(id []byte) (io.ReadCloser, error) { return repo.OpenObject(id) }
+	boot, err := bootimage.Detect(res.Tree, open)
+	if err != nil {
+		res.BootNote = "not bootable natively: " + err.Error()
+		return nil
+	}
+	res.Boot = boot
+	if boot.Kind == bootimage.None {
+		return nil
+	}
+	id, _, err := bootimage.Write(repo, res.Tree)
+	if errors.Is(err, bootimage.ErrNoBootDirs) {
+		res.BootNote = "no boot image: " + err.Error()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("writing the boot image: %w", err)
+	}
+	res.BootImageID = id
+	if err := boot.CheckSealed(id); err != nil {
+		res.BootNote = err.Error()
+	}
 	return nil
 }
 

@@ -148,6 +148,12 @@ type Summary struct {
 	Source         string `json:"source"`
 	ManifestDigest string `json:"manifestDigest"`
 	Image          string `json:"image"` // fs-verity digest of the composefs image (hex)
+	// BootImage is the fs-verity digest of the boot image (hex), for
+	// bootable images: the composefs= of a native host booting it.
+	BootImage string `json:"bootImage,omitempty"`
+	// BootNote says why a bootable-looking image has no boot image, or
+	// that its sealed UKI names another one.
+	BootNote       string `json:"bootNote,omitempty"`
 	Tag            string `json:"tag"`
 	LayersFetched  int    `json:"layersFetched"`
 	LayersPresent  int    `json:"layersPresent"`
@@ -162,7 +168,10 @@ type Summary struct {
 // Summarize counts a pull's result.
 func Summarize(name, manifestDigest string, res *Result) *Summary {
 	s := &Summary{Source: name, ManifestDigest: manifestDigest, Image: hex.EncodeToString(res.ImageID), Tag: res.Tag,
-		LayersPresent: res.Present, ImpliedDirs: res.Implied}
+		LayersPresent: res.Present, ImpliedDirs: res.Implied, BootNote: res.BootNote}
+	if res.BootImageID != nil {
+		s.BootImage = hex.EncodeToString(res.BootImageID)
+	}
 	for _, l := range res.Layers {
 		if l.Members > 0 {
 			s.LayersFetched++

@@ -79,5 +79,18 @@ func (s *Summary) Lines() []string {
 	if s.ImpliedDirs > 0 {
 		lines = append(lines, fmt.Sprintf("note: layers used %d parent directories without listing them; created as 0755 root:root", s.ImpliedDirs))
 	}
+	return append(lines, BootLines(s.BootImage, s.BootNote)...)
+}
+
+// BootLines report a pull's boot image: its id (the composefs= a native
+// host boots with) and any note on it.
+func BootLines(bootImage, note string) []string {
+	var lines []string
+	if bootImage != "" {
+		lines = append(lines, "boot image "+bootImage)
+	}
+	if note != "" {
+		lines = append(lines, "note: "+note)
+	}
 	return lines
 }
