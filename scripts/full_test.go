@@ -1040,11 +1040,12 @@ func TestSetUnifiedFullENOSPCLateStages(t *testing.T) {
 	sharedAll("after full")
 }
 
-// TestSetUnifiedFullStagedOstree: a classic host with an update staged
-// (checked out, announced in /run/ostree/staged-deployment, no boot entry
-// yet, as before ostree-finalize-staged runs at shutdown): full backfills
-// the staged image too, in containers-storage and composefs, and shares
-// its commit's files.
+// TestSetUnifiedFullStagedOstree: a classic host with an update staged by
+// ostree itself (ostree admin deploy --stage: checked out, announced in
+// /run/ostree/staged-deployment, no boot entry until
+// ostree-finalize-staged runs at shutdown): full backfills the staged
+// image too, in containers-storage and composefs, and shares its
+// commit's files.
 func TestSetUnifiedFullStagedOstree(t *testing.T) {
 	testfs.RequireTool(t, "skopeo")
 	h, imgs := classicHost(t, "xfs")
@@ -1053,34 +1054,21 @@ func TestSetUnifiedFullStagedOstree(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.reg.Push(t, "os", "stable", v3)
-	commit := h.deployClassic(t, v3)
+	commit := h.commitClassic(t, v3)
 	// The pipeline that made the tree filled a composefs repository again:
 	// a classic host has none.
 	if err := os.RemoveAll(filepath.Join(h.sysroot, "composefs")); err != nil {
 		t.Fatal(err)
 	}
-	// The new deployment's entry (the highest version) is what the
-	// finalize step would write: without it, the deployment is staged.
-	// 2.0, the next, stays booted (ostree may have pruned 1.0).
+	runDir, status := h.stageClassic(t, commit)
+	if !regexp.MustCompile(`(?m)^  default ` + commit + `\.[0-9]+ \(staged\)$`).MatchString(status) {
+		t.Fatalf("ostree admin status shows no staged deployment of %s:\n%s", commit, status)
+	}
 	entries, _ := filepath.Glob(filepath.Join(h.sysroot, "boot/loader/entries/ostree-*.conf"))
-	top, topEntry := 0, ""
 	for _, e := range entries {
-		data, _ := os.ReadFile(e)
-		if m := regexp.MustCompile(`(?m)^version ([0-9]+)$`).FindSubmatch(data); m != nil && int(atoi(t, string(m[1]))) > top {
-			top, topEntry = int(atoi(t, string(m[1]))), e
+		if data, _ := os.ReadFile(e); strings.Contains(string(data), "3.0") {
+			t.Fatalf("the staged deployment has a boot entry already: %s", e)
 		}
-	}
-	if top < 2 {
-		t.Fatalf("no entry for the new deployment among %v", entries)
-	}
-	if err := os.Remove(topEntry); err != nil {
-		t.Fatal(err)
-	}
-	h.cmdline = h.bootCmdline(t, top-1)
-	runDir := t.TempDir()
-	os.MkdirAll(filepath.Join(runDir, "ostree"), 0o755)
-	if err := os.WriteFile(filepath.Join(runDir, "ostree/staged-deployment"), []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
 	}
 
 	r := must(t, h.full(t, "--run-dir", runDir), "bootc-set-unified full with a staged deployment")
@@ -1104,6 +1092,86 @@ func TestSetUnifiedFullStagedOstree(t *testing.T) {
 	}
 	h.noHalfImage(t)
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
+}
+
+// stageClassic stages commit with ostree admin deploy --stage, as on the
+// running host, and returns the run directory that holds ostree's
+// staged-deployment file and what ostree admin status said afterwards.
+//
+// ostree stages only on a booted system: it must find its booted
+// deployment, which it does by /run/ostree-booted existing and the device
+// and inode of / being those of a deployment directory (and of the
+// sysroot it opens, / by default). So ostree runs here the way it runs on
+// the host: in a mount namespace of its own, chrooted into the booted
+// deployment, with the physical root on /sysroot, /ostree pointing into
+// it, /boot bound from it, and a fresh /run. The deployment lacks the
+// few root entries every bootc image carries for that (/sysroot,
+// /ostree, /boot, /run, /proc, /dev, /lib64: the test image is not
+// bootable), so they are added, the immutable bit lifted meanwhile; its
+// /usr is the host's, for the ostree binary. The file ostree writes is
+// the real marker: a GVariant a{sv} whose "target" is the staged
+// deployment. ostree 2022.7 writes it without starting
+// ostree-finalize-staged.service; later ostree (2025.3 on) also runs
+// systemctl start ostree-finalize-staged.service, which needs the host's
+// systemd, so there this setup would need a booted container.
+func (h *hostFixture) stageClassic(t *testing.T, commit string) (runDir, status string) {
+	t.Helper()
+	testfs.RequireTool(t, "unshare")
+	testfs.RequireTool(t, "chattr")
+	arg := regexp.MustCompile(`(?:^|\s)ostree=(\S+)`).FindStringSubmatch(readString(t, h.cmdline))
+	if arg == nil {
+		t.Fatalf("no ostree= in %s", h.cmdline)
+	}
+	dep, err := filepath.EvalSymlinks(filepath.Join(h.sysroot, arg[1]))
+	if err != nil {
+		t.Fatalf("the booted deployment: %v", err)
+	}
+	must(t, sh(t, nil, "chattr", "-i", dep), "chattr -i")
+	for _, d := range []string{"sysroot", "boot", "run", "proc", "dev"} {
+		if err := os.Mkdir(filepath.Join(dep, d), 0o755); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+	}
+	for name, target := range map[string]string{"ostree": "sysroot/ostree", "lib64": "usr/lib64"} {
+		if err := os.Symlink(target, filepath.Join(dep, name)); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+	}
+	must(t, sh(t, nil, "chattr", "+i", dep), "chattr +i")
+	runDir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(runDir, "ostree-booted"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, h.originFile(t), filepath.Join(runDir, "origin"))
+	script := `set -e
+mount --bind "$SYSROOT" "$DEP/sysroot"
+mount --bind "$SYSROOT/boot" "$DEP/boot"
+mount --bind "$RUN" "$DEP/run"
+mount --rbind /dev "$DEP/dev"
+mount -t proc proc "$DEP/proc"
+mount --bind /usr "$DEP/usr"
+chroot "$DEP" /usr/bin/ostree admin deploy --stage --os=default --origin-file=/run/origin "$COMMIT" >&2
+chroot "$DEP" /usr/bin/ostree admin status
+`
+	// The mounts live and die with the namespace; a PID namespace of its
+	// own lets ostree read /proc/1/ns/mnt, which it compares with its own
+	// to see whether it runs in a mount namespace of its own.
+	r := must(t, sh(t, []string{"SYSROOT=" + h.sysroot, "DEP=" + dep, "RUN=" + runDir, "COMMIT=" + commit},
+		"unshare", "--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", script), "ostree admin deploy --stage in the booted deployment")
+	os.Remove(filepath.Join(runDir, "origin"))
+	if _, err := os.Stat(filepath.Join(runDir, "ostree/staged-deployment")); err != nil {
+		t.Fatalf("ostree staged, but: %v", err)
+	}
+	return runDir, r.stdout
+}
+
+func readString(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
 
 // distinctBodies sums the sizes of the distinct regular file bodies of

@@ -147,6 +147,23 @@ func newHostScale(t testing.TB, fstype string, scale int) *hostFixture {
 // boot order.
 func (h *hostFixture) deployClassic(t testing.TB, img *testimage.Image) string {
 	t.Helper()
+	commit := h.commitClassic(t, img)
+	must(t, sh(t, nil, "ostree", "admin", "deploy", "--sysroot="+h.sysroot, "--os=default", "--origin-file="+h.originFile(t), commit), "ostree admin deploy")
+	return commit
+}
+
+// originFile is an origin naming the image, as bootc's classic deploy
+// writes it.
+func (h *hostFixture) originFile(t testing.TB) string {
+	origin := filepath.Join(t.TempDir(), "origin")
+	os.WriteFile(origin, []byte("[origin]\ncontainer-image-reference=ostree-unverified-registry:"+h.imageRef+"\n"), 0o644)
+	return origin
+}
+
+// commitClassic commits img to the repository the classic way and
+// returns the commit.
+func (h *hostFixture) commitClassic(t testing.TB, img *testimage.Image) string {
+	t.Helper()
 	repo := h.sysroot + "/ostree/repo"
 	pipe := fmt.Sprintf("cfs-pull --sysroot %q --quiet docker://%s | cfs-clone --to ostree --quiet --sysroot %q | cfs-ostree-import --sysroot %q --ref scratch",
 		h.sysroot, h.imageRef, h.sysroot, h.sysroot)
@@ -158,9 +175,6 @@ func (h *hostFixture) deployClassic(t testing.TB, img *testimage.Image) string {
 		"--branch=ostree/container/image/classic", "--add-metadata-string=ostree.manifest-digest="+img.ManifestDigest.String(),
 		"--add-metadata-string=ostree.container.image-config="+string(img.Config), "--add-metadata-string=version="+img.Options.Version), "ostree commit").stdout)
 	os.RemoveAll(rootfs)
-	origin := filepath.Join(t.TempDir(), "origin")
-	os.WriteFile(origin, []byte("[origin]\ncontainer-image-reference=ostree-unverified-registry:"+h.imageRef+"\n"), 0o644)
-	must(t, sh(t, nil, "ostree", "admin", "deploy", "--sysroot="+h.sysroot, "--os=default", "--origin-file="+origin, commit), "ostree admin deploy")
 	return commit
 }
 
