@@ -10,8 +10,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -87,6 +91,31 @@ type Options struct {
 	UKI []byte
 	// UKIPath is where UKI goes; default DefaultUKIPath.
 	UKIPath string
+	// Sizes chooses the size mix and tree shape of the files Scale adds.
+	Sizes Sizes
+}
+
+// Sizes is the size mix of the bulk files an image's Scale adds.
+type Sizes int
+
+const (
+	// SizesDefault: 70% under 4 KiB, 0.5% of 1 to 6 MiB, about 33 KiB
+	// per file on average, in directories of 64 files. Large uses it.
+	SizesDefault Sizes = iota
+	// SizesUsr follows a real Debian /usr: two thirds of the files at
+	// most 4 KiB, 86% at most 16 KiB, a long tail up to 32 MiB that holds
+	// most of the bytes, about 35 KiB per file; directories of a few
+	// files grouped in packages, and some symlinks. See Scale100k.
+	SizesUsr
+)
+
+// Scale100k is the large benchmark image: about 100,000 files (119,000
+// entries with directories and symlinks) and 3.7 GB, sized like a real
+// /usr, gzip layers, UTF-8 names so that ostree can hold it. Generate it
+// once per machine with Cached rather than in each benchmark: every pass
+// over it regenerates and compresses gigabytes.
+func Scale100k(seed int64) Options {
+	return Options{Seed: seed, Scale: 1000, Sizes: SizesUsr, Compression: Gzip, Name: "cfs-usr100k", UTF8Names: true}
 }
 
 // DefaultUKIPath is where Options.UKI lands unless UKIPath says otherwise:
@@ -172,6 +201,16 @@ type Image struct {
 // compressed blobs, and so the manifest digest, may change; tests should
 // compare against the Image's own digests, never hard-coded ones.
 func Generate(opts Options) (*Image, error) {
+	opts, b, err := describe(opts)
+	if err != nil {
+		return nil, err
+	}
+	return generate(opts, b, "")
+}
+
+// describe fills in the defaults and lays out the members of every layer,
+// without serializing anything.
+func describe(opts Options) (Options, *builder, error) {
 	if opts.Scale < 1 {
 		opts.Scale = 1
 	}
@@ -189,17 +228,28 @@ func Generate(opts Options) (*Image, error) {
 	}
 	mediaTypes, err := opts.Compression.mediaTypes()
 	if err != nil {
+		return opts, nil, err
+	}
+	return opts, buildLayers(opts, mediaTypes), nil
+}
+
+// generate serializes the layers. With blobDir set, each blob is also
+// written there under its digest during that one serialization, which
+// spares a cached image's layout a second pass over its gigabytes.
+func generate(opts Options, b *builder, blobDir string) (*Image, error) {
+	img := &Image{Options: opts, Layers: make([]*Layer, len(b.layers))}
+	// Layers serialize in parallel: no content is shared between layers,
+	// so each goroutine fills in digests of its own contents only.
+	errs := make([]error, len(b.layers))
+	var wg sync.WaitGroup
+	for i, spec := range b.layers {
+		wg.Go(func() { img.Layers[i], errs[i] = serializeLayer(spec, blobDir) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	b := buildLayers(opts, mediaTypes)
-
-	img := &Image{Options: opts}
-	for _, spec := range b.layers {
-		l, err := serializeLayer(spec)
-		if err != nil {
-			return nil, err
-		}
-		img.Layers = append(img.Layers, l)
+	for _, l := range img.Layers {
 		img.DiffIDs = append(img.DiffIDs, l.DiffID)
 	}
 	// Content digests are complete only now that every layer was written.
@@ -211,11 +261,22 @@ func Generate(opts Options) (*Image, error) {
 	return img, nil
 }
 
-func serializeLayer(spec *layerSpec) (*Layer, error) {
+func serializeLayer(spec *layerSpec, blobDir string) (*Layer, error) {
 	blobHash, diffHash := sha256.New(), sha256.New()
 	blob, diff := &countingWriter{w: blobHash}, &countingWriter{w: diffHash}
 	cache := &cappedBuffer{limit: maxCachedBlob}
-	if err := writeBlob(io.MultiWriter(blob, cache), diff, spec); err != nil {
+	sink := io.MultiWriter(blob, cache)
+	var file *os.File
+	if blobDir != "" {
+		var err error
+		if file, err = os.CreateTemp(blobDir, ".tmp-"); err != nil {
+			return nil, err
+		}
+		defer os.Remove(file.Name()) // no-op after the rename
+		defer file.Close()
+		sink = io.MultiWriter(blob, cache, file)
+	}
+	if err := writeBlob(sink, diff, spec); err != nil {
 		return nil, err
 	}
 	l := &Layer{
@@ -228,6 +289,17 @@ func serializeLayer(spec *layerSpec) (*Layer, error) {
 	}
 	if !cache.overflow {
 		l.blob = cache.buf.Bytes()
+	}
+	if file != nil {
+		if err := file.Chmod(0o644); err != nil {
+			return nil, err
+		}
+		if err := file.Close(); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(file.Name(), filepath.Join(blobDir, l.Digest.Encoded())); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
 }

@@ -84,3 +84,17 @@ func BenchmarkWriteLargeOCILayout(b *testing.B) {
 		}
 	}
 }
+
+// TestScale100kCached generates the large benchmark image into the cache
+// (or finds it there) and reports its figures.
+func TestScale100kCached(t *testing.T) {
+	if os.Getenv(largeEnv) == "" || testing.Short() {
+		t.Skipf("set %s=1 to generate the benchmark image", largeEnv)
+	}
+	start := time.Now()
+	c := Cached(t, Scale100k(1))
+	t.Logf("%s: %+v (%v)", c.Ref, c.Stats, time.Since(start))
+	if c.Stats.Entries < 100_000 || c.Stats.Bytes < 3e9 {
+		t.Errorf("want at least 100k entries and 3 GB")
+	}
+}

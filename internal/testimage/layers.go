@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -56,15 +57,15 @@ func buildLayers(opts Options, mediaTypes []string) *builder {
 
 	b.startLayer(mediaTypes[0], "cfs testimage: base system", layerRNG(opts.Seed, "base"), baseTime)
 	baseLayer(b, opts)
-	bulk(b, opts.Scale, 0, 60)
+	bulk(b, opts, 0, 60)
 
 	b.startLayer(mediaTypes[1], "cfs testimage: package update", layerRNG(opts.Seed, "update"), baseTime.Add(24*time.Hour))
 	updateLayer(b)
-	bulk(b, opts.Scale, 1, 25)
+	bulk(b, opts, 1, 25)
 
 	b.startLayer(mediaTypes[2], "cfs testimage: configuration "+opts.Version, layerRNG(opts.Seed, "config/"+opts.Name+"/"+opts.Version), baseTime.Add(48*time.Hour))
 	configLayer(b, opts)
-	bulk(b, opts.Scale, 2, 15)
+	bulk(b, opts, 2, 15)
 
 	if opts.UKI != nil {
 		b.startLayer(mediaTypes[2], "cfs testimage: unified kernel image", layerRNG(opts.Seed, "uki"), baseTime.Add(72*time.Hour))
@@ -294,8 +295,12 @@ const bulkFilesPerScale = 100
 // bulk adds percent% of the scale-dependent files to the current layer,
 // with a size mix like /usr on a real distribution: mostly small files, a
 // few large ones carrying most of the bytes.
-func bulk(b *builder, scale, layer, percent int) {
-	n := (scale - 1) * bulkFilesPerScale * percent / 100
+func bulk(b *builder, opts Options, layer, percent int) {
+	if opts.Sizes == SizesUsr {
+		bulkUsr(b, opts.Scale, layer, percent)
+		return
+	}
+	n := (opts.Scale - 1) * bulkFilesPerScale * percent / 100
 	const perDir = 64
 	for i := range n {
 		var size int64
@@ -314,3 +319,77 @@ func bulk(b *builder, scale, layer, percent int) {
 		b.file(p, 0o644, b.generated(size, kind))
 	}
 }
+
+// usrSizes is the size distribution of the regular files in a Debian /usr
+// (128k files, 5.4 GB): the cumulative share of files, in units of 1/100000,
+// at or below each size bound. Two thirds are at most 4 KiB and 86% at most
+// 16 KiB, yet the 0.3% above 1 MiB hold more than half of the bytes.
+// Within a bucket sizes are log-uniform. The files above 16 MiB of the
+// real tree (0.05%, up to 250 MiB) are folded into one bucket up to
+// 32 MiB, which keeps the image near 3.7 GB per 100k files.
+var usrSizes = []struct {
+	upTo       int64
+	cumulative int
+}{
+	{0, 681},
+	{64, 1634},
+	{512, 14010},
+	{1 * KiB, 29695},
+	{4 * KiB, 66537},
+	{16 * KiB, 86290},
+	{64 * KiB, 95951},
+	{256 * KiB, 98996},
+	{1 * MiB, 99688},
+	{4 * MiB, 99885},
+	{16 * MiB, 99954},
+	{32 * MiB, 100000},
+}
+
+func usrSize(rng *rand.Rand) int64 {
+	r := rng.IntN(100000)
+	lo := int64(0)
+	for _, s := range usrSizes {
+		if r < s.cumulative {
+			if s.upTo == 0 {
+				return 0
+			}
+			// log-uniform in (lo, upTo]
+			l, h := math.Log(float64(lo+1)), math.Log(float64(s.upTo))
+			return int64(math.Exp(l + rng.Float64()*(h-l)))
+		}
+		lo = s.upTo
+	}
+	panic("testimage: usrSizes does not end at 100000")
+}
+
+// bulkUsr is bulk for SizesUsr: sizes drawn from usrSizes, and a tree
+// shaped like /usr rather than 64-entry directories: packages of one to
+// a few dozen directories, each with a handful of files (Debian's /usr
+// averages 7.5 files per directory), and one symlink for about every 25
+// files.
+func bulkUsr(b *builder, scale, layer, percent int) {
+	n := (scale - 1) * bulkFilesPerScale * percent / 100
+	pkg, dir, left := 0, 0, 0
+	dirsLeft := 0
+	for i := range n {
+		if left == 0 {
+			if dirsLeft == 0 {
+				pkg++
+				dirsLeft = 1 + b.rng.IntN(24)
+			}
+			dir++
+			dirsLeft--
+			left = 1 + b.rng.IntN(14)
+		}
+		left--
+		d := fmt.Sprintf("usr/share/bulk/layer%d/pkg%04d/d%05d", layer, pkg, dir)
+		name := fmt.Sprintf("f%06d%s", i, usrSuffixes[b.rng.IntN(len(usrSuffixes))])
+		b.file(d+"/"+name, 0o644, b.generated(usrSize(b.rng), contentKind(b.rng.IntN(3))))
+		if b.rng.IntN(25) == 0 {
+			b.symlink(fmt.Sprintf("%s/l%06d", d, i), name)
+		}
+	}
+}
+
+// usrSuffixes vary the name lengths the way real file names do.
+var usrSuffixes = []string{"", ".so.1", ".py", ".h", ".gz", ".mo", ".conf", "-data.json", ".desktop", ".cpython-312.pyc"}
