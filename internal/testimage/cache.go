@@ -294,11 +294,13 @@ func setTime(path string, t time.Time, flags int) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{ts, ts}, flags)
 }
 
-// cacheKey hashes the options and every member of every layer: what the
-// tree and the uncompressed tars are made of.
+// cacheKey hashes what the image's bytes are made of: the name and
+// version (which the config holds) and every member of every layer. Not
+// the Options struct as such, so that a new option left at its zero value
+// keeps existing entries valid.
 func cacheKey(opts Options, b *builder) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%+v\n", opts)
+	fmt.Fprintf(h, "%q %q\n", opts.Name, opts.Version)
 	var num [8]byte
 	put := func(v uint64) {
 		binary.LittleEndian.PutUint64(num[:], v)
