@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
+	if args := os.Getenv(stageChildEnv); args != "" {
+		os.Exit(stageChild(strings.Split(args, "\n")))
+	}
 	os.Exit(m.Run())
 }
 
@@ -33,7 +36,13 @@ type release struct {
 
 func pullRelease(t *testing.T, root, scratch string, version string) release {
 	t.Helper()
-	img := testhost.Generate(t, 21, version)
+	return pullReleaseSeed(t, root, scratch, 21, version)
+}
+
+// pullReleaseSeed: releases of other seeds have another kernel.
+func pullReleaseSeed(t *testing.T, root, scratch string, seed int64, version string) release {
+	t.Helper()
+	img := testhost.Generate(t, seed, version)
 	ref := "ostree-unverified-image:docker://quay.io/example/os:" + version
 	im := testhost.Pull(t, filepath.Join(root, "composefs"), scratch, img, ref)
 	id, err := hex.DecodeString(im.ImageVerity)

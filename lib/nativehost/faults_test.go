@@ -1,0 +1,276 @@
+package nativehost
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+// stageChildEnv makes the test binary a staging process (root, run dir,
+// manifest digest, image ref, booted id, one per line), for the tests
+// that kill it.
+const stageChildEnv = "CFS_NATIVEHOST_STAGE_CHILD"
+
+func stageChild(args []string) int {
+	if len(args) != 5 {
+		fmt.Fprintln(os.Stderr, "stage child: want 5 arguments")
+		return 2
+	}
+	repo, err := composefs.Open(filepath.Join(args[0], "composefs"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer repo.Close()
+	img, err := ResolveImage(repo, args[2], args[3])
+	if err == nil {
+		_, err = (&Host{Root: args[0], RunDir: args[1]}).Stage(img, args[4])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// faultHost is release 1 installed and release 2 (another kernel, so
+// staging writes boot files too) in the repository.
+type faultHost struct {
+	fs     *testfs.FS
+	h      *Host
+	r1, r2 release
+}
+
+func newFaultHost(t *testing.T, bootDir string) *faultHost {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullRelease(t, root, scratch, "1.0")
+	r2 := pullReleaseSeed(t, root, scratch, 22, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	if bootDir != "" {
+		h.BootDir, h.BootPrefix = bootDir, "/"
+	}
+	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
+		t.Fatal(err)
+	}
+	return &faultHost{fs: fs, h: h, r1: r1, r2: r2}
+}
+
+// unstage puts the host back as installed.
+func (f *faultHost) unstage(t *testing.T) {
+	t.Helper()
+	if err := f.h.discardStaged(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		filepath.Join(f.h.Root, "state/deploy", f.r2.id),
+		filepath.Join(f.h.Root, "state", ".tmp-deploy-"+f.r2.id),
+		filepath.Join(f.h.bootDir(), typeOneDirPrefix+f.r2.id),
+		filepath.Join(f.h.bootDir(), ".tmp-"+typeOneDirPrefix+f.r2.id),
+	} {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkHost checks what a bootloader and bootc would find: every entry,
+// live or staged, boots an image that is in the repository, with a state
+// directory and origin, and boot files whose digest is the origin's; an
+// announced staged deployment has its staged entries. It returns the
+// number of staged entries.
+func checkHost(t *testing.T, h *Host) int {
+	t.Helper()
+	staged := 0
+	for _, dir := range []string{"entries", "entries.staged"} {
+		names, _ := filepath.Glob(filepath.Join(h.LoaderDir(), dir, "*.conf"))
+		for _, n := range names {
+			e, err := sysroot.ParseBLSEntry(n)
+			if err != nil {
+				t.Errorf("%s: %v", n, err)
+				continue
+			}
+			id, ok, err := sysroot.EntryVerity(e)
+			if err != nil || !ok {
+				t.Errorf("%s: %v", n, err)
+				continue
+			}
+			if dir == "entries.staged" {
+				staged++
+			}
+			if _, err := os.Stat(filepath.Join(h.Root, "composefs/images", id)); err != nil {
+				t.Errorf("%s boots a missing image: %v", n, err)
+			}
+			o, err := sysroot.ReadOrigin(filepath.Join(h.Root, "state/deploy", id, id+".origin"))
+			if err != nil {
+				t.Errorf("%s: deployment: %v", n, err)
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(h.Root, "state/deploy", id, "etc")); err != nil {
+				t.Errorf("%s: deployment without etc: %v", n, err)
+			}
+			sum := sha256.New()
+			for _, p := range append([]string{e.Linux}, e.Initrd...) {
+				f, err := os.Open(filepath.Join(h.bootDir(), strings.TrimPrefix(p, h.bootPrefix())))
+				if err != nil {
+					t.Errorf("%s: %v", n, err)
+					continue
+				}
+				io.Copy(sum, f)
+				f.Close()
+			}
+			if got := hex.EncodeToString(sum.Sum(nil)); got != o.BootDigest {
+				t.Errorf("%s: kernel and initramfs hash to %s, the origin says %s", n, got, o.BootDigest)
+			}
+		}
+	}
+	if data, err := os.ReadFile(h.StagedFile()); err == nil {
+		if staged == 0 {
+			t.Errorf("staged deployment announced (%s) without staged entries", data)
+		}
+	}
+	return staged
+}
+
+// TestStageKilled: SIGKILL at points over a staging leaves every entry
+// bootable, and a new staging completes.
+func TestStageKilled(t *testing.T) {
+	f := newFaultHost(t, "")
+	args := strings.Join([]string{f.h.Root, f.h.RunDir, f.r2.image.ManifestDigest, f.r2.image.ImageRef, f.r1.id}, "\n")
+	child := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), stageChildEnv+"="+args)
+		return cmd
+	}
+	start := time.Now()
+	if out, err := child().CombinedOutput(); err != nil {
+		t.Fatalf("staging: %v\n%s", err, out)
+	}
+	clean := time.Since(start)
+	if checkHost(t, f.h) != 2 {
+		t.Fatal("a clean staging did not leave two staged entries")
+	}
+	f.unstage(t)
+	for _, frac := range []float64{0.1, 0.3, 0.5, 0.7, 0.85, 0.95} {
+		cmd := child()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(float64(clean) * frac))
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		n := checkHost(t, f.h)
+		t.Logf("killed at %.0f%% (%v): %v; %d staged entries", frac*100, time.Duration(float64(clean)*frac), err, n)
+		repo := openRepo(t, f.h.Root)
+		img := f.r2.image
+		img.Repo = repo
+		if _, err := f.h.Stage(img, f.r1.id); err != nil {
+			t.Fatalf("staging again after the kill: %v", err)
+		}
+		if checkHost(t, f.h) != 2 {
+			t.Fatal("staging again left no staged entries")
+		}
+		f.unstage(t)
+	}
+}
+
+// TestStageENOSPC: with /boot (a partition of its own) or the root
+// filled so that staging runs out of space at different points, it fails
+// naming ENOSPC, leaves no staged entry, and succeeds once there is room.
+// (On one XFS the kernel is reflinked from the repository and staging
+// needs next to no space.)
+func TestStageENOSPC(t *testing.T) {
+	boot := testfs.Ext4(t, 32*testfs.MiB)
+	f := newFaultHost(t, boot.Dir)
+	free := func(dir string) int64 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		// Root may use the blocks ext4 reserves for it.
+		return int64(st.Bfree) * st.Bsize
+	}
+	settle := func(dir string) int64 {
+		last := int64(-1)
+		for i := 0; i < 50; i++ {
+			unix.Sync()
+			if n := free(dir); n == last {
+				return n
+			} else {
+				last = n
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return last
+	}
+	// fill leaves about leave bytes free on dir's filesystem (filesystems
+	// keep some space for their metadata: ask for less until it fits).
+	fill := func(dir string, leave int64) string {
+		filler := filepath.Join(dir, "filler")
+		for slack := int64(0); slack < 64*testfs.MiB; slack += 64 << 10 {
+			size := settle(dir) - leave - slack
+			if size <= 0 {
+				break
+			}
+			if exec.Command("fallocate", "-l", fmt.Sprint(size), filler).Run() == nil {
+				return filler
+			}
+			os.Remove(filler)
+		}
+		t.Fatalf("cannot fill %s", dir)
+		return ""
+	}
+	before := settle(boot.Dir)
+	if _, err := f.h.Stage(f.r2.image, f.r1.id); err != nil {
+		t.Fatal(err)
+	}
+	used := before - settle(boot.Dir)
+	t.Logf("a staging uses %d bytes of /boot", used)
+	f.unstage(t)
+	type when struct {
+		dir  string
+		frac float64
+	}
+	failed := 0
+	for _, w := range []when{{boot.Dir, 0.02}, {boot.Dir, 0.4}, {boot.Dir, 0.8}, {boot.Dir, 0.95}, {f.fs.Dir, 0}} {
+		filler := fill(w.dir, int64(float64(used)*w.frac))
+		_, err := f.h.Stage(f.r2.image, f.r1.id)
+		n := checkHost(t, f.h)
+		t.Logf("%s filled to %.0f%% of what staging needs: %v; %d staged entries", w.dir, w.frac*100, err, n)
+		if err != nil {
+			failed++
+			if !errors.Is(err, unix.ENOSPC) && !strings.Contains(err.Error(), "no space left on device") {
+				t.Errorf("want ENOSPC, got %v", err)
+			}
+			if n != 0 {
+				t.Errorf("a failed staging left %d staged entries", n)
+			}
+		}
+		os.Remove(filler)
+		if _, err := f.h.Stage(f.r2.image, f.r1.id); err != nil {
+			t.Fatalf("staging with room again: %v", err)
+		}
+		f.unstage(t)
+	}
+	if failed < 4 {
+		t.Fatalf("only %d stagings ran out of space", failed)
+	}
+}
