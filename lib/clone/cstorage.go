@@ -62,9 +62,10 @@ func (s *CStorageSummary) String() string {
 // repository: no registry, no compression, and where reflinks work no
 // file data written (every body over 64 bytes is cloned from its object).
 // The list goes to out with stores.containersStorage added. Each written
-// layer is read back through Store.Diff and must give its diff ID; only
-// then, and only after the input's end record checked out, is the image
-// recorded, and only then is the end record written.
+// layer is checked to give back its diff ID through Store.Diff
+// (cstorage.Store.WriteLayers); only after that, and after the input's
+// end record checked out, is the image recorded, and only then is the
+// end record written.
 func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reader, out io.Writer, opts CStorageOptions) (*CStorageSummary, error) {
 	sum := &CStorageSummary{Root: store.GraphRoot()}
 	r := stream.NewReader(in)
@@ -155,19 +156,6 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 			if err := w.WriteEntry(e); err != nil {
 				return err
 			}
-		}
-		written := map[string]bool{}
-		for _, id := range ws.Written {
-			written[id] = true
-		}
-		var checkIDs, checkDiffIDs []string
-		for i, id := range n.LayerIDs() {
-			if written[id] {
-				checkIDs, checkDiffIDs = append(checkIDs, id), append(checkDiffIDs, n.DiffIDs[i])
-			}
-		}
-		if err := store.CheckLayers(checkIDs, checkDiffIDs); err != nil {
-			return err
 		}
 		created, _ := cfg.CreatedTime()
 		if sum.ImageCreated, err = store.RecordImage(n, top, created); err != nil {

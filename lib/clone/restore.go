@@ -25,7 +25,7 @@ func RecoveredName(configDigest string) string {
 // RestoreImage writes the image the composefs repository holds under
 // manifestDigest into the store, as ToContainersStorage does for a list
 // (layers from the splitstreams, bodies cloned from the objects, each
-// written layer read back against its diff ID before the image is
+// written layer checked to give back its diff ID before the image is
 // recorded), without an object list: what `cfs-fsck images --repair`
 // needs. names nil means RecoveredName. policy 0 picks Always where the
 // stores can share extents, Auto elsewhere.
@@ -58,19 +58,6 @@ func RestoreImage(store *cstorage.Store, repo *composefs.Repository, manifestDig
 	top, ws, err := store.WriteLayers(n)
 	sum.LayersWritten, sum.LayersPresent = ws.LayersWritten, ws.LayersPresent
 	sum.Reflinked, sum.ReflinkedBytes, sum.Copied, sum.CopiedBytes = ws.Cloned, ws.ClonedBytes, ws.Copied, ws.CopiedBytes
-	if err == nil {
-		written := map[string]bool{}
-		for _, id := range ws.Written {
-			written[id] = true
-		}
-		var ids, diffIDs []string
-		for i, id := range n.LayerIDs() {
-			if written[id] {
-				ids, diffIDs = append(ids, id), append(diffIDs, n.DiffIDs[i])
-			}
-		}
-		err = store.CheckLayers(ids, diffIDs)
-	}
 	if err == nil {
 		created, _ := cfg.CreatedTime()
 		sum.ImageCreated, err = store.RecordImage(n, top, created)

@@ -56,6 +56,23 @@ type cloneDiffer struct {
 	diffID string
 	policy reflink.Policy
 	stats  CloneStats
+
+	// What verifyLayer checks the stored layer against: for each body in
+	// tar order, the file its bytes were read from, and the sha256 of the
+	// tar-split handed to the store.
+	bodies     []bodyRecord
+	tarSplitID [sha256.Size]byte
+}
+
+// bodyRecord is one tar member body as ApplyDiff hashed it. A body read
+// from the file laid out for it (a clone, or a copy CloneFile made) is
+// known by that file's inode; any other (bytes written from the stream,
+// or a body the extraction did not store) has read false and is checked
+// by reading the stored file back.
+type bodyRecord struct {
+	size     int64
+	read     bool
+	dev, ino uint64
 }
 
 func (d *cloneDiffer) Close() error { return nil }
@@ -173,7 +190,8 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		}
 	}()
 	os.Remove(ts.Name()) // c/storage reads it through the descriptor
-	packer := tsstorage.NewJSONPacker(ts)
+	tsSum := sha256.New()
+	packer := tsstorage.NewJSONPacker(io.MultiWriter(ts, tsSum))
 
 	cs := &chunkStream{chunks: d.chunks}
 	sum := sha256.New()
@@ -219,6 +237,7 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 				return out, fmt.Errorf("layer %s: member %q: %w", d.diffID, hdr.Name, err)
 			}
 		}
+		x.body = bodyRecord{size: hdr.Size}
 		if err := x.entry(hdr, body, clone, cs, d); err != nil {
 			return out, fmt.Errorf("layer %s: member %q: %w", d.diffID, hdr.Name, err)
 		}
@@ -230,6 +249,7 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		e := tsstorage.Entry{Type: tsstorage.FileType, Size: hdr.Size}
 		if hdr.Size > 0 {
 			e.Payload = binary.BigEndian.AppendUint64(nil, crc.Sum64())
+			d.bodies = append(d.bodies, x.body)
 		}
 		e.SetName(hdr.Name)
 		if _, err := packer.AddEntry(e); err != nil {
@@ -266,6 +286,7 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		return out, err
 	}
 	out.TarSplit = ts
+	copy(d.tarSplitID[:], tsSum.Sum(nil))
 	out.UncompressedDigest = digest.Digest(got)
 	out.Size = cnt.n
 	out.UIDs, out.GIDs = sortedIDs(uids), sortedIDs(gids)
@@ -291,6 +312,7 @@ type extractor struct {
 	ids     *idtools.IDMappings
 	convert archive.TarWhiteoutConverter
 	dirs    []*tar.Header
+	body    bodyRecord // of the current member
 }
 
 func newExtractor(dest string, options *archive.TarOptions) *extractor {
@@ -459,18 +481,24 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 
 // writeBody fills f with the member's body: a clone of the chunk's file
 // when the body is one file chunk, then read back through the tar (for
-// the CRC and the layer digest: what is checked is what was stored);
-// otherwise the bytes are copied.
+// the CRC and the layer digest: what is checked is what was stored, and
+// x.body records the file it was read from); otherwise the bytes are
+// copied.
 func (x *extractor) writeBody(f *os.File, body io.Reader, cloneFrom *os.File, cs *chunkStream, d *cloneDiffer, size int64) error {
 	if cloneFrom != nil {
 		how, err := reflink.CloneFile(f, cloneFrom, d.policy)
 		if err != nil {
 			return err
 		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
+		}
 		cs.src = f
 		if _, err := io.Copy(io.Discard, body); err != nil {
 			return err
 		}
+		x.body.read, x.body.dev, x.body.ino = true, st.Dev, st.Ino
 		if how == reflink.Cloned {
 			d.stats.Cloned++
 			d.stats.ClonedBytes += size

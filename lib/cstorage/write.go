@@ -33,7 +33,7 @@ type NewImage struct {
 type WriteStats struct {
 	CloneStats
 	LayersWritten, LayersPresent int
-	Written                      []string // IDs of the layers written, to check with CheckLayers
+	Written                      []string // IDs of the layers written (and verified)
 }
 
 // ImageID is the ID c/image gives an image: its config digest.
@@ -57,7 +57,9 @@ func (n *NewImage) LayerIDs() []string {
 // PrepareStagedLayer/ApplyStagedLayer with a differ that clones bodies
 // and records tar-split, and returns the top layer's ID. A layer the
 // store already has under the same ID is reused and never re-applied
-// (ApplyStagedLayer would replace its files).
+// (ApplyStagedLayer would replace its files). Each written layer is
+// verified (verifyLayer): Store.Diff gives back its diff ID. On error,
+// the layers in Written are in the store and the caller removes them.
 func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 	st := &WriteStats{}
 	if n.Policy != reflink.Always && n.Policy != reflink.Auto {
@@ -82,6 +84,7 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 	// Staging needs no parent, so the layers are laid out two at a time
 	// (the work is reading and hashing); they are recorded in order.
 	outs := make([]*drivers.DriverWithDifferOutput, len(ids))
+	differs := make([]*cloneDiffer, len(ids))
 	errs := make([]error, len(ids))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -98,6 +101,7 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 				return
 			}
 			d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy}
+			differs[i] = d
 			outs[i], errs[i] = s.stageLayer(d)
 			if c, ok := chunks.(io.Closer); ok {
 				c.Close()
@@ -138,6 +142,10 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 			outs[i] = nil
 			st.LayersWritten++
 			st.Written = append(st.Written, id)
+			if err := s.verifyLayer(id, differs[i]); err != nil {
+				cleanup(i + 1)
+				return "", st, err
+			}
 		}
 		parent = id
 	}
@@ -158,47 +166,6 @@ func (s *Store) stageLayer(d *cloneDiffer) (*drivers.DriverWithDifferOutput, err
 		return nil, fmt.Errorf("containers-storage: layer %s came out as %s", d.diffID, out.UncompressedDigest)
 	}
 	return out, nil
-}
-
-// CheckLayers reads each layer back as c/storage gives it to podman
-// (Store.Diff: tar-split plus the files, every CRC64 checked) and requires
-// its sha256 to be the diff ID.
-func (s *Store) CheckLayers(ids, diffIDs []string) error {
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 2)
-	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			errs[i] = s.checkLayer(id, diffIDs[i])
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) checkLayer(id, diffID string) error {
-	rc, err := s.Diff(id)
-	if err != nil {
-		return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return fmt.Errorf("containers-storage layer %s: reading it back: %w", id, err)
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
-		return fmt.Errorf("containers-storage layer %s reads back as %s, want %s", id, got, diffID)
-	}
-	return nil
 }
 
 // RecordImage records the image on top, with the config, the manifest

@@ -1,0 +1,129 @@
+package cstorage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc64"
+	"io"
+	"os"
+
+	"github.com/klauspost/compress/gzip"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+	drivers "go.podman.io/storage/drivers"
+	"golang.org/x/sys/unix"
+)
+
+// verifyLayer checks that the store gives back, for the layer d just
+// laid out and the store recorded as id, the tar whose sha256 ApplyDiff
+// found equal to the diff ID, without reading the cloned bodies again.
+//
+// Store.Diff (what podman push and save use) rebuilds a layer from the
+// tar-split the store kept and, for each body, the file the driver finds
+// under the member's name. ApplyDiff hashed the tar from those same
+// parts: the segments it recorded in the tar-split and each cloned body
+// read from the file laid out for it. So Store.Diff gives that tar back
+// exactly when the stored tar-split is the one ApplyDiff recorded and
+// each body's name leads to the file its bytes were read from (a later
+// member of the same name, a name through a symlink or a file found in
+// a layer below would not). Both are checked here: the tar-split by its
+// sha256, each name by the inode the driver hands out. Nothing the
+// extraction does after reading a body changes its bytes (an existing
+// path is removed before a member is created there), and the rename of
+// the staging directory keeps the inodes. A body ApplyDiff did not read
+// from its file (written from the stream, or not stored by the
+// extraction) is read back and checked against its CRC64, as Store.Diff
+// would.
+func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
+	where := fmt.Sprintf("containers-storage layer %s (%s)", id, d.diffID)
+	f, err := os.Open(s.tarSplitPath(id))
+	if err != nil {
+		return fmt.Errorf("%s: reading back its tar-split: %w", where, err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("%s: tar-split %s: %w", where, f.Name(), err)
+	}
+	defer gz.Close()
+	sum := sha256.New()
+	tee := io.TeeReader(gz, sum)
+	driver, err := s.s.GraphDriver()
+	if err != nil {
+		return err
+	}
+	dg, ok := driver.(drivers.DiffGetterDriver)
+	if !ok {
+		return fmt.Errorf("%s: the %s driver cannot hand out layer files", where, driver.String())
+	}
+	getter, err := dg.DiffGetter(id)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	defer getter.Close()
+	unpack := tsstorage.NewJSONUnpacker(tee)
+	k := 0
+	for {
+		e, err := unpack.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: its stored tar-split: %w", where, err)
+		}
+		if e.Type != tsstorage.FileType || e.Size == 0 {
+			continue
+		}
+		if k >= len(d.bodies) {
+			return fmt.Errorf("%s: its stored tar-split has more bodies than were written", where)
+		}
+		if err := checkBody(getter, e, d.bodies[k]); err != nil {
+			return fmt.Errorf("%s: member %q: %w", where, e.GetName(), err)
+		}
+		k++
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return fmt.Errorf("%s: its stored tar-split: %w", where, err)
+	}
+	if k != len(d.bodies) || !bytes.Equal(sum.Sum(nil), d.tarSplitID[:]) {
+		return fmt.Errorf("%s: the store kept another tar-split than the one written", where)
+	}
+	return nil
+}
+
+// checkBody checks the file the driver hands out for a tar-split body
+// against what ApplyDiff hashed for it.
+func checkBody(getter drivers.FileGetCloser, e *tsstorage.Entry, rec bodyRecord) error {
+	rc, err := getter.Get(e.GetName())
+	if err != nil {
+		return fmt.Errorf("the store cannot give its file back: %w", err)
+	}
+	defer rc.Close()
+	f, ok := rc.(*os.File)
+	if !ok {
+		return errors.New("the storage driver does not hand out files")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
+	}
+	if st.Size != e.Size || e.Size != rec.size {
+		return fmt.Errorf("the store gives back %s of %d bytes, the tar says %d", f.Name(), st.Size, rec.size)
+	}
+	if rec.read {
+		if st.Dev != rec.dev || st.Ino != rec.ino {
+			return fmt.Errorf("the store gives back %s, not the file the body was written to", f.Name())
+		}
+		return nil
+	}
+	crc := crc64.New(crcTable)
+	if _, err := io.Copy(crc, f); err != nil {
+		return err
+	}
+	if got := binary.BigEndian.AppendUint64(nil, crc.Sum64()); !bytes.Equal(got, e.Payload) {
+		return fmt.Errorf("the store gives back %s, whose bytes are not the body's (CRC64)", f.Name())
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package cstorage
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.podman.io/storage"
+	drivers "go.podman.io/storage/drivers"
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/lib/reflink"
+)
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// member is a tar member of a test layer; a body over 64 bytes becomes a
+// file chunk (cloned), a shorter one stays inline (written).
+type member struct {
+	name, link string
+	typ        byte
+	body       string
+}
+
+// testChunks is a layer tar as chunks, each large body a file of dir.
+type testChunks struct {
+	chunks []Chunk
+	paths  []string // file chunks, opened as they are handed out
+}
+
+func (c *testChunks) Next() (Chunk, error) {
+	if len(c.chunks) == 0 {
+		return Chunk{}, io.EOF
+	}
+	ch := c.chunks[0]
+	c.chunks = c.chunks[1:]
+	if ch.Size > 0 {
+		f, err := os.Open(c.paths[0])
+		if err != nil {
+			return Chunk{}, err
+		}
+		c.paths = c.paths[1:]
+		ch.File = f
+	}
+	return ch, nil
+}
+
+// layerOf builds members into a tar and returns its diff ID and a
+// function giving it as chunks.
+func layerOf(t *testing.T, dir string, members []member) (string, func() *testChunks) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	type piece struct {
+		inline []byte
+		path   string
+		size   int64
+	}
+	var pieces []piece
+	prev := 0
+	for i, m := range members {
+		hdr := &tar.Header{Name: m.name, Linkname: m.link, Typeflag: m.typ, Mode: 0o644, Format: tar.FormatPAX}
+		if m.typ == tar.TypeDir {
+			hdr.Mode = 0o755
+		}
+		if m.typ == tar.TypeReg {
+			hdr.Size = int64(len(m.body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if m.typ != tar.TypeReg || len(m.body) <= 64 {
+			if _, err := tw.Write([]byte(m.body)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		start := buf.Len() // WriteHeader wrote the header (and padding before it)
+		if _, err := tw.Write([]byte(m.body)); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("body-%d", i))
+		if err := os.WriteFile(path, []byte(m.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pieces = append(pieces, piece{inline: bytes.Clone(buf.Bytes()[prev:start])}, piece{path: path, size: int64(len(m.body))})
+		prev = start + len(m.body)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pieces = append(pieces, piece{inline: bytes.Clone(buf.Bytes()[prev:])})
+	sum := sha256.Sum256(buf.Bytes())
+	return "sha256:" + hex.EncodeToString(sum[:]), func() *testChunks {
+		c := &testChunks{}
+		for _, p := range pieces {
+			if p.path != "" {
+				c.chunks = append(c.chunks, Chunk{Size: p.size})
+				c.paths = append(c.paths, p.path)
+			} else if len(p.inline) > 0 {
+				c.chunks = append(c.chunks, Chunk{Inline: p.inline})
+			}
+		}
+		return c
+	}
+}
+
+func storeDiffDigest(t *testing.T, s *Store, id string) (string, error) {
+	t.Helper()
+	rc, err := s.Diff(id)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func big(c byte) string { return strings.Repeat(string(c), 10000) }
+
+// TestWriteLayersVerified: a layer written through the Differ gives back
+// its diff ID through Store.Diff, the real c/storage reassembly, and its
+// large bodies share their extents; a layer that would not (a member
+// whose name leads to another file than the one its body was read from)
+// is refused by WriteLayers' own check, which reads no cloned body again,
+// and Store.Diff confirms it would have read back wrong.
+func TestWriteLayersVerified(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	fs := testfs.XFS(t, 0)
+	src := fs.Path("src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(fs.Path("store"), fs.Path("run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	write := func(members []member, policy reflink.Policy) (*NewImage, *WriteStats, error) {
+		diffID, chunks := layerOf(t, src, members)
+		n := &NewImage{DiffIDs: []string{diffID}, Policy: policy,
+			Layer: func(int) (ChunkReader, error) { return chunks(), nil }}
+		_, st, err := s.WriteLayers(n)
+		return n, st, err
+	}
+
+	good := []member{
+		{name: "usr/", typ: tar.TypeDir},
+		{name: "usr/big", typ: tar.TypeReg, body: big('a')},
+		{name: "usr/small", typ: tar.TypeReg, body: "small"},
+		{name: "usr/link", typ: tar.TypeLink, link: "usr/big"},
+		{name: "usr/sym", typ: tar.TypeSymlink, link: "big"},
+		{name: "usr/other", typ: tar.TypeReg, body: big('b')},
+	}
+	n, st, err := write(good, reflink.Always)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LayersWritten != 1 || st.Cloned != 2 {
+		t.Fatalf("layers written %d, cloned %d; want 1 and 2", st.LayersWritten, st.Cloned)
+	}
+	id := n.LayerIDs()[0]
+	if got, err := storeDiffDigest(t, s, id); err != nil || got != n.DiffIDs[0] {
+		t.Fatalf("Store.Diff of the written layer: %s, %v; want %s", got, err, n.DiffIDs[0])
+	}
+	bf, err := os.Open(filepath.Join(s.GraphRoot(), "overlay", id, "diff", "usr", "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, total, err := reflink.SharedBytes(bf)
+	bf.Close()
+	if err != nil || shared != total || total == 0 {
+		t.Fatalf("usr/big shares %d of %d bytes (%v), want all", shared, total, err)
+	}
+
+	// e/f written, then replaced through a symlink d -> e by d/f: the
+	// store would give d/f's body for e/f too.
+	for _, policy := range []reflink.Policy{reflink.Always, reflink.Auto} {
+		dup := []member{
+			{name: "e/", typ: tar.TypeDir},
+			{name: "e/f", typ: tar.TypeReg, body: big('c')},
+			{name: "d", typ: tar.TypeSymlink, link: "e"},
+			{name: "d/f", typ: tar.TypeReg, body: big('d')},
+		}
+		if policy == reflink.Auto {
+			dup[1].body, dup[3].body = "short c", "short d"
+		}
+		n, st, err := write(dup, policy)
+		if err == nil || !strings.Contains(err.Error(), `member "e/f"`) || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("%s: a layer whose first body is not what its name gives back: %v", policy, err)
+		}
+		if len(st.Written) != 1 {
+			t.Fatalf("%s: written %v, want the refused layer (for the caller to remove)", policy, st.Written)
+		}
+		id := n.LayerIDs()[0]
+		if got, err := storeDiffDigest(t, s, id); err == nil && got == n.DiffIDs[0] {
+			t.Fatalf("%s: Store.Diff gives the diff ID back, yet WriteLayers refused the layer", policy)
+		}
+		if err := s.Storage().DeleteLayer(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The store handing back another tar-split than the one written.
+	var d cloneDiffer
+	diffID, chunks := layerOf(t, src, []member{{name: "g", typ: tar.TypeReg, body: big('e')}})
+	d.chunks, d.diffID, d.policy = chunks(), diffID, reflink.Always
+	out, err := s.stageLayer(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.s.ApplyStagedLayer(storage.ApplyStagedLayerOptions{ID: LayerID("", diffID), DiffOutput: out, DiffOptions: &drivers.ApplyDiffWithDifferOpts{}}); err != nil {
+		t.Fatal(err)
+	}
+	d.tarSplitID[0] ^= 1
+	if err := s.verifyLayer(LayerID("", diffID), &d); err == nil || !strings.Contains(err.Error(), "another tar-split") {
+		t.Fatalf("a tar-split other than the one written: %v", err)
+	}
+	d.tarSplitID[0] ^= 1
+	if err := s.verifyLayer(LayerID("", diffID), &d); err != nil {
+		t.Fatal(err)
+	}
+	// A body file edited after it was hashed: a body read from its file
+	// is known by its inode, so only a written one is read back.
+	d.bodies[0].read = false
+	path := filepath.Join(s.GraphRoot(), "overlay", LayerID("", diffID), "diff", "g")
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := s.verifyLayer(LayerID("", diffID), &d); err == nil || !strings.Contains(err.Error(), "CRC64") {
+		t.Fatalf("a written body edited afterwards: %v", err)
+	}
+}
