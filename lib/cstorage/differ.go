@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
@@ -206,7 +205,7 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		_, err := packer.AddEntry(tsstorage.Entry{Type: tsstorage.SegmentType, Payload: b})
 		return err
 	}
-	crc := crc64.New(crcTable)
+	crc := newCRC()
 	uids, gids := map[uint32]bool{}, map[uint32]bool{}
 	for {
 		hdr, err := tr.Next()

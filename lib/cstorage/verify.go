@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"os"
 
@@ -118,7 +117,7 @@ func checkBody(getter drivers.FileGetCloser, e *tsstorage.Entry, rec bodyRecord)
 		}
 		return nil
 	}
-	crc := crc64.New(crcTable)
+	crc := newCRC()
 	if _, err := io.Copy(crc, f); err != nil {
 		return err
 	}
