@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc64"
 	"io"
 	"os"
 	"path"
@@ -19,8 +17,6 @@ import (
 	drivers "go.podman.io/storage/drivers"
 	"golang.org/x/sys/unix"
 )
-
-var crcTable = crc64.MakeTable(crc64.ISO)
 
 // LayerTar is a layer's tar rebuilt from its tar-split and the files of its
 // diff directory, read as an io.Reader. Every file body is checked against
@@ -39,6 +35,7 @@ type LayerTar struct {
 	unpack  tsstorage.Unpacker
 	getters []drivers.FileGetCloser // the layer's, then its parents'
 	prefix  string                  // <graph root>/overlay/, where every body must be
+	diffDir int                     // the layer's diff directory (O_PATH), -1 if not at hand
 
 	seg []byte // rest of the current segment
 
@@ -49,7 +46,7 @@ type LayerTar struct {
 	src      *os.File // diffFile, or the clone it was redirected to
 	off      int64
 	size     int64
-	crc      hash.Hash64
+	crc      *crcISO
 	want     []byte
 
 	err error
@@ -69,8 +66,11 @@ func (s *Store) OpenLayer(img *Image, i int) (*LayerTar, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: tar-split %s: %w", where, f.Name(), err)
 	}
-	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: tsstorage.NewJSONUnpacker(gz), crc: crc64.New(crcTable),
-		prefix: filepath.Join(s.graphRoot, "overlay") + "/"}
+	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: tsstorage.NewJSONUnpacker(gz), crc: newCRC(),
+		prefix: filepath.Join(s.graphRoot, "overlay") + "/", diffDir: -1}
+	if fd, err := unix.Open(filepath.Join(t.prefix, l.ID, "diff"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		t.diffDir = fd
+	}
 	driver, err := s.s.GraphDriver()
 	if err != nil {
 		t.Close()
@@ -97,6 +97,9 @@ func (t *LayerTar) Close() error {
 	t.closeBody()
 	for _, g := range t.getters {
 		g.Close()
+	}
+	if t.diffDir >= 0 {
+		unix.Close(t.diffDir)
 	}
 	t.gz.Close()
 	return t.tsFile.Close()
@@ -266,6 +269,9 @@ func (t *LayerTar) ServeBodyFrom(f *os.File) { t.src = f }
 // driver's getter also looks in the layers below, which is right only
 // past a metacopy stub, so a file found below without one is missing.
 func (t *LayerTar) open(name string) (*os.File, error) {
+	if f, ok, err := t.openOwn(name); ok || err != nil {
+		return f, err
+	}
 	own := filepath.Join(t.prefix, t.layer.ID, "diff") + "/"
 	for i, g := range t.getters {
 		rc, err := g.Get(name)
@@ -298,6 +304,54 @@ func (t *LayerTar) open(name string) (*os.File, error) {
 	return nil, fmt.Errorf("%s is an overlay metacopy stub with no data below it", name)
 }
 
+// openOwn is open's common case, in fewer system calls: the name is
+// resolved beneath the layer's own diff directory (symlinks inside it are
+// followed, none may lead out, which the driver's getter would allow and
+// open then refuse), and the file must be a regular file that is not a
+// metacopy stub. ok is false where open must look further: the diff
+// directory is not at hand, or the file is a stub.
+func (t *LayerTar) openOwn(name string) (f *os.File, ok bool, err error) {
+	if t.diffDir < 0 {
+		return nil, false, nil
+	}
+	rel := strings.TrimLeft(path.Clean("/"+name), "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(t.diffDir, rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	own := filepath.Join(t.prefix, t.layer.ID, "diff")
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
+		return nil, true, fmt.Errorf("its file is missing from the layer's diff directory %s/", own)
+	case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ELOOP):
+		return nil, true, fmt.Errorf("%s resolves outside the layer's diff directory", filepath.Join(own, rel))
+	case errors.Is(err, unix.ENOSYS):
+		unix.Close(t.diffDir)
+		t.diffDir = -1
+		return nil, false, nil
+	case err != nil:
+		return nil, true, &os.PathError{Op: "openat2", Path: filepath.Join(own, rel), Err: err}
+	}
+	f = os.NewFile(uintptr(fd), filepath.Join(own, rel))
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, true, &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, true, fmt.Errorf("%s is not a regular file", f.Name())
+	}
+	if isMetacopy(f) {
+		f.Close()
+		return nil, false, nil
+	}
+	return f, true, nil
+}
+
 // checkFile accepts a regular file inside the store's overlay directory
 // and returns the path it really has.
 func (t *LayerTar) checkFile(f *os.File) (string, error) {
@@ -319,6 +373,10 @@ func (t *LayerTar) checkFile(f *os.File) (string, error) {
 }
 
 func isMetacopy(f *os.File) bool {
+	// Most files carry no extended attribute: one listing answers.
+	if n, err := unix.Flistxattr(int(f.Fd()), nil); err == nil && n == 0 {
+		return false
+	}
 	for _, name := range []string{"trusted.overlay.metacopy", "user.overlay.metacopy"} {
 		if _, err := unix.Fgetxattr(int(f.Fd()), name, nil); err == nil {
 			return true
