@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -55,6 +56,7 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	tr := tar.NewReader(counted)
 	tr.RawAccounting = true
 	seen := make(map[string]bool)
+	var small [InlineMax + 1]byte
 	for {
 		hdr, err := tr.Next()
 		ss.Write(tr.RawBytes())
@@ -92,16 +94,17 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 				return stats, err
 			}
 		} else {
-			body, err := io.ReadAll(io.LimitReader(tr, InlineMax+1))
-			if err != nil {
+			n, err := io.ReadFull(tr, small[:])
+			if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
 			}
+			body := small[:n]
 			if len(body) > InlineMax {
 				return stats, fmt.Errorf("layer %s: member %q: a %v member carries a body", diffID, hdr.Name, hdr.Typeflag)
 			}
 			ss.Write(body)
 			if m.Kind == fstree.Regular {
-				m.Inline = body
+				m.Inline = bytes.Clone(body)
 			}
 		}
 		ss.Write(tr.RawBytes())
@@ -162,7 +165,10 @@ func ReadLayer(repo *composefs.Repository, diffID string, member func(*Member) e
 		}
 		body.lastObject, body.expect = nil, hdr.Size
 		if m.Kind == fstree.Regular && m.Size <= InlineMax {
-			if m.Inline, err = io.ReadAll(tr); err != nil {
+			// Exactly the size, not io.ReadAll's 512-byte start: the tree
+			// keeps every one of these.
+			m.Inline = make([]byte, m.Size)
+			if _, err = io.ReadFull(tr, m.Inline); err != nil {
 				return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
 			}
 		} else if _, err := io.Copy(io.Discard, tr); err != nil {

@@ -62,7 +62,9 @@ func (mg *Merger) Apply(m *Member) error {
 	default:
 		in = &fstree.Leaf{Stat: m.Stat, Kind: m.Kind, Size: m.Size, Inline: m.Inline, Object: m.Object, Target: m.Target, Rdev: m.Rdev}
 	}
-	dir.Merge(name, in)
+	// A copy of the name: the member's whole path is not to stay alive
+	// in the tree for each entry.
+	dir.Merge(strings.Clone(name), in)
 	return nil
 }
 
@@ -77,7 +79,7 @@ func (mg *Merger) parent(p string) (*fstree.Dir, string, error) {
 			cur = next
 		case nil:
 			d := fstree.NewDir(fstree.Stat{Mode: 0o755})
-			cur.Set(c, d)
+			cur.Set(strings.Clone(c), d)
 			mg.ImpliedDirs++
 			cur = d
 		case *fstree.Leaf:

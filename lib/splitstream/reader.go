@@ -94,6 +94,9 @@ func readIDs(file []byte, r fileRange, size int, what string) ([][]byte, error) 
 	if len(b)%size != 0 {
 		return nil, fmt.Errorf("%s section is %d bytes, not a multiple of the %d-byte id", what, len(b), size)
 	}
+	// A copy of just the ids: callers keep them (a tree keeps one per
+	// file) and must not keep the whole stream alive through them.
+	b = bytes.Clone(b)
 	ids := make([][]byte, 0, len(b)/size)
 	for i := 0; i < len(b); i += size {
 		ids = append(ids, b[i:i+size:i+size])
