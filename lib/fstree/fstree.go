@@ -64,7 +64,23 @@ type Leaf struct {
 	Object []byte
 	Target string // symlinks
 	Rdev   uint64 // devices
+
+	// names counts the times the leaf was put in a directory. Only a
+	// leaf put there more than once can be a hardlink, and only such
+	// leaves need to be remembered by a walk (which would otherwise hold
+	// a path for every file of the tree).
+	names int32
 }
+
+// placed counts one more name of in, if it is a leaf.
+func placed(in Inode) {
+	if l, ok := in.(*Leaf); ok {
+		l.names++
+	}
+}
+
+// maybeShared reports whether the leaf may have more than one name.
+func (l *Leaf) maybeShared() bool { return l.names > 1 }
 
 // Dir is a directory. Its entries are kept in a map; they are visited in
 // byte order.
@@ -86,7 +102,10 @@ func NewDir(st Stat) *Dir { return &Dir{Stat: st, entries: make(map[string]Inode
 func (d *Dir) Get(name string) Inode { return d.entries[name] }
 
 // Set adds or replaces an entry.
-func (d *Dir) Set(name string, in Inode) { d.entries[name] = in }
+func (d *Dir) Set(name string, in Inode) {
+	placed(in)
+	d.entries[name] = in
+}
 
 // Remove deletes an entry if present.
 func (d *Dir) Remove(name string) { delete(d.entries, name) }
@@ -120,6 +139,7 @@ func (d *Dir) Merge(name string, in Inode) {
 			return
 		}
 	}
+	placed(in)
 	d.entries[name] = in
 }
 
@@ -183,9 +203,12 @@ func (d *Dir) Walk(fn func(path string, in Inode, firstPath string) error) error
 					return err
 				}
 			case *Leaf:
-				first, dup := seen[in]
-				if !dup {
-					seen[in] = p
+				var first string
+				if in.maybeShared() {
+					var dup bool
+					if first, dup = seen[in]; !dup {
+						seen[in] = p
+					}
 				}
 				if err := fn(p, in, first); err != nil {
 					return err

@@ -38,62 +38,79 @@ func erofsStat(n *erofs.Node, st *Stat) {
 
 // ToErofs converts the tree rooted at root into the EROFS writer's model.
 // A hardlinked leaf becomes an inode at its first name in pre-order and
-// links elsewhere, which is where composefs puts it.
+// links elsewhere, which is where composefs puts it. Names and object ids
+// are shared with the tree, not copied.
 func ToErofs(root *Dir) (*erofs.Node, error) {
 	top := erofs.NewDir("", root.Mode)
 	erofsStat(top, &root.Stat)
-	nodes := map[string]*erofs.Node{"": top}
-	first := make(map[*Leaf]*erofs.Node)
-	err := root.Walk(func(p string, in Inode, firstPath string) error {
-		parentPath, name := splitPath(p)
-		parent := nodes[parentPath]
-		var n *erofs.Node
-		switch in := in.(type) {
-		case *Dir:
-			n = erofs.NewDir(name, in.Mode)
-			erofsStat(n, &in.Stat)
-			nodes[p] = n
-		case *Leaf:
-			if firstPath != "" {
-				n = &erofs.Node{Name: name, LinkTo: first[in]}
-				break
-			}
-			n = &erofs.Node{Name: name, Mode: kindMode[in.Kind] | in.Mode&0o7777}
-			erofsStat(n, &in.Stat)
-			switch in.Kind {
-			case Regular:
-				if in.Object != nil {
-					n.SetExternal(in.Object, uint64(in.Size))
-				} else {
-					n.Size = uint64(len(in.Inline))
-					n.Content = in.Inline
+	first := make(map[*Leaf]*erofs.Node) // leaves that may have several names
+	var walk func(d *Dir, parent *erofs.Node) error
+	walk = func(d *Dir, parent *erofs.Node) error {
+		for _, name := range d.Names() {
+			var n *erofs.Node
+			switch in := d.entries[name].(type) {
+			case *Dir:
+				n = erofs.NewDir(name, in.Mode)
+				erofsStat(n, &in.Stat)
+				if err := parent.AddChild(n); err != nil {
+					return fmt.Errorf("%s: %w", childPath(parent, name), err)
 				}
-			case Symlink:
-				n.Payload = in.Target
-				n.Size = uint64(len(in.Target))
-			case CharDev, BlockDev:
-				n.Rdev = in.Rdev
+				if err := walk(in, n); err != nil {
+					return err
+				}
+				continue
+			case *Leaf:
+				if f, ok := first[in]; ok {
+					n = &erofs.Node{Name: name, LinkTo: f}
+					break
+				}
+				n = leafNode(name, in)
+				if in.maybeShared() {
+					first[in] = n
+				}
 			}
-			first[in] = n
-		}
-		if err := parent.AddChild(n); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			if err := parent.AddChild(n); err != nil {
+				return fmt.Errorf("%s: %w", childPath(parent, name), err)
+			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(root, top); err != nil {
 		return nil, err
 	}
 	return top, nil
 }
 
-func splitPath(p string) (string, string) {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[:i], p[i+1:]
+func leafNode(name string, in *Leaf) *erofs.Node {
+	n := &erofs.Node{Name: name, Mode: kindMode[in.Kind] | in.Mode&0o7777}
+	erofsStat(n, &in.Stat)
+	switch in.Kind {
+	case Regular:
+		if in.Object != nil {
+			// SetExternal without its copy of the id: the tree's ids
+			// are never modified.
+			n.Size = uint64(in.Size)
+			n.Digest = in.Object
+			n.Payload = erofs.ObjectPath(in.Object)
+		} else {
+			n.Size = uint64(len(in.Inline))
+			n.Content = in.Inline
 		}
+	case Symlink:
+		n.Payload = in.Target
+		n.Size = uint64(len(in.Target))
+	case CharDev, BlockDev:
+		n.Rdev = in.Rdev
 	}
-	return "", p
+	return n
+}
+
+func childPath(parent *erofs.Node, name string) string {
+	p := parent.Path()
+	if p == "/" {
+		return "/" + name
+	}
+	return p + "/" + name
 }
 
 var kindType = map[Kind]stream.Type{

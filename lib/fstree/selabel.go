@@ -51,10 +51,12 @@ func Relabel(root *Dir, p *selabel.Policy) (split int) {
 					continue
 				}
 				if l := withSameLabel(append([]*Leaf{in}, copies[in]...), label, ok); l != nil {
+					placed(l)
 					dir.entries[name] = l
 					continue
 				}
 				clone := *in
+				clone.names = 1
 				clone.Xattrs = withLabel(in.Xattrs, label, ok)
 				copies[in] = append(copies[in], &clone)
 				dir.entries[name] = &clone
