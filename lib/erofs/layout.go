@@ -1,6 +1,8 @@
 package erofs
 
 import (
+	"bytes"
+	"hash/maphash"
 	"math/bits"
 	"sort"
 )
@@ -58,32 +60,47 @@ func layout(root *inode, version int) *image {
 
 // computeShared puts every (name, value) pair used by more than one inode
 // into the shared table. Pairs are interned to small ids first: a tree of
-// 100k files has few distinct pairs (SELinux labels) but many uses.
+// 100k files has few distinct pairs (SELinux labels) but many uses, and
+// as many unique ones as external files (their digest and object path).
+// The index is keyed by a hash of the pair, not by a copy of it, and
+// candidates are compared with the pair itself.
 func (img *image) computeShared() {
-	ids := map[string]map[string]int32{}
+	seed := maphash.MakeSeed()
+	head := map[uint64]int32{} // hash -> the latest distinct pair with it
 	var distinct []Xattr
+	var next []int32 // per distinct pair: the previous one with its hash, or -1
 	var count []int
-	xids := make([][]int32, len(img.inodes))
-	for i, in := range img.inodes {
-		if len(in.xattrs) == 0 {
-			continue
-		}
-		xids[i] = make([]int32, len(in.xattrs))
-		for j, x := range in.xattrs {
-			byValue := ids[x.Name]
-			if byValue == nil {
-				byValue = map[string]int32{}
-				ids[x.Name] = byValue
+	nx := 0
+	for _, in := range img.inodes {
+		nx += len(in.xattrs)
+	}
+	flat := make([]int32, 0, nx) // every inode's pair ids, in inode order
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for _, in := range img.inodes {
+		for _, x := range in.xattrs {
+			h.Reset()
+			h.WriteString(x.Name)
+			h.WriteByte(0)
+			h.Write(x.Value)
+			k := h.Sum64()
+			id, ok := head[k]
+			for ok && id >= 0 && (distinct[id].Name != x.Name || !bytes.Equal(distinct[id].Value, x.Value)) {
+				id = next[id]
 			}
-			id, ok := byValue[string(x.Value)]
-			if !ok {
+			if !ok || id < 0 {
+				prev := int32(-1)
+				if ok {
+					prev = head[k]
+				}
 				id = int32(len(distinct))
-				byValue[string(x.Value)] = id
+				head[k] = id
+				next = append(next, prev)
 				distinct = append(distinct, x)
 				count = append(count, 0)
 			}
 			count[id]++
-			xids[i][j] = id
+			flat = append(flat, id)
 		}
 	}
 	var shared []int32
@@ -106,13 +123,15 @@ func (img *image) computeShared() {
 		img.shared = append(img.shared, x)
 	}
 	img.sharedSize = off
-	for i, in := range img.inodes {
+	for _, in := range img.inodes {
 		if len(in.xattrs) == 0 {
 			continue
 		}
+		ids := flat[:len(in.xattrs)]
+		flat = flat[len(in.xattrs):]
 		in.sharedOffs = make([]int64, len(in.xattrs))
 		n := 0
-		for j, id := range xids[i] {
+		for j, id := range ids {
 			if o := offsets[id]; o >= 0 && n < maxSharedPerInode {
 				in.sharedOffs[j] = o
 				n++

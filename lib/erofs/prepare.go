@@ -189,7 +189,10 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 			}
 			in.setXattr(xattrMetacopy, mc)
 			if n.Payload != "" {
-				in.setXattr(xattrRedirect, []byte("/"+n.Payload))
+				redirect := make([]byte, 1+len(n.Payload))
+				redirect[0] = '/'
+				copy(redirect[1:], n.Payload)
+				in.setXattr(xattrRedirect, redirect)
 			}
 		}
 	case TypeSymlink:
