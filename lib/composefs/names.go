@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,6 +178,57 @@ func (r *Repository) WriteImage(image []byte) ([]byte, error) {
 		return nil, fmt.Errorf("naming image %x: %w", id, err)
 	}
 	return id, nil
+}
+
+// WriteImageFrom is WriteImage for an image that write produces, streamed
+// to disk and hashed on the way instead of held in memory: the image of a
+// 100k-entry tree is tens of MiB, more than the rest of a pull keeps. An
+// object already stored under the image's id is kept only if its own
+// bytes have that digest.
+func (r *Repository) WriteImageFrom(write func(io.Writer) error) ([]byte, error) {
+	t, err := r.newTemp()
+	if err != nil {
+		return nil, err
+	}
+	t.written = true
+	h := fsverity.New(r.alg)
+	cw := &countingWriter{w: io.MultiWriter(t.File, h)}
+	if err := write(cw); err != nil {
+		t.discard()
+		return nil, err
+	}
+	id := h.Sum(nil)
+	replace := false
+	if !r.isPending(id) {
+		switch err := r.checkStored(id, cw.n); {
+		case err == nil:
+			got, derr := fsverity.DigestFile(r.ObjectPath(id), r.alg)
+			replace = derr != nil || !bytes.Equal(got, id)
+		case !errors.Is(err, fs.ErrNotExist):
+			replace = true
+		}
+	}
+	if _, err := r.finishObject(t, id, cw.n, replace); err != nil {
+		return nil, fmt.Errorf("storing image %x: %w", id, err)
+	}
+	if err := r.Flush(); err != nil {
+		return nil, err
+	}
+	if err := r.symlink("images/"+hex.EncodeToString(id), "objects/"+ObjectName(id)); err != nil {
+		return nil, fmt.Errorf("naming image %x: %w", id, err)
+	}
+	return id, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // HasImage reports whether images/<hex> resolves to an object.

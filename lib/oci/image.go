@@ -72,11 +72,7 @@ func WriteErofs(repo *composefs.Repository, root *fstree.Dir) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	if err := erofs.Write(&buf, node, erofs.V1); err != nil {
-		return nil, err
-	}
-	return repo.WriteImage(buf.Bytes())
+	return repo.WriteImageFrom(func(w io.Writer) error { return erofs.Write(w, node, erofs.V1) })
 }
 
 // StoreImage writes the config and manifest streams of an image whose
