@@ -31,7 +31,7 @@ func newNativeHost(t *testing.T) *nativeFixture {
 	testfs.RequireTool(t, "jq")
 	fs := testfs.XFS(t, 2<<30)
 	h := &nativeFixture{fs: fs, sysroot: fs.Path("sysroot"), runDir: t.TempDir(), reg: testregistry.New(t)}
-	img, err := testimage.Generate(testimage.Options{Seed: 12, Version: "1.0", UTF8Names: true})
+	img, err := testimage.Generate(testimage.Options{Seed: 12, Version: "1.0", UTF8Names: true, Bootable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestNativeUpgrade(t *testing.T) {
 		t.Fatalf("upgrade to the booted image: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
 
-	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true})
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true, Bootable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestFinalizeUnitUnderSystemd(t *testing.T) {
 	nspawn := testfs.RequireTool(t, "systemd-nspawn")
 	nsenter := testfs.RequireTool(t, "nsenter")
 	h := newNativeHost(t)
-	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true})
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true, Bootable: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 // FS is a filesystem made for one test and torn down by its cleanup.
 type FS struct {
 	Dir   string // mount point (symlinks resolved, so it matches /proc/self/mountinfo)
-	Type  string // "xfs", "btrfs", "ext4" or "tmpfs"
+	Type  string // "xfs", "btrfs", "ext4", "vfat" or "tmpfs"
 	Image string // backing image file; empty for tmpfs
 	Loop  string // /dev/loopN; empty for tmpfs
 }
@@ -34,11 +34,13 @@ const (
 	defaultBtrfsSize = 256 * MiB
 	defaultExt4Size  = 128 * MiB
 	defaultTmpfsSize = 128 * MiB
+	defaultVfatSize  = 64 * MiB
 
 	minXFSSize   = 300 * MiB
 	minBtrfsSize = 128 * MiB
 	minExt4Size  = 4 * MiB
 	minTmpfsSize = 1 * MiB
+	minVfatSize  = 8 * MiB
 )
 
 // tmpfsSource names our tmpfs mounts so a leak is easy to spot in `mount`.
@@ -54,7 +56,13 @@ var loopSpecs = map[string]loopSpec{
 	"xfs":   {defaultXFSSize, minXFSSize, "mkfs.xfs", []string{"-q", "-m", "reflink=1"}},
 	"btrfs": {defaultBtrfsSize, minBtrfsSize, "mkfs.btrfs", []string{"-q"}},
 	"ext4":  {defaultExt4Size, minExt4Size, "mkfs.ext4", []string{"-q", "-F"}},
+	"vfat":  {defaultVfatSize, minVfatSize, "mkfs.vfat", nil},
 }
+
+// Vfat makes a loop-mounted FAT filesystem, an EFI system partition's.
+// size 0 means a default. It is not in Types: it holds no owners, modes
+// or xattrs, and is for ESP tests only.
+func Vfat(t testing.TB, size int64) *FS { t.Helper(); return newLoop(t, "vfat", size) }
 
 // Types lists every filesystem New can make, for table-driven tests.
 var Types = []string{"xfs", "btrfs", "ext4", "tmpfs"}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/bootimage"
 	"github.com/cfs-project/cfs/lib/erofs"
 )
 
@@ -32,63 +33,59 @@ type bootResources struct {
 }
 
 func findBootResources(t *imageTree) (*bootResources, error) {
-	if d, err := t.lookup("/boot/loader/entries"); err != nil {
+	if d, err := t.lookup(bootimage.EntriesDir); err != nil {
 		return nil, err
 	} else if d != nil && d.IsDir() {
 		for _, c := range d.Children {
 			if strings.HasSuffix(c.Name, ".conf") {
-				return nil, fmt.Errorf("image %s: found type #1 entries in /boot (/boot/loader/entries/%s); bootc refuses these", t.id, c.Name)
+				return nil, fmt.Errorf("image %s: found type #1 entries in /boot (%s/%s); bootc refuses these", t.id, bootimage.EntriesDir, c.Name)
 			}
 		}
 	}
+	// UKIs lie directly in these directories; *.efi further down are
+	// addons (lib/bootimage.Detect, composefs-rs's Type2Entry::load_all).
 	var ukis []*erofs.Node
-	if d, err := t.lookup("/boot/EFI/Linux"); err != nil {
+	if d, err := t.lookup(bootimage.UKIDir); err != nil {
 		return nil, err
 	} else if d != nil && d.IsDir() {
-		collectUKIs(d, &ukis)
+		ukis = appendUKIs(ukis, d)
 	}
-	modules, err := t.lookup("/usr/lib/modules")
+	modules, err := t.lookup(bootimage.ModulesDir)
 	if err != nil {
 		return nil, err
 	}
 	var kvers []*erofs.Node
 	if modules != nil && modules.IsDir() {
-		for _, c := range modules.Children {
+		for _, c := range modules.Children { // sorted by name
 			if c.Inode().Mode&erofs.TypeMask == erofs.TypeDir {
 				kvers = append(kvers, c)
+				ukis = appendUKIs(ukis, c)
 			}
 		}
-	}
-	for _, k := range kvers {
-		collectUKIs(k, &ukis)
 	}
 	if len(ukis) > 0 {
 		return &bootResources{typ: BootUKI, uki: ukis[0]}, nil
 	}
-	sort.Slice(kvers, func(i, j int) bool { return kvers[i].Name < kvers[j].Name })
 	for _, k := range kvers {
 		v, i := k.Lookup("vmlinuz"), k.Lookup("initramfs.img")
-		if v == nil || i == nil {
+		if v == nil || v.Inode().Mode&erofs.TypeMask != erofs.TypeRegular {
 			continue
 		}
-		if v.Inode().Mode&erofs.TypeMask != erofs.TypeRegular || i.Inode().Mode&erofs.TypeMask != erofs.TypeRegular {
-			return nil, fmt.Errorf("image %s: /usr/lib/modules/%s: vmlinuz or initramfs.img is not a regular file", t.id, k.Name)
+		if i == nil || i.Inode().Mode&erofs.TypeMask != erofs.TypeRegular {
+			return nil, fmt.Errorf("image %s: %s/%s/vmlinuz has no initramfs.img beside it", t.id, bootimage.ModulesDir, k.Name)
 		}
 		return &bootResources{typ: BootBLS, kver: k.Name, vmlinuz: v, initrd: i}, nil
 	}
-	return nil, fmt.Errorf("image %s is not bootable: no UKI under /boot/EFI/Linux or /usr/lib/modules/<kver>/, no /usr/lib/modules/<kver>/vmlinuz with initramfs.img", t.id)
+	return nil, fmt.Errorf("image %s is not bootable: no UKI in %s or %s/<kver>/, no %s/<kver>/vmlinuz", t.id, bootimage.UKIDir, bootimage.ModulesDir, bootimage.ModulesDir)
 }
 
-func collectUKIs(d *erofs.Node, out *[]*erofs.Node) {
+func appendUKIs(out []*erofs.Node, d *erofs.Node) []*erofs.Node {
 	for _, c := range d.Children {
-		in := c.Inode()
-		switch {
-		case in.Mode&erofs.TypeMask == erofs.TypeDir:
-			collectUKIs(c, out)
-		case in.Mode&erofs.TypeMask == erofs.TypeRegular && strings.HasSuffix(c.Name, ".efi") && !strings.HasSuffix(c.Name, ".addon.efi"):
-			*out = append(*out, c)
+		if c.Inode().Mode&erofs.TypeMask == erofs.TypeRegular && strings.HasSuffix(c.Name, ".efi") {
+			out = append(out, c)
 		}
 	}
+	return out
 }
 
 // bootDigest is bootc's boot digest of a type #1 deployment:

@@ -126,7 +126,7 @@ func (h *Host) swapStaged() error {
 			return err
 		}
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, staged), unix.AT_FDCWD, filepath.Join(dir, live), unix.RENAME_EXCHANGE); err != nil {
+	if err := renameat2(unix.AT_FDCWD, filepath.Join(dir, staged), unix.AT_FDCWD, filepath.Join(dir, live), unix.RENAME_EXCHANGE); err != nil {
 		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
 			return fmt.Errorf("exchanging %s and %s in %s: %w", staged, live, dir, err)
 		}
@@ -145,6 +145,10 @@ func (h *Host) swapStaged() error {
 	}
 	return atomicfile.SyncDir(dir)
 }
+
+// renameat2 is unix.Renameat2; a test takes RENAME_EXCHANGE away, as FAT
+// does not have it.
+var renameat2 = unix.Renameat2
 
 func exchangeByRenames(dir, live, staged string) error {
 	aside := filepath.Join(dir, "."+live+".old")

@@ -1,11 +1,12 @@
 package nativehost
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/cfs-project/cfs/lib/bootimage"
 )
 
 // OSRelease is what the entries say about an image, from its
@@ -16,31 +17,14 @@ type OSRelease struct {
 	Version string // VERSION_ID or VERSION; else the deployment id
 }
 
-// parseOSRelease reads os-release(5) text: KEY=value, the value possibly
-// in single or double quotes with backslash escapes.
+// parseOSRelease reads os-release(5) text as composefs-rs does
+// (lib/bootimage), with bootc's defaults for what is missing.
 func parseOSRelease(data []byte, id string) OSRelease {
-	kv := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		kv[k] = unquoteOSRelease(v)
-	}
-	first := func(keys ...string) string {
-		for _, k := range keys {
-			if v := kv[k]; v != "" {
-				return v
-			}
-		}
-		return ""
-	}
-	r := OSRelease{ID: first("ID"), Title: first("PRETTY_NAME", "NAME", "ID"), Version: first("VERSION_ID", "VERSION")}
+	return osReleaseFrom(bootimage.ParseOSRelease(string(data)), id)
+}
+
+func osReleaseFrom(o bootimage.OSRelease, id string) OSRelease {
+	r := OSRelease{ID: o.ID(), Title: o.PrettyName(), Version: o.Version()}
 	if r.ID == "" {
 		r.ID = "bootc"
 	}
@@ -51,21 +35,6 @@ func parseOSRelease(data []byte, id string) OSRelease {
 		r.Version = id
 	}
 	return r
-}
-
-func unquoteOSRelease(v string) string {
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		v = v[1 : len(v)-1]
-		var b strings.Builder
-		for i := 0; i < len(v); i++ {
-			if v[i] == '\\' && i+1 < len(v) {
-				i++
-			}
-			b.WriteByte(v[i])
-		}
-		return b.String()
-	}
-	return v
 }
 
 // originText is the origin file bootc writes (state.rs): tini's Display,

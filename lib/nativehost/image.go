@@ -223,9 +223,10 @@ func applyMeta(p string, typ, perm, uid, gid uint32, sec int64, nsec uint32, xat
 }
 
 // ResolveImage is the Image of a stored image for a native deployment:
-// the image as pulled (composefs.image.v1 of its config stream) is both
-// what the kernel command line names and where the boot artifacts come
-// from.
+// its boot image (composefs.image.boot.v1, which cfs-pull writes for a
+// bootable image) is what the kernel command line names and whose /etc
+// the deployment copies; the image as pulled (composefs.image.v1) is where
+// the kernel or UKI comes from, since the boot image's /boot is empty.
 func ResolveImage(repo *composefs.Repository, manifestDigest, imageRef string) (Image, error) {
 	st, err := oci.OpenImage(repo, manifestDigest)
 	if err != nil {
@@ -234,5 +235,9 @@ func ResolveImage(repo *composefs.Repository, manifestDigest, imageRef string) (
 	if st.ImageID == nil {
 		return Image{}, fmt.Errorf("image %s in %s names no EROFS image (%s)", manifestDigest, repo.Path(), oci.RefImageV1)
 	}
-	return Image{Repo: repo, ManifestDigest: manifestDigest, ID: st.ImageID, Source: st.ImageID, ImageRef: imageRef}, nil
+	if st.BootImageID == nil {
+		return Image{}, fmt.Errorf("image %s in %s has no boot image (%s): it is not bootable (no kernel, or no /boot and /sysroot), or an older cfs-pull stored it; pull it again",
+			manifestDigest, repo.Path(), oci.RefBootImageV1)
+	}
+	return Image{Repo: repo, ManifestDigest: manifestDigest, ID: st.BootImageID, Source: st.ImageID, ImageRef: imageRef}, nil
 }

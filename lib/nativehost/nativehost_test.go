@@ -1,6 +1,7 @@
 package nativehost
 
 import (
+	"bytes"
 	"encoding/hex"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"go.podman.io/storage/pkg/reexec"
+	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testhost"
@@ -42,16 +44,29 @@ func pullRelease(t *testing.T, root, scratch string, version string) release {
 // pullReleaseSeed: releases of other seeds have another kernel.
 func pullReleaseSeed(t *testing.T, root, scratch string, seed int64, version string) release {
 	t.Helper()
-	img := testhost.Generate(t, seed, version)
-	ref := "ostree-unverified-image:docker://quay.io/example/os:" + version
-	im := testhost.Pull(t, filepath.Join(root, "composefs"), scratch, img, ref)
-	id, err := hex.DecodeString(im.ImageVerity)
+	img, err := testimage.Generate(testimage.Options{Seed: seed, Version: version, UTF8Names: true, Bootable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return release{img: img, id: im.ImageVerity, image: Image{
-		ManifestDigest: img.ManifestDigest.String(), ID: id, ImageRef: ref,
-	}}
+	return pullImage(t, root, scratch, img, "ostree-unverified-image:docker://quay.io/example/os:"+version)
+}
+
+// pullImage stores img in root's repository as cfs-pull does (its boot
+// image included) and resolves it as a native deployment would.
+func pullImage(t *testing.T, root, scratch string, img *testimage.Image, ref string) release {
+	t.Helper()
+	testhost.Pull(t, filepath.Join(root, "composefs"), scratch, img, ref)
+	repo, err := composefs.Open(filepath.Join(root, "composefs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	im, err := ResolveImage(repo, img.ManifestDigest.String(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.Repo = nil
+	return release{img: img, id: hex.EncodeToString(im.ID), image: im}
 }
 
 func openRepo(t *testing.T, root string) *composefs.Repository {
@@ -160,6 +175,11 @@ func TestUpgradeCycleBLS(t *testing.T) {
 	repo := openRepo(t, root)
 	r1.image.Repo, r2.image.Repo = repo, repo
 	h := &Host{Root: root, RunDir: t.TempDir()}
+	// The kernel command line names the boot image, not the image as
+	// pulled (bootc's composefs.image.boot).
+	if bytes.Equal(r1.image.ID, r1.image.Source) || r1.image.Source == nil {
+		t.Fatalf("release 1 resolves to its own image %x, not a boot image", r1.image.Source)
+	}
 
 	d1, err := h.Install(r1.image, []string{"root=UUID=6e1d2f5a", "rw", "console=ttyS0"})
 	if err != nil {
@@ -355,5 +375,47 @@ func TestFinalizeTwice(t *testing.T) {
 	os.RemoveAll(filepath.Join(root, "boot/loader/entries"))
 	if _, err := h.Finalize(r1.id, etc); err == nil || !strings.Contains(err.Error(), "entries.staged is missing") {
 		t.Fatalf("finalize without staged entries: %v", err)
+	}
+}
+
+// TestExchangeWithoutRenameExchange: where the filesystem refuses
+// RENAME_EXCHANGE (FAT ESPs), finalize and rollback swap the entries with
+// plain renames and leave nothing behind.
+func TestExchangeWithoutRenameExchange(t *testing.T) {
+	saved := renameat2
+	t.Cleanup(func() { renameat2 = saved })
+	renameat2 = func(int, string, int, string, uint) error { return unix.EINVAL }
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullRelease(t, root, scratch, "1.0")
+	r2 := pullRelease(t, root, scratch, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	d1, err := h.Install(r1.image, []string{"rw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd1 := cmdlineOf(t, d1.Entry)
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	cmd2 := "rw composefs=" + r2.id
+	expectSlots(t, load(t, h, cmd2), r2.id, "", r1.id)
+	if _, err := h.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	expectSlots(t, load(t, h, cmd1), r1.id, "", r2.id)
+	ents, _ := os.ReadDir(filepath.Join(root, "boot/loader"))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "entries" {
+		t.Errorf("boot/loader holds %v, want only entries", names)
 	}
 }

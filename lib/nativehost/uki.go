@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
+	"github.com/cfs-project/cfs/lib/bootimage"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
@@ -56,50 +57,45 @@ func section(f *pe.File, name string) ([]byte, bool, error) {
 // image's id), and takes its label, version and boot digest
 // (sha256 of .linux ‖ .initrd).
 func (h *Host) prepareUKI(p *prepared) error {
+	path := p.res.uki.Path()
 	if h.ESP == "" {
-		return fmt.Errorf("image %s boots a UKI (%s), which goes on the ESP: give the ESP", p.id, p.res.uki.Path())
+		return fmt.Errorf("image %s boots a UKI (%s), which goes on the ESP: give the ESP", p.id, path)
 	}
 	r, done, err := p.src.readerAt(p.res.uki)
 	if err != nil {
 		return err
 	}
 	defer done()
-	f, err := pe.NewFile(r)
+	info, err := bootimage.ParseUKI(r)
 	if err != nil {
-		return fmt.Errorf("image %s: UKI %s: %w", p.id, p.res.uki.Path(), err)
+		return fmt.Errorf("image %s: UKI %s: %w", p.id, path, err)
 	}
-	defer f.Close()
-	cmdline, ok, err := section(f, ".cmdline")
-	if err != nil {
-		return fmt.Errorf("image %s: UKI %s: .cmdline: %w", p.id, p.res.uki.Path(), err)
+	if !info.Sealed() {
+		return fmt.Errorf("image %s: UKI %s carries no composefs= on its .cmdline: it is not sealed for a boot image", p.id, path)
 	}
-	if !ok {
-		return fmt.Errorf("image %s: UKI %s has no .cmdline section: it is not sealed for composefs", p.id, p.res.uki.Path())
+	if info.ComposefsID != p.id {
+		return &bootimage.MismatchError{Path: path, Sealed: info.ComposefsID, Boot: p.id}
 	}
-	c := sysroot.ParseCmdline(strings.TrimRight(string(cmdline), "\x00\n "))
-	if c.Composefs == "" {
-		return fmt.Errorf("image %s: UKI %s: .cmdline carries no composefs=", p.id, p.res.uki.Path())
-	}
-	if c.Composefs != p.id {
-		return fmt.Errorf("image %s: UKI %s is sealed for composefs=%s, but the boot image's id is %s", p.id, p.res.uki.Path(), c.Composefs, p.id)
-	}
-	if osrel, ok, err := section(f, ".osrel"); err != nil {
-		return fmt.Errorf("image %s: UKI %s: .osrel: %w", p.id, p.res.uki.Path(), err)
-	} else if ok {
-		p.os = parseOSRelease(bytes.TrimRight(osrel, "\x00"), p.id)
+	if info.OSRel != nil {
+		p.os = osReleaseFrom(info.OSRel, p.id)
 	}
 	p.ukiLabel = p.os.Title
 	if v := p.os.Version; v != p.id {
 		p.ukiLabel += " " + v
 	}
+	f, err := pe.NewFile(r)
+	if err != nil {
+		return fmt.Errorf("image %s: UKI %s: %w", p.id, path, err)
+	}
+	defer f.Close()
 	sum := sha256.New()
 	for _, name := range []string{".linux", ".initrd"} {
 		data, ok, err := section(f, name)
 		if err != nil {
-			return fmt.Errorf("image %s: UKI %s: %s: %w", p.id, p.res.uki.Path(), name, err)
+			return fmt.Errorf("image %s: UKI %s: %s: %w", p.id, path, name, err)
 		}
 		if !ok && name == ".linux" {
-			return fmt.Errorf("image %s: UKI %s has no .linux section", p.id, p.res.uki.Path())
+			return fmt.Errorf("image %s: UKI %s has no .linux section", p.id, path)
 		}
 		sum.Write(data)
 	}

@@ -1,0 +1,203 @@
+package nativehost
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/lib/bootimage"
+)
+
+// pullUKIRelease stores a release carrying a UKI sealed for sealFor, or,
+// when sealFor is "", for the release's own boot image: the image is
+// pulled without the UKI first to learn that id (the boot image does not
+// depend on what is under /boot).
+func pullUKIRelease(t *testing.T, root, scratch string, version, sealFor string) (release, []byte, testimage.UKISpec) {
+	t.Helper()
+	testfs.RequireFile(t, testimage.UKIStub, "systemd-boot-efi")
+	opts := testimage.Options{Seed: 31, Version: version, UTF8Names: true, Bootable: true}
+	if sealFor == "" {
+		plain, err := testimage.Generate(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealFor = pullImage(t, root, scratch, plain, "ostree-unverified-image:docker://quay.io/example/plain:"+version).id
+	}
+	spec := testimage.UKIFor(opts, "composefs="+sealFor+" rw")
+	uki, err := testimage.BuildUKI(scratch, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.UKI = uki
+	img, err := testimage.Generate(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pullImage(t, root, scratch, img, "ostree-unverified-image:docker://quay.io/example/uki:"+version), uki, spec
+}
+
+// espFS is the ESP of a test: FAT where the kernel has it (this
+// sandbox's does not), else ext4; TestExchangeWithoutRenameExchange
+// covers FAT's missing RENAME_EXCHANGE either way.
+func espFS(t *testing.T) *testfs.FS {
+	t.Helper()
+	if data, err := os.ReadFile("/proc/filesystems"); err == nil && bytes.Contains(data, []byte("\tvfat\n")) {
+		return testfs.Vfat(t, 0)
+	}
+	t.Log("the kernel has no vfat: the ESP is ext4")
+	return testfs.Ext4(t, 64*testfs.MiB)
+}
+
+func ukiDigest(s testimage.UKISpec) string {
+	sum := sha256.Sum256(append(append([]byte(nil), s.Linux...), s.Initrd...))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestUpgradeCycleUKISystemd: a sealed UKI on a vfat ESP with
+// systemd-boot: install, stage, finalize (vfat has no RENAME_EXCHANGE),
+// boot, roll back.
+func TestUpgradeCycleUKISystemd(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	esp := espFS(t)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1, uki1, spec1 := pullUKIRelease(t, root, scratch, "1.0", "")
+	r2, _, _ := pullUKIRelease(t, root, scratch, "2.0", "")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir()}
+
+	d1, err := h.Install(r1.image, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1.BootType != BootUKI || d1.BootDigest != ukiDigest(spec1) {
+		t.Errorf("boot type %s digest %s, want uki %s", d1.BootType, d1.BootDigest, ukiDigest(spec1))
+	}
+	ukiPath := filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+r1.id+".efi")
+	if got, err := os.ReadFile(ukiPath); err != nil || !bytes.Equal(got, uki1) {
+		t.Errorf("UKI on the ESP: %v, equal %v", err, bytes.Equal(got, uki1))
+	}
+	entry1 := filepath.Join(esp.Dir, "loader/entries/bootc_cfs-1.0-1.conf")
+	want1 := "title cfs-test 1.0 1.0\nversion 1.0\nefi /EFI/Linux/bootc/bootc_composefs-" + r1.id + ".efi\nsort-key bootc-cfs-0\n"
+	if got := readFile(t, entry1); got != want1 {
+		t.Errorf("entry:\n%s\nwant:\n%s", got, want1)
+	}
+	if got := readFile(t, filepath.Join(esp.Dir, "loader/loader.conf")); got != "timeout 5\n" {
+		t.Errorf("loader.conf %q", got)
+	}
+	origin := readFile(t, filepath.Join(root, "state/deploy", r1.id, r1.id+".origin"))
+	if !strings.Contains(origin, "[boot]\nboot_type = uki\ndigest = "+ukiDigest(spec1)+"\n") {
+		t.Errorf("origin:\n%s", origin)
+	}
+	// The UKI's own command line boots it.
+	cmd1 := spec1.Cmdline
+	expectSlots(t, load(t, h, cmd1), r1.id, "", "")
+
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(esp.Dir, "loader/entries.staged")
+	if got := readFile(t, filepath.Join(staged, "bootc_cfs-1.0-0.conf")); got != strings.Replace(want1, "bootc-cfs-0", "bootc-cfs-1", 1) {
+		t.Errorf("demoted entry:\n%s", got)
+	}
+	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
+	if fin, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil || fin != r2.id {
+		t.Fatalf("finalize: %q %v", fin, err)
+	}
+	if _, err := os.Lstat(staged); !os.IsNotExist(err) {
+		t.Errorf("entries.staged after finalize: %v", err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(esp.Dir, "loader", ".*")); len(names) != 0 {
+		t.Errorf("left behind on the ESP: %v", names)
+	}
+	cmd2 := "composefs=" + r2.id + " rw"
+	expectSlots(t, load(t, h, cmd2), r2.id, "", r1.id)
+	if back, err := h.Rollback(); err != nil || back != r1.id {
+		t.Fatalf("rollback: %q %v", back, err)
+	}
+	if got := readFile(t, entry1); got != want1 {
+		t.Errorf("entry of 1 after rollback:\n%s", got)
+	}
+	if s := load(t, h, cmd2); !s.RollbackQueued {
+		t.Error("rollback not queued")
+	}
+}
+
+// TestUKIGrub: GRUB classic chainloads the UKI from user.cfg, in bootc's
+// bytes; staging writes user.cfg.staged, finalize exchanges it.
+func TestUKIGrub(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	esp := espFS(t)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1, _, spec1 := pullUKIRelease(t, root, scratch, "1.0", "")
+	r2, _, _ := pullUKIRelease(t, root, scratch, "2.0", "")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, ESP: esp.Dir, RunDir: t.TempDir()}
+	if _, err := h.Install(r1.image, nil); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "\nif [ -f ${config_directory}/efiuuid.cfg ]; then\n        source ${config_directory}/efiuuid.cfg\nfi\n"
+	menu := func(version, id string) string {
+		return "menuentry \"cfs-test " + version + " " + version + ": (" + id + ")\" {\ninsmod fat\ninsmod chain\nsearch --no-floppy --set=root --fs-uuid \"${EFI_PART_UUID}\"\nchainloader /EFI/Linux/bootc/bootc_composefs-" + id + ".efi\n}\n"
+	}
+	cfg := filepath.Join(root, "boot/grub2/user.cfg")
+	if got := readFile(t, cfg); got != prefix+menu("1.0", r1.id) {
+		t.Errorf("user.cfg:\n%s", got)
+	}
+	cmd1 := spec1.Cmdline
+	expectSlots(t, load(t, h, cmd1), r1.id, "", "")
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, cfg+".staged"); got != prefix+menu("2.0", r2.id)+menu("1.0", r1.id) {
+		t.Errorf("user.cfg.staged:\n%s", got)
+	}
+	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
+	if _, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	cmd2 := "composefs=" + r2.id + " rw"
+	expectSlots(t, load(t, h, cmd2), r2.id, "", r1.id)
+	if _, err := h.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, cfg); got != prefix+menu("1.0", r1.id)+menu("2.0", r2.id) {
+		t.Errorf("user.cfg after rollback:\n%s", got)
+	}
+}
+
+// TestUKIWrongSeal: a UKI sealed for another boot image is refused with
+// both ids, before anything is on the ESP or any entry names it.
+func TestUKIWrongSeal(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	esp := espFS(t)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	other := strings.Repeat("ab", 64)
+	r, _, _ := pullUKIRelease(t, root, scratch, "1.0", other)
+	r.image.Repo = openRepo(t, root)
+	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd}
+	_, err := h.Install(r.image, nil)
+	var mm *bootimage.MismatchError
+	if !errors.As(err, &mm) || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), r.id) {
+		t.Fatalf("install of a UKI sealed for another image: %v", err)
+	}
+	for _, p := range []string{"loader", "EFI"} {
+		if _, err := os.Lstat(filepath.Join(esp.Dir, p)); !os.IsNotExist(err) {
+			t.Errorf("ESP has %s after the refusal (%v)", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "state/deploy", r.id)); !os.IsNotExist(err) {
+		t.Errorf("state directory written for a refused image (%v)", err)
+	}
+}
