@@ -2,6 +2,7 @@ package bootimage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -216,12 +217,43 @@ func TestDetectEFISymlinkIsAnError(t *testing.T) {
 	}
 }
 
+// sectionHeader returns the offset of the named section's header.
+func sectionHeader(t *testing.T, pe []byte, name string) int {
+	t.Helper()
+	lfanew := int(binary.LittleEndian.Uint32(pe[0x3c:]))
+	n := int(binary.LittleEndian.Uint16(pe[lfanew+6:]))
+	optSize := int(binary.LittleEndian.Uint16(pe[lfanew+20:]))
+	for i := 0; i < n; i++ {
+		off := lfanew + 24 + optSize + 40*i
+		if string(bytes.TrimRight(pe[off:off+8], "\x00")) == name {
+			return off
+		}
+	}
+	t.Fatalf("no section %s", name)
+	return 0
+}
+
 func TestDetectCorruptUKI(t *testing.T) {
 	uki := buildUKI(t, "composefs="+sha512ID)
+	hdr := sectionHeader(t, uki, ".cmdline")
+	cmdlineAt := int(binary.LittleEndian.Uint32(uki[hdr+20:])) // PointerToRawData
+	// Cut inside .cmdline, keeping the headers whole.
+	cut := append([]byte{}, uki[:cmdlineAt+5]...)
+	// .cmdline claiming more bytes than the file holds for it.
+	oversized := append([]byte{}, uki...)
+	binary.LittleEndian.PutUint32(oversized[hdr+8:], 1<<20)
+	// A header announcing more sections than a PE image may have, which
+	// debug/pe would go on to decode.
+	many := append([]byte{}, uki...)
+	lfanew := int(binary.LittleEndian.Uint32(many[0x3c:]))
+	binary.LittleEndian.PutUint16(many[lfanew+6:], 5000)
 	for name, data := range map[string][]byte{
-		"text":      bytes.Repeat([]byte("not a PE file "), 10),
-		"truncated": uki[:300],
-		"no-pe-sig": append(append([]byte{}, uki[:0x80]...), bytes.Repeat([]byte{0}, 200)...),
+		"many-sections":  many,
+		"text":           bytes.Repeat([]byte("not a PE file "), 10),
+		"truncated":      uki[:300],
+		"no-pe-sig":      append(append([]byte{}, uki[:0x80]...), bytes.Repeat([]byte{0}, 200)...),
+		"cut-in-section": cut,
+		"virtual-size":   oversized,
 	} {
 		t.Run(name, func(t *testing.T) {
 			b := newTree()
@@ -299,4 +331,28 @@ func TestOSRelease(t *testing.T) {
 	if l := ParseOSRelease("VERSION_ID=1\n").BootLabel(); l != "" {
 		t.Errorf("label without a name %q", l)
 	}
+}
+
+// FuzzParseUKI: any bytes give a UKIInfo or a one-line error, never a
+// panic (debug/pe is not hardened; ParseUKI recovers).
+func FuzzParseUKI(f *testing.F) {
+	stub, err := os.ReadFile(testimage.UKIStub)
+	if err != nil {
+		f.Skip(err)
+	}
+	f.Add(stub)
+	f.Add(stub[:1024])
+	f.Add([]byte("MZ"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := ParseUKI(bytes.NewReader(data))
+		if err != nil {
+			if info != nil || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("info %v with error %q", info, err)
+			}
+			return
+		}
+		if _, _, err := CmdlineComposefs(info.Cmdline); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package bootimage
 import (
 	"bytes"
 	"debug/pe"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,13 +38,23 @@ const maxSection = 1 << 20
 
 // ParseUKI reads the sections of a UKI (a PE/COFF image). Errors are one
 // line and say what is wrong with the file.
-func ParseUKI(r io.ReaderAt) (*UKIInfo, error) {
+func ParseUKI(r io.ReaderAt) (u *UKIInfo, err error) {
+	// debug/pe is not hardened against hostile input and may panic on a
+	// malformed file; an image's UKI is input like any other.
+	defer func() {
+		if p := recover(); p != nil {
+			u, err = nil, fmt.Errorf("%w: malformed (%v)", ErrNotPE, p)
+		}
+	}()
+	if err := checkHeaders(r); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotPE, err)
+	}
 	f, err := pe.NewFile(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotPE, oneLine(err))
 	}
 	defer f.Close()
-	u := &UKIInfo{}
+	u = &UKIInfo{}
 	cmdline, err := textSection(f, ".cmdline")
 	if err != nil {
 		return nil, err
@@ -61,6 +72,57 @@ func ParseUKI(r io.ReaderAt) (*UKIInfo, error) {
 		return nil, fmt.Errorf(".cmdline: %w", err)
 	}
 	return u, nil
+}
+
+// Bounds on what debug/pe decodes: it reads every section header, COFF
+// relocation and symbol the headers announce, so a few changed header
+// bytes could make it decode gigabytes. The PE loader's own limit is 96
+// sections; UKIs have no COFF relocations and few symbols.
+const (
+	maxSections    = 96
+	maxRelocations = 1 << 12
+	maxSymbols     = 1 << 14
+)
+
+// checkHeaders reads the DOS and COFF headers and the section table and
+// refuses counts beyond the bounds above, before debug/pe trusts them.
+func checkHeaders(r io.ReaderAt) error {
+	var dos [64]byte
+	if _, err := r.ReadAt(dos[:], 0); err != nil {
+		return fmt.Errorf("reading the DOS header: %s", oneLine(err))
+	}
+	if dos[0] != 'M' || dos[1] != 'Z' {
+		return errors.New("no MZ signature")
+	}
+	peAt := int64(binary.LittleEndian.Uint32(dos[0x3c:]))
+	var coff [24]byte
+	if _, err := r.ReadAt(coff[:], peAt); err != nil {
+		return fmt.Errorf("reading the PE header at %d: %s", peAt, oneLine(err))
+	}
+	if string(coff[:4]) != "PE\x00\x00" {
+		return fmt.Errorf("no PE signature at %d", peAt)
+	}
+	nsec := int(binary.LittleEndian.Uint16(coff[6:]))
+	nsym := binary.LittleEndian.Uint32(coff[16:])
+	optSize := int64(binary.LittleEndian.Uint16(coff[20:]))
+	if nsec > maxSections {
+		return fmt.Errorf("%d sections, more than the %d a PE image may have", nsec, maxSections)
+	}
+	if nsym > maxSymbols {
+		return fmt.Errorf("%d COFF symbols, more than %d", nsym, maxSymbols)
+	}
+	table := make([]byte, 40*nsec)
+	if _, err := r.ReadAt(table, peAt+24+optSize); err != nil {
+		return fmt.Errorf("reading the section table: %s", oneLine(err))
+	}
+	relocs := 0
+	for i := 0; i < nsec; i++ {
+		relocs += int(binary.LittleEndian.Uint16(table[40*i+32:]))
+	}
+	if relocs > maxRelocations {
+		return fmt.Errorf("%d COFF relocations, more than %d", relocs, maxRelocations)
+	}
+	return nil
 }
 
 // textSection returns a section's bytes as text: its first VirtualSize
