@@ -111,9 +111,14 @@ func childrenGone(t *testing.T, root string) {
 // target is in place, and takes its ostree children with it. A last run
 // to the end installs.
 func TestInstallKilled(t *testing.T) {
+	t.Run("ostree", func(t *testing.T) { testInstallKilled(t) })
+	t.Run("native", func(t *testing.T) { testInstallKilled(t, "--composefs-native") })
+}
+
+func testInstallKilled(t *testing.T, flags ...string) {
 	tg := newTarget(t, "xfs", nil)
 	root := filepath.Join(tg.root, "root")
-	args := []string{"to-filesystem", "--tls-verify=false", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=0000", root, tg.ref}
+	args := append(append([]string{"to-filesystem", "--tls-verify=false", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=0000"}, flags...), root, tg.ref)
 	os.Mkdir(root, 0o755)
 	start := time.Now()
 	if out, err := exec.Command(bins["cfs-install"], args...).CombinedOutput(); err != nil {
@@ -147,17 +152,24 @@ func TestInstallKilled(t *testing.T) {
 	if checkEntries(t, root) != 1 {
 		t.Errorf("no entry after a complete install")
 	}
-	run(t, "ostree", "fsck", "--repo="+root+"/ostree/repo")
+	if len(flags) == 0 {
+		run(t, "ostree", "fsck", "--repo="+root+"/ostree/repo")
+	}
 }
 
 // TestInstallENOSPC: with the filesystem filled so that the install runs
 // out of space at different points, it fails with one line naming the
 // cause, and ROOT has no entry pointing at anything missing.
 func TestInstallENOSPC(t *testing.T) {
+	t.Run("ostree", func(t *testing.T) { testInstallENOSPC(t) })
+	t.Run("native", func(t *testing.T) { testInstallENOSPC(t, "--composefs-native") })
+}
+
+func testInstallENOSPC(t *testing.T, flags ...string) {
 	tg := newTarget(t, "xfs", nil)
 	root := filepath.Join(tg.root, "root")
 	os.Mkdir(root, 0o755)
-	args := []string{"to-filesystem", "--tls-verify=false", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=0000", root, tg.ref}
+	args := append(append([]string{"to-filesystem", "--tls-verify=false", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=0000"}, flags...), root, tg.ref)
 	free := func() int64 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(tg.root, &st); err != nil {

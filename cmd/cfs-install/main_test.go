@@ -93,7 +93,7 @@ func newTarget(t *testing.T, fstype string, files map[string]string) *target {
 	fs := testfs.New(t, fstype, 1<<30)
 	tg := &target{fs: fs, root: fs.Dir, reg: testregistry.New(t)}
 	t.Cleanup(func() { unlockDeployments(tg.root) })
-	img, err := testimage.Generate(testimage.Options{Seed: 14, Version: "1.0", UTF8Names: true, Files: files})
+	img, err := testimage.Generate(testimage.Options{Seed: 14, Version: "1.0", UTF8Names: true, Bootable: true, Files: files})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +112,14 @@ func (tg *target) install(t *testing.T, extra ...string) *install.Result {
 	if r.code != 0 {
 		t.Fatalf("cfs-install: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	return decode(t, r.stdout)
+}
+
+func decode(t *testing.T, out string) *install.Result {
+	t.Helper()
 	var res install.Result
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-		t.Fatalf("cfs-install --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("cfs-install --json: %v\n%s", err, out)
 	}
 	return &res
 }

@@ -15,7 +15,6 @@ package install
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -224,8 +223,10 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		ImageVerity: fmt.Sprintf("%x", pres.ImageID), Storage: string(mode), StorageFrom: cfg.UnifiedFrom,
 		Stateroot: opts.Stateroot,
 	}
+	// bootc's rule: an image with a sealed UKI boots only as a
+	// composefs-native host, flag or not.
 	kind := KindOstree
-	if opts.ComposefsNative {
+	if opts.ComposefsNative || sealed(pres) {
 		kind = KindComposefs
 	}
 	res.HostKind = kind
@@ -241,7 +242,7 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	case KindOstree:
 		err = installOstree(ctx, &opts, repo, src, pres, mode, res)
 	default:
-		err = errors.New("composefs-native installs are not available yet")
+		err = installNative(ctx, &opts, repo, pres, mode, res)
 	}
 	if err != nil {
 		return nil, err

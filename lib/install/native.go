@@ -1,0 +1,124 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/nativehost"
+	"github.com/cfs-project/cfs/lib/pull"
+	"github.com/cfs-project/cfs/lib/sysroot"
+)
+
+// NativeOriginReference is the container-image-reference of a
+// composefs-native deployment: ostree-unverified-image: and the image
+// reference in containers/image form (docker://… kept), as bootc writes it.
+func NativeOriginReference(ref string) string {
+	if strings.HasPrefix(ref, "ostree-") {
+		return ref
+	}
+	return "ostree-unverified-image:" + ref
+}
+
+// sealed reports whether the pulled image carries a sealed UKI, which
+// makes the host composefs-native without being asked.
+func sealed(pres *pull.Result) bool {
+	return pres.Boot != nil && len(pres.Boot.Sealed()) > 0
+}
+
+// espFor is the ESP an install writes to: opts.ESP, else ROOT/boot/efi
+// when that is a directory.
+func espFor(opts *Options) string {
+	if opts.ESP != "" {
+		return opts.ESP
+	}
+	p := filepath.Join(opts.Root, "boot", "efi")
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return p
+	}
+	return ""
+}
+
+// bootloaderFor is opts.Bootloader, else systemd when the ESP holds
+// systemd-boot, else grub.
+func bootloaderFor(opts *Options, esp string) nativehost.Bootloader {
+	switch opts.Bootloader {
+	case "systemd":
+		return nativehost.Systemd
+	case "grub":
+		return nativehost.Grub
+	}
+	if esp != "" {
+		if _, err := os.Stat(filepath.Join(esp, "EFI", "systemd")); err == nil {
+			return nativehost.Systemd
+		}
+	}
+	return nativehost.Grub
+}
+
+// installNative makes ROOT a composefs-native host: the image and its boot
+// image are in ROOT/composefs already; nativehost writes state/deploy/<id>/
+// and the boot artifacts, then the entry naming composefs=<boot image id>.
+func installNative(ctx context.Context, opts *Options, repo *composefs.Repository, pres *pull.Result, mode sysroot.Unified, res *Result) error {
+	if pres.Boot == nil || len(pres.BootImageID) == 0 {
+		why := pres.BootNote
+		if why == "" {
+			why = "it has no kernel under /usr/lib/modules and no UKI"
+		}
+		return fmt.Errorf("%s cannot boot as a composefs-native host: %s", opts.Source, why)
+	}
+	if err := pres.Boot.CheckSealed(pres.BootImageID); err != nil {
+		return err
+	}
+	res.BootVerity = fmt.Sprintf("%x", pres.BootImageID)
+	res.SealedUKI = sealed(pres)
+	res.Commit, res.Deployment, res.Stateroot = "", "", ""
+	root := opts.Root
+	esp := espFor(opts)
+	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp)}
+	// Entries name kernels by their path as the bootloader sees /boot:
+	// below /boot on the root filesystem, or at the top of a /boot
+	// partition.
+	if dev, err := mountSource(filepath.Join(root, "boot")); err == nil && dev != "" {
+		if rootDev, _ := mountSource(root); rootDev != dev {
+			h.BootPrefix = "/"
+		}
+	}
+	if mode.Enabled() {
+		// bootc's containers-storage lives in composefs/bootc on native
+		// hosts, reached through ostree/bootc for the tools that look
+		// there.
+		if err := os.MkdirAll(filepath.Join(root, composefsDir, "bootc"), 0o700); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(root, "ostree"), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink("../composefs/bootc", filepath.Join(root, "ostree", "bootc")); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if err := toContainersStorage(root, repo, pull.SourceRecord(pres.Source, pres, repo), mode); err != nil {
+			return err
+		}
+	}
+	opts.logf("writing the composefs-native deployment %s", res.BootVerity)
+	dep, err := h.Install(nativehost.Image{
+		Repo: repo, ManifestDigest: pres.Source.ManifestDigest, ID: pres.BootImageID, Source: pres.ImageID,
+		ImageRef: NativeOriginReference(opts.TargetImgref()),
+	}, res.Kargs)
+	if err != nil {
+		return err
+	}
+	res.Deployment = dep.Dir
+	res.BootEntries = []string{dep.Entry}
+	if mode.Enabled() {
+		if err := sysroot.WriteBootcJSON(root, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
