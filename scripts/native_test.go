@@ -189,6 +189,28 @@ func TestNativeUpgrade(t *testing.T) {
 	if data, _ := os.ReadFile(h.cmdline(t)); !strings.Contains(string(data), "composefs="+h.id1) {
 		t.Errorf("after --rollback the first entry boots %s", data)
 	}
+
+	// Still booted into 2, upgrade to 3: its entries replace 1's, whose
+	// deployment and image go (its kernel directory stays: release 2 has
+	// the same kernel, and its entry boots from there).
+	v3, err := testimage.Generate(testimage.Options{Seed: 13, Version: "3.0", UTF8Names: true, Bootable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v3)
+	r = must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd2, "--run-dir", h.runDir, "--apply-now"), "upgrade to 3")
+	id3 := strings.TrimSpace(r.stdout)
+	expectNative(t, h.status(t, h.cmdline(t)), id3, "", id2)
+	for _, p := range []string{"state/deploy/" + h.id1, "composefs/images/" + h.id1} {
+		if _, err := os.Lstat(filepath.Join(h.sysroot, p)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after release 1 left the entries (%v)", p, err)
+		}
+	}
+	for _, p := range []string{"state/deploy/" + id2, "composefs/images/" + id2, "state/deploy/" + id3, "composefs/images/" + id3, "boot/bootc_composefs-" + h.id1} {
+		if _, err := os.Lstat(filepath.Join(h.sysroot, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
 }
 
 // TestFinalizeUnitUnderSystemd stages a deployment inside a systemd

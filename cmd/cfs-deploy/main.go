@@ -38,6 +38,10 @@ can take turns on one host:
                                        swap the staged entries in
   rollback                             boot the rollback deployment next
 
+After each, what no entry names any more goes, as bootc's own GC does it:
+state/deploy/<id>/ directories, kernel directories and UKIs (never the booted
+deployment's). Their images stay in the repository until cfs-gc.
+
 The booted deployment is the one the kernel command line names (--cmdline,
 default /proc/cmdline for /sysroot). Entries are GRUB's in <boot-dir>/loader
 unless --bootloader systemd (or an ESP with loader/entries) puts them on the ESP.`,
@@ -152,7 +156,7 @@ func stage(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: staged %s (%s %s); it boots next after finalize\n", d.ID, d.OS.Title, d.OS.Version)
 	fmt.Fprintln(c.App.Writer, d.ID)
-	return nil
+	return prune(c, h, b)
 }
 
 func finalize(c *cli.Context) error {
@@ -184,7 +188,7 @@ func finalize(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: finalized %s; it boots next\n", id)
 	fmt.Fprintln(c.App.Writer, id)
-	return nil
+	return prune(c, h, b)
 }
 
 func rollback(c *cli.Context) error {
@@ -204,5 +208,22 @@ func rollback(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: %s boots next\n", id)
 	fmt.Fprintln(c.App.Writer, id)
+	keep := ""
+	if b, err := booted(c); err == nil {
+		keep = b
+	}
+	return prune(c, h, keep)
+}
+
+// prune removes what no entry names; the deployment is in place whatever
+// happens here, so a failure is a warning.
+func prune(c *cli.Context, h *nativehost.Host, booted string) error {
+	removed, err := h.Prune(booted)
+	for _, p := range removed {
+		fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: removed %s (no entry names it)\n", p)
+	}
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: warning: cleaning up: %v\n", err)
+	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -208,4 +209,103 @@ func (h *Host) Rollback() (string, error) {
 		}
 	}
 	return second.id, h.swapStaged()
+}
+
+// Prune removes what no bootloader entry (live or staged) and no staged
+// announcement names any more, as bootc's composefs GC does for a native
+// host: state/deploy/<id>/ directories, bootc_composefs-* kernel
+// directories and UKIs on the ESP. keep (the booted deployment) is never
+// removed. Images in the repository are left to cfs-gc, which sees them
+// unpinned once their state directory is gone. It returns what it removed.
+func (h *Host) Prune(keep string) ([]string, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{keep: true}
+	bootDirs := map[string]bool{}
+	for _, staged := range []bool{false, true} {
+		es, err := h.entries(staged)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			ids[e.id] = true
+			if e.e != nil && e.e.Linux != "" {
+				bootDirs[filepath.Base(filepath.Dir(e.e.Linux))] = true
+			}
+		}
+	}
+	if id, _, err := h.Staged(keep); err != nil {
+		return nil, err
+	} else if id != "" {
+		ids[id] = true
+	}
+	var removed []string
+	remove := func(p string) error {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+		removed = append(removed, p)
+		return nil
+	}
+	deploy := filepath.Join(h.Root, stateDeploy)
+	ents, err := os.ReadDir(deploy)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !ids[e.Name()] {
+			if err := remove(filepath.Join(deploy, e.Name())); err != nil {
+				return removed, err
+			}
+		}
+	}
+	// Leftovers of a staging that was killed.
+	tmps, _ := filepath.Glob(filepath.Join(h.Root, "state", ".tmp-deploy-*"))
+	for _, p := range tmps {
+		if err := remove(p); err != nil {
+			return removed, err
+		}
+	}
+	kernelDirs := []string{h.bootDir()}
+	if h.ESP != "" {
+		kernelDirs = append(kernelDirs, filepath.Join(h.ESP, "EFI", "Linux"))
+	}
+	for _, dir := range kernelDirs {
+		names, _ := filepath.Glob(filepath.Join(dir, typeOneDirPrefix+"*"))
+		more, _ := filepath.Glob(filepath.Join(dir, ".tmp-"+typeOneDirPrefix+"*"))
+		for _, p := range append(names, more...) {
+			if fi, err := os.Lstat(p); err != nil || !fi.IsDir() || bootDirs[filepath.Base(p)] {
+				continue
+			}
+			if err := remove(p); err != nil {
+				return removed, err
+			}
+		}
+	}
+	if h.ESP != "" {
+		ukis, _ := filepath.Glob(filepath.Join(h.ESP, ukiDir, "*"))
+		for _, p := range ukis {
+			name := filepath.Base(p)
+			id, ok := strings.CutSuffix(strings.TrimPrefix(name, ".tmp-"), ".efi")
+			if !ok {
+				continue
+			}
+			id, ok = strings.CutPrefix(id, typeOneDirPrefix)
+			if !ok || (ids[id] && !strings.HasPrefix(name, ".tmp-")) {
+				continue
+			}
+			if err := remove(p); err != nil {
+				return removed, err
+			}
+		}
+	}
+	for _, d := range append(kernelDirs, deploy, filepath.Join(h.Root, "state")) {
+		if _, err := os.Stat(d); err == nil {
+			if err := atomicfile.SyncDir(d); err != nil {
+				return removed, err
+			}
+		}
+	}
+	return removed, nil
 }

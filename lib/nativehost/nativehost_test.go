@@ -419,3 +419,58 @@ func TestExchangeWithoutRenameExchange(t *testing.T) {
 		t.Errorf("boot/loader holds %v, want only entries", names)
 	}
 }
+
+// TestPrune: after two upgrades the first deployment is named by no entry;
+// Prune removes its state directory and kernel, keeps the two that boot,
+// and a pending staging's.
+func TestPrune(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullReleaseSeed(t, root, scratch, 21, "1.0")
+	r2 := pullReleaseSeed(t, root, scratch, 22, "2.0")
+	r3 := pullReleaseSeed(t, root, scratch, 23, "3.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo, r3.image.Repo = repo, repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(from, to release) {
+		t.Helper()
+		if _, err := h.Stage(to.image, from.id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Finalize(from.id, filepath.Join(root, "state/deploy", from.id, "etc")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(r1, r2)
+	if removed, err := h.Prune(r2.id); err != nil || len(removed) != 0 {
+		t.Fatalf("prune with both deployments named: %v %v", removed, err)
+	}
+	step(r2, r3)
+	exists := func(p string) bool { _, err := os.Lstat(filepath.Join(root, p)); return err == nil }
+	if !exists("state/deploy/"+r1.id) || !exists("boot/bootc_composefs-"+r1.id) {
+		t.Fatal("release 1 is gone before Prune")
+	}
+	// A staging killed half-way left a temporary directory.
+	os.MkdirAll(filepath.Join(root, "state/.tmp-deploy-"+strings.Repeat("0", 128)), 0o755)
+	removed, err := h.Prune(r3.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 3 {
+		t.Errorf("removed %v, want release 1's state and kernel and the leftover", removed)
+	}
+	if exists("state/deploy/"+r1.id) || exists("boot/bootc_composefs-"+r1.id) {
+		t.Error("release 1 survived Prune")
+	}
+	for _, r := range []release{r2, r3} {
+		if !exists("state/deploy/"+r.id) || !exists("boot/bootc_composefs-"+r.id) {
+			t.Errorf("release %s was pruned", r.img.Options.Version)
+		}
+	}
+	expectSlots(t, load(t, h, "rw composefs="+r3.id), r3.id, "", r2.id)
+	checkHost(t, h)
+}
