@@ -912,14 +912,22 @@ func fill(t *testing.T, dir string, leave int64) (free func()) {
 	return free
 }
 
-// TestSetUnifiedFullENOSPC: the filesystem full during the fetch stage (the
-// registry copy into containers-storage) and during the import stage (into
-// composefs, run as the unit runs it): a non-zero exit naming the stage, no
-// flag, and once space is freed a re-run of full completes.
+// TestSetUnifiedFullENOSPC: the filesystem full during each stage. On XFS
+// one host goes through the fetch stage (the registry copy into
+// containers-storage) with the filesystem full, then, once the fetch and
+// import stages completed, through the ostree and flag stages each with
+// the filesystem full (enospcLateStages); on ext4 the import stage (into
+// composefs, copying) runs out. A stage that fails exits non-zero naming
+// itself, leaves no flag and no half image, and once space is freed the
+// re-run completes.
 func TestSetUnifiedFullENOSPC(t *testing.T) {
 	testfs.RequireTool(t, "skopeo")
 	for _, stage := range []string{"fetch", "import"} {
-		t.Run(stage, func(t *testing.T) {
+		name := stage
+		if stage == "fetch" {
+			name = "fetch-ostree-flag"
+		}
+		t.Run(name, func(t *testing.T) {
 			var h *hostFixture
 			var r run
 			var mode []string
@@ -945,6 +953,11 @@ func TestSetUnifiedFullENOSPC(t *testing.T) {
 			}
 			h.noFlag(t)
 			h.noHalfImage(t)
+			if stage == "fetch" {
+				// The same host runs out of space in the later stages.
+				enospcLateStages(t, h)
+				return
+			}
 			r = must(t, h.full(t, mode...), "bootc-set-unified full once space is freed")
 			if !strings.Contains(r.stdout, "Unified storage enabled for") {
 				t.Errorf("full said:\n%s", r.stdout)
@@ -955,9 +968,9 @@ func TestSetUnifiedFullENOSPC(t *testing.T) {
 	}
 }
 
-// TestSetUnifiedFullENOSPCLateStages: the filesystem full during the
-// ostree stage and then during the flag stage, each run as its unit runs
-// it once the stages before it succeeded.
+// enospcLateStages: the fetch and import stages run again and complete;
+// then the filesystem is full during the ostree stage and then during the
+// flag stage, each run as its unit runs it.
 //
 // The ostree stage writes nothing: cfs-dedupe only asks the kernel to
 // remap the ostree objects onto the composefs objects' extents. On a
@@ -970,9 +983,8 @@ func TestSetUnifiedFullENOSPC(t *testing.T) {
 // The flag stage writes bootc.json: a non-zero exit naming the stage, no
 // flag and no temporary flag file, no half image, ostree fsck clean, and
 // once space is freed full completes.
-func TestSetUnifiedFullENOSPCLateStages(t *testing.T) {
-	testfs.RequireTool(t, "skopeo")
-	h, _ := classicHost(t, "xfs")
+func enospcLateStages(t *testing.T, h *hostFixture) {
+	t.Helper()
 	stage := func(name string) run {
 		return sh(t, h.env, "bootc-set-unified", "stage", name, "--mode", "enabled", "--sysroot", h.sysroot, "--cmdline", h.cmdline)
 	}
