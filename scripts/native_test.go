@@ -14,6 +14,7 @@ import (
 	"github.com/cfs-project/cfs/internal/testregistry"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/nativehost"
+	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
 // nativeFixture is a composefs-native host on loop XFS, installed with
@@ -279,5 +280,44 @@ ExecStop=%[1]s/bin/cfs-deploy --cmdline %[1]s/files/cmdline finalize --etc /sysr
 	}
 	if got, _ := os.ReadFile(filepath.Join(h.sysroot, "state/deploy", id2, "etc/hostname")); string(got) != "before-shutdown\n" {
 		t.Errorf("hostname on 2 after finalize: %q", got)
+	}
+}
+
+// TestNativeUpgradeUnified: on a unified native host (bootc.json) the new
+// release goes into bootc's containers-storage (composefs/bootc/storage,
+// reached through ostree/bootc) first and into composefs from there, as on
+// an ostree host, before it is staged; podman runs it from that store.
+func TestNativeUpgradeUnified(t *testing.T) {
+	h := newNativeHost(t)
+	testfs.RequireTool(t, "skopeo")
+	if err := os.MkdirAll(filepath.Join(h.sysroot, "composefs/bootc"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(h.sysroot, "ostree"), 0o755)
+	if err := os.Symlink("../composefs/bootc", filepath.Join(h.sysroot, "ostree/bootc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sysroot.WriteBootcJSON(h.sysroot, sysroot.UnifiedEnabled); err != nil {
+		t.Fatal(err)
+	}
+	cmd1 := h.cmdline(t)
+	human := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", cmd1), "cfs-status").stdout
+	if !strings.Contains(human, "Storage: unified (enabled)") {
+		t.Fatalf("cfs-status on a unified native host:\n%s", human)
+	}
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true, Bootable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v2)
+	r := must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--apply-now"), "cfs-upgrade")
+	id2 := strings.TrimSpace(r.stdout)
+	expectNative(t, h.status(t, h.cmdline(t)), id2, "", h.id1)
+	graph := filepath.Join(h.sysroot, "composefs/bootc/storage")
+	if _, err := os.Stat(filepath.Join(graph, "overlay-images")); err != nil {
+		t.Fatalf("no containers-storage under composefs/bootc: %v", err)
+	}
+	if out := podmanRun(t, graph, v2.ConfigDigest.Encoded(), "/usr/lib/os-release"); !strings.Contains(out, "VERSION_ID=2.0") {
+		t.Errorf("podman run of release 2 from bootc's store printed %q", out)
 	}
 }
