@@ -36,6 +36,15 @@ func (h *Host) Install(img Image, kargs []string) (*Deployment, error) {
 		if err := os.MkdirAll(filepath.Dir(cfg), 0o755); err != nil {
 			return nil, err
 		}
+		if h.ESPUUID != "" {
+			if strings.ContainsAny(h.ESPUUID, "\"\n\\$") {
+				return nil, fmt.Errorf("ESP UUID %q cannot go in grub2/efiuuid.cfg", h.ESPUUID)
+			}
+			uuid := filepath.Join(h.bootDir(), "grub2", "efiuuid.cfg")
+			if err := atomicfile.WriteFile("", uuid, []byte("set EFI_PART_UUID=\""+h.ESPUUID+"\"\n"), 0o644); err != nil {
+				return nil, err
+			}
+		}
 		if err := atomicfile.WriteFile("", cfg, grubUserCfg([]string{grubMenuEntry(p.ukiLabel, p.id)}), 0o644); err != nil {
 			return nil, err
 		}

@@ -54,6 +54,10 @@ type Host struct {
 	// ESP is the mounted EFI system partition: where systemd-boot's
 	// entries and kernels go, and every UKI.
 	ESP string
+	// ESPUUID is the ESP's filesystem UUID: GRUB finds the UKIs it
+	// chainloads by it. Install writes it to grub2/efiuuid.cfg (which
+	// user.cfg sources) when GRUB boots UKIs.
+	ESPUUID string
 	// Bootloader defaults to Grub.
 	Bootloader Bootloader
 	// RunDir is the running system's /run, where the staged deployment is

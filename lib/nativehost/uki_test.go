@@ -142,9 +142,12 @@ func TestUKIGrub(t *testing.T) {
 	r2, _, _ := pullUKIRelease(t, root, scratch, "2.0", "")
 	repo := openRepo(t, root)
 	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, ESP: esp.Dir, RunDir: t.TempDir()}
+	h := &Host{Root: root, ESP: esp.Dir, ESPUUID: "6A1F-03C2", RunDir: t.TempDir()}
 	if _, err := h.Install(r1.image, nil); err != nil {
 		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(root, "boot/grub2/efiuuid.cfg")); got != "set EFI_PART_UUID=\"6A1F-03C2\"\n" {
+		t.Errorf("efiuuid.cfg: %q", got)
 	}
 	prefix := "\nif [ -f ${config_directory}/efiuuid.cfg ]; then\n        source ${config_directory}/efiuuid.cfg\nfi\n"
 	menu := func(version, id string) string {
