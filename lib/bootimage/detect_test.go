@@ -2,6 +2,7 @@ package bootimage
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,9 +73,10 @@ func (b *treeBuilder) file(p string, data []byte) *fstree.Leaf {
 	if len(data) <= 64 {
 		l.Inline = data
 	} else {
-		id := fmt.Sprintf("obj-%d", len(b.objs))
-		b.objs[id] = data
-		l.Object = []byte(id)
+		// Any 64-byte name will do; the EROFS writer checks the length.
+		id := sha512.Sum512(data)
+		b.objs[string(id[:])] = data
+		l.Object = id[:]
 	}
 	parent.Set(name, l)
 	return l

@@ -105,11 +105,21 @@ func stripLabels(root *fstree.Dir) {
 	})
 }
 
-// Build returns the V1 EROFS of the boot image of the tree, which is left
-// as it was (the transform works on a copy).
-func Build(tree *fstree.Dir, open ObjectOpener) ([]byte, *Transformed, error) {
+// Tree returns the boot-transformed copy of the tree, which is left as
+// it was.
+func Tree(tree *fstree.Dir, open ObjectOpener) (*fstree.Dir, *Transformed, error) {
 	boot := tree.Clone()
 	tr, err := TransformForBoot(boot, open)
+	if err != nil {
+		return nil, nil, err
+	}
+	return boot, tr, nil
+}
+
+// Build returns the V1 EROFS of the boot image of the tree, which is left
+// as it was.
+func Build(tree *fstree.Dir, open ObjectOpener) ([]byte, *Transformed, error) {
+	boot, tr, err := Tree(tree, open)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,11 +146,13 @@ func ID(image []byte, alg fsverity.Algorithm) ([]byte, error) {
 // garbage.
 func Write(repo *composefs.Repository, tree *fstree.Dir) ([]byte, *Transformed, error) {
 	open := func(id []byte) (io.ReadCloser, error) { return repo.OpenObject(id) }
-	image, tr, err := Build(tree, open)
+	boot, tr, err := Tree(tree, open)
 	if err != nil {
 		return nil, nil, err
 	}
-	id, err := repo.WriteImage(image)
+	// Streamed to the repository as the plain image is, not built in
+	// memory first.
+	id, err := oci.WriteErofs(repo, boot)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package bootimage
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -142,5 +143,25 @@ func TestTransformBadPolicy(t *testing.T) {
 	_, err := TransformForBoot(b.root, b.objs.open)
 	if err == nil || !strings.Contains(err.Error(), "file_contexts") {
 		t.Errorf("a named policy without file_contexts: %v", err)
+	}
+}
+
+// TestBuildLeavesTreeAlone: Build works on a copy, and gives the same
+// bytes for the same tree.
+func TestBuildLeavesTreeAlone(t *testing.T) {
+	b := bootableTree(true)
+	first, tr, err := Build(b.root, b.objs.open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Split != 1 || b.root.Get("boot").(*fstree.Dir).Len() == 0 {
+		t.Fatalf("transform %+v; /boot of the original has %d entries", tr, b.root.Get("boot").(*fstree.Dir).Len())
+	}
+	again, _, err := Build(b.root, b.objs.open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, again) {
+		t.Error("two builds of one tree differ")
 	}
 }
