@@ -164,7 +164,7 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 		if dir == "" {
 			t.Fatalf("no deployment of %s among %v", md, deployments)
 		}
-		checkThreeWay(t, repo, store, cimg, dir)
+		checkThreeWay(t, repo, store, cimg, dir, true)
 	}
 
 	// podman runs the booted image at once: a static binary from a
@@ -219,7 +219,9 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("deployments of %s: %v", commit, dirs)
 	}
-	checkThreeWay(t, repo, store, cimg, dirs[0])
+	// An upgrade writes each store's small files apart: only full shares
+	// them.
+	checkThreeWay(t, repo, store, cimg, dirs[0], false)
 	want, _ = os.ReadFile(filepath.Join(dirs[0], "usr/lib/os-release"))
 	if out := podmanRun(t, cstorage.DefaultGraphRoot(h.sysroot), v3.ConfigDigest.Encoded(), "/usr/lib/os-release"); out != string(want) || !strings.Contains(out, "VERSION_ID=3.0") {
 		t.Errorf("podman run of the new image printed %q, want %q", out, want)
@@ -229,25 +231,48 @@ func TestSetUnifiedFullOstreeHost(t *testing.T) {
 
 // checkThreeWay: every file over 64 bytes under the deployment's /usr
 // (hard links to the ostree commit's objects) has the very extents of its
-// composefs object and of the containers-storage diff file it came from.
-func checkThreeWay(t *testing.T, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, deployment string) {
+// composefs object and of the containers-storage diff file it came from;
+// with smallShared, every one of 1 to 64 bytes (which composefs keeps
+// inline) has the very block of its containers-storage diff file.
+func checkThreeWay(t *testing.T, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, deployment string, smallShared bool) {
 	t.Helper()
 	var diffDirs []string // top layer first
 	for i := len(img.Layers) - 1; i >= 0; i-- {
 		diffDirs = append(diffDirs, filepath.Join(store.GraphRoot(), "overlay", img.Layers[i].ID, "diff"))
 	}
-	checked, bad := 0, 0
+	checked, bad, small, smallBad := 0, 0, 0, 0
+	diffOf := func(rel string) string {
+		for _, dd := range diffDirs {
+			if _, err := os.Lstat(filepath.Join(dd, rel)); err == nil {
+				return physical(t, filepath.Join(dd, rel))
+			}
+		}
+		return "missing"
+	}
 	err := filepath.WalkDir(filepath.Join(deployment, "usr"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		fi, _ := d.Info()
-		if fi.Size() <= 64 {
-			return nil
-		}
 		rel, _ := filepath.Rel(deployment, p)
 		if strings.HasPrefix(rel, "usr/etc/") {
 			rel = strings.TrimPrefix(rel, "usr/")
+		}
+		if fi.Size() == 0 {
+			return nil
+		}
+		if fi.Size() <= 64 {
+			if !smallShared {
+				return nil
+			}
+			small++
+			if obj, diff := physical(t, p), diffOf(rel); obj != diff {
+				smallBad++
+				if smallBad <= 5 {
+					t.Errorf("%s (%d bytes): block ostree %s, containers-storage %s", rel, fi.Size(), obj, diff)
+				}
+			}
+			return nil
 		}
 		obj := physical(t, p)
 		id, err := fsverity.DigestFile(p, repo.Algorithm())
@@ -276,6 +301,9 @@ func checkThreeWay(t *testing.T, repo *composefs.Repository, store *cstorage.Sto
 	}
 	if checked < 10 || bad > 0 {
 		t.Errorf("%s: %d files over 64 bytes, %d not shared by all three stores", deployment, checked, bad)
+	}
+	if smallShared && (small < 5 || smallBad > 0) {
+		t.Errorf("%s: %d files of 1 to 64 bytes, %d not sharing a block with containers-storage", deployment, small, smallBad)
 	}
 }
 

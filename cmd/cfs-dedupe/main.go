@@ -29,6 +29,12 @@ alone, so a second run is quick.
   cfs-dedupe --sysroot /sysroot 0123abcd...      # a commit
   cfs-dedupe ostree/container/image/...          # or a ref
 
+With --containers-storage GRAPHROOT, the files of 1 to 64 bytes in the
+store's layer directories (GRAPHROOT/overlay/*/diff) come to share the block
+of the commit's object with the same bytes too: composefs keeps such files
+inline, so they have no composefs object, and each store would otherwise
+spend a block on each.
+
 On a filesystem without shared extents (ext4) it fails with status 5 before
 changing anything.`
 
@@ -40,12 +46,13 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:        "cfs-dedupe",
 		Usage:       "share a classic ostree commit's file objects with the composefs repository, in place",
-		UsageText:   "cfs-dedupe [--sysroot DIR] [--repo DIR] [--composefs DIR] [--json] COMMIT|REF...",
+		UsageText:   "cfs-dedupe [--sysroot DIR] [--repo DIR] [--composefs DIR] [--containers-storage GRAPHROOT] [--json] COMMIT|REF...",
 		Description: description,
 		Flags: []cli.Flag{
 			cliutil.SysrootFlag,
 			&cli.PathFlag{Name: "repo", Usage: "ostree repository `DIR` (default <sysroot>/ostree/repo)"},
 			&cli.PathFlag{Name: "composefs", Usage: "composefs repository `DIR` (default <sysroot>/composefs)"},
+			&cli.PathFlag{Name: "containers-storage", Usage: "share the small files of the layers of the containers-storage at `GRAPHROOT` too"},
 			cliutil.JSONFlag,
 			cliutil.QuietFlag,
 		},
@@ -56,6 +63,7 @@ func newApp() *cli.App {
 type result struct {
 	Commit string `json:"commit"`
 	dedupe.Stats
+	ContainersStorage *dedupe.SmallStats `json:"containersStorage,omitempty"`
 }
 
 func run(c *cli.Context) error {
@@ -93,9 +101,24 @@ func run(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		results = append(results, result{commit, st})
+		res := result{Commit: commit, Stats: st}
+		if graph := c.String("containers-storage"); graph != "" {
+			layers, err := filepath.Glob(filepath.Join(graph, "overlay", "*", "diff"))
+			if err != nil {
+				return err
+			}
+			small, err := dedupe.SmallFiles(c.Context, repo, commit, layers)
+			if err != nil {
+				return err
+			}
+			res.ContainersStorage = &small
+		}
+		results = append(results, res)
 		if !c.Bool("json") && !c.Bool("quiet") {
 			fmt.Fprintf(c.App.Writer, "%s: %s\n", commit, st)
+			if res.ContainersStorage != nil {
+				fmt.Fprintf(c.App.Writer, "%s: containers-storage: %s\n", commit, res.ContainersStorage)
+			}
 		}
 	}
 	if c.Bool("json") {

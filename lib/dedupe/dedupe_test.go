@@ -198,3 +198,99 @@ func checkoutDir(t *testing.T, run func(...string) string, repo, commit, dir str
 	run("checkout", "--repo="+repo, "-H", commit, dir)
 	return dir
 }
+
+// TestSmallFiles: files of 64 bytes or less in another store's tree come
+// to share the block of the commit's object with the same bytes; other
+// files are left alone, the bytes stay, ostree fsck passes, and a second
+// run finds them shared.
+func TestSmallFiles(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	ostreeBin := testfs.RequireTool(t, "ostree")
+	fs := testfs.XFS(t, 0)
+	tree := fs.Path("tree")
+	files := map[string][]byte{
+		"usr/share/tiny":  []byte("64 bytes or less: inline in composefs"),
+		"usr/share/tiny2": []byte("another small one\n"),
+		"usr/lib/big":     randBytes(6, 5000),
+	}
+	for p, data := range files {
+		os.MkdirAll(filepath.Join(tree, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(tree, p), data, 0o644)
+	}
+	repoPath := fs.Path("repo")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(ostreeBin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ostree %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("init", "--repo="+repoPath, "--mode=bare")
+	commit := run("commit", "--repo="+repoPath, "--branch=classic", "--tree=dir="+tree)
+
+	// A layer directory of containers-storage: the same small files under
+	// other names, one whose bytes no object has, an empty one and a big
+	// one, none of them sharing anything yet.
+	layer := fs.Path("layer/diff")
+	os.MkdirAll(filepath.Join(layer, "a/b"), 0o755)
+	put := map[string][]byte{
+		"tiny":      files["usr/share/tiny"],
+		"a/b/tiny2": files["usr/share/tiny2"],
+		"a/copy":    files["usr/share/tiny"],
+		"a/other":   []byte("bytes of no object"),
+		"empty":     nil,
+		"big":       files["usr/lib/big"],
+	}
+	for p, data := range put {
+		os.WriteFile(filepath.Join(layer, p), data, 0o644)
+	}
+	once := func() SmallStats {
+		t.Helper()
+		repo, err := ostree.Open(repoPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer repo.Close()
+		st, err := SmallFiles(context.Background(), repo, commit, []string{layer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st, want := once(), (SmallStats{Files: 4, Deduped: 3, Missing: 1}); st != want {
+		t.Errorf("first run: %+v, want %+v", st, want)
+	}
+	checkout := fs.Path("checkout")
+	run("checkout", "--repo="+repoPath, "-H", commit, checkout)
+	block := func(p string) uint64 {
+		t.Helper()
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		ext, err := reflink.Extents(f)
+		if err != nil || len(ext) != 1 {
+			t.Fatalf("%s: extents %v (%v)", p, ext, err)
+		}
+		return ext[0].Physical
+	}
+	for p, obj := range map[string]string{"tiny": "usr/share/tiny", "a/copy": "usr/share/tiny", "a/b/tiny2": "usr/share/tiny2"} {
+		if a, b := block(filepath.Join(layer, p)), block(filepath.Join(checkout, obj)); a != b {
+			t.Errorf("%s: block %d, its object's %d", p, a, b)
+		}
+	}
+	if block(filepath.Join(layer, "a/other")) == block(filepath.Join(checkout, "usr/share/tiny")) {
+		t.Error("a file of other bytes shares the object's block")
+	}
+	for p, data := range put {
+		if got, err := os.ReadFile(filepath.Join(layer, p)); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: content changed (%v)", p, err)
+		}
+	}
+	run("fsck", "--repo="+repoPath)
+	if st, want := once(), (SmallStats{Files: 4, Shared: 3, Missing: 1}); st != want {
+		t.Errorf("second run: %+v, want %+v", st, want)
+	}
+}

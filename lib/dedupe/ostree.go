@@ -54,6 +54,17 @@ func Commit(ctx context.Context, repo *ostree.Repo, cfs *composefs.Repository, c
 	if err != nil {
 		return st, fmt.Errorf("commit %s: %w", commit, err)
 	}
+	return st, eachObject(ctx, repo, commit, c.RootTree, func(path, checksum string) error {
+		if err := object(repo, cfs, checksum, &st); err != nil {
+			return fmt.Errorf("commit %s: %s: %w", commit, path, err)
+		}
+		return nil
+	})
+}
+
+// eachObject calls fn once for each distinct file object of the tree
+// rootTree of commit, with the first path that names it.
+func eachObject(ctx context.Context, repo *ostree.Repo, commit, rootTree string, fn func(path, checksum string) error) error {
 	seen := map[string]bool{}
 	var walk func(tree, path string) error
 	walk = func(tree, path string) error {
@@ -69,8 +80,8 @@ func Commit(ctx context.Context, repo *ostree.Repo, cfs *composefs.Repository, c
 				continue
 			}
 			seen[f.Checksum] = true
-			if err := object(repo, cfs, f.Checksum, &st); err != nil {
-				return fmt.Errorf("commit %s: %s/%s: %w", commit, path, f.Name, err)
+			if err := fn(path+"/"+f.Name, f.Checksum); err != nil {
+				return err
 			}
 		}
 		for _, d := range t.Dirs {
@@ -80,7 +91,7 @@ func Commit(ctx context.Context, repo *ostree.Repo, cfs *composefs.Repository, c
 		}
 		return nil
 	}
-	return st, walk(c.RootTree, "")
+	return walk(rootTree, "")
 }
 
 // object deduplicates one file object against composefs.
