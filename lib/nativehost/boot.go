@@ -12,6 +12,7 @@ import (
 
 	"github.com/cfs-project/cfs/lib/bootimage"
 	"github.com/cfs-project/cfs/lib/erofs"
+	"github.com/cfs-project/cfs/lib/kargsd"
 )
 
 // Boot types, as the origin file spells them.
@@ -179,4 +180,59 @@ func findDuplicateBootDir(dir, digest string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// kargsD reads the image's /usr/lib/bootc/kargs.d (lib/kargsd).
+func (t *imageTree) kargsD() ([]string, error) {
+	d, err := t.lookup(kargsd.Dir)
+	if err != nil || d == nil || !d.IsDir() {
+		return nil, err
+	}
+	var files []kargsd.File
+	for _, c := range d.Children {
+		if c.Inode().Mode&erofs.TypeMask != erofs.TypeRegular {
+			continue
+		}
+		data, err := t.readFile(c, 1<<20)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, kargsd.File{Name: c.Name, Data: data})
+	}
+	args, err := kargsd.Parse(files)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", t.id, err)
+	}
+	return args, nil
+}
+
+// upgradeKargs is bootc's compute_new_kargs: the arguments only the old
+// image's kargs.d had leave the command line, those only the new one's
+// has join it; the rest (the installer's, the admin's) stay.
+func upgradeKargs(options string, old, new []string) string {
+	inOld, inNew := map[string]bool{}, map[string]bool{}
+	for _, a := range old {
+		inOld[a] = true
+	}
+	for _, a := range new {
+		inNew[a] = true
+	}
+	var out []string
+	for _, a := range kargsd.SplitCmdline(options) {
+		if inOld[a] && !inNew[a] {
+			continue
+		}
+		out = append(out, a)
+	}
+	have := map[string]bool{}
+	for _, a := range out {
+		have[a] = true
+	}
+	for _, a := range new {
+		if !inOld[a] && !have[a] {
+			out = append(out, a)
+			have[a] = true
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -1,6 +1,7 @@
 package nativehost
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
+	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
@@ -226,6 +228,9 @@ func (h *Host) Stage(img Image, booted string) (*Deployment, error) {
 				arg = "?" + p.id
 			}
 			options = setCmdlineArg(options, "composefs", arg)
+			if options, err = h.kargsDiff(img.Repo, booted, p, options); err != nil {
+				return nil, err
+			}
 			if e, err = h.writeTypeOne(p, options); err != nil {
 				return nil, err
 			}
@@ -356,4 +361,26 @@ func (h *Host) discardStaged() error {
 		}
 	}
 	return nil
+}
+
+// kargsDiff applies the kargs.d difference between the booted image and
+// the new one to the command line.
+func (h *Host) kargsDiff(repo *composefs.Repository, booted string, p *prepared, options string) (string, error) {
+	newArgs, err := p.tree.kargsD()
+	if err != nil {
+		return "", err
+	}
+	id, err := hex.DecodeString(booted)
+	if err != nil {
+		return "", fmt.Errorf("booted deployment id %q is not hex", booted)
+	}
+	old, err := openImageTree(repo, id)
+	if err != nil {
+		return "", fmt.Errorf("the booted image's kargs.d: %w", err)
+	}
+	oldArgs, err := old.kargsD()
+	if err != nil {
+		return "", err
+	}
+	return upgradeKargs(options, oldArgs, newArgs), nil
 }

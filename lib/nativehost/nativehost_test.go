@@ -474,3 +474,35 @@ func TestPrune(t *testing.T) {
 	expectSlots(t, load(t, h, "rw composefs="+r3.id), r3.id, "", r2.id)
 	checkHost(t, h)
 }
+
+// TestStageKargsD: staging keeps the booted command line but for what
+// the images' kargs.d change: arguments only release 1 shipped go, those
+// release 2 adds come, the installer's and the admin's stay.
+func TestStageKargsD(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	gen := func(version, kargs string) release {
+		img, err := testimage.Generate(testimage.Options{Seed: 21, Version: version, UTF8Names: true, Bootable: true,
+			Files: map[string]string{"usr/lib/bootc/kargs.d/10-cfs.toml": kargs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pullImage(t, root, scratch, img, "ostree-unverified-image:docker://quay.io/example/os:"+version)
+	}
+	r1 := gen("1.0", `kargs = ["quiet", "cfs.old=1"]`)
+	r2 := gen("2.0", `kargs = ["quiet", "cfs.new=2 cfs.more"]`)
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root}
+	if _, err := h.Install(r1.image, []string{"root=UUID=1", "rw", "quiet", "cfs.old=1", "admin=x"}); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := h.Stage(r2.image, r1.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cmdlineOf(t, d2.Entry), "root=UUID=1 rw quiet admin=x composefs="+r2.id+" cfs.new=2 cfs.more"; got != want {
+		t.Errorf("staged options\n%s\nwant\n%s", got, want)
+	}
+}
