@@ -812,19 +812,19 @@ func TestSetUnifiedUnitsUnderSystemd(t *testing.T) {
 // growth is, store by store (CFS_BENCH_DISK=1 prints the whole map).
 //
 // On loop XFS (mkfs defaults: 4 KiB blocks, 512-byte inodes) the growth
-// is about 8.8 MB, 1.043x, and none of it is unshared file data or
+// is about 8.4 MB, 1.040x, and none of it is unshared file data or
 // preallocation: no store maps a block past a file's end once synced,
-// and every body over 64 bytes is one set of extents. It is, largest
-// first: the inodes of the two new stores' files (about 7,900: 4.0 MB),
-// the two EROFS images (2.2 MB), directory blocks (1.4 MB; the 256
-// objects/XX directories of composefs hold names too long to live in
-// the inode, as ostree's do), containers-storage's own copies of the
-// files of 64 bytes or less (0.5 MB, a block each), splitstreams and
-// containers-storage's tar-split and metadata (0.7 MB), and composefs
-// objects of files no deployment holds (0.2 MB, overwritten in a later
-// layer). With images of about 43 KB a file, an inode per file per store
-// is 1.2% alone, so the 1.02x aimed at is out of reach on XFS for images
-// of this shape whatever the writers do.
+// every body over 64 bytes is one set of extents, and containers-storage's
+// files of 64 bytes or less share the blocks of ostree's objects (those
+// of overwritten files aside). It is, largest first: the inodes of the
+// two new stores' files (about 7,900: 4.0 MB), the two EROFS images
+// (2.2 MB), directory blocks (1.4 MB; the 256 objects/XX directories of
+// composefs hold names too long to live in the inode, as ostree's do),
+// splitstreams and containers-storage's tar-split and metadata (0.7 MB),
+// and composefs objects of files no deployment holds (0.2 MB,
+// overwritten in a later layer). With images of about 43 KB a file, an
+// inode per file per store is 1.2% alone, so the 1.02x aimed at is out
+// of reach on XFS for images of this shape whatever the writers do.
 func BenchmarkSetUnifiedFull(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		h, imgs := classicHostScale(b, "xfs", 30)
