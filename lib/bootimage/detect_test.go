@@ -210,6 +210,21 @@ func TestDetectUKIs(t *testing.T) {
 	}
 }
 
+// TestSealedOutsideBoot: a sealed UKI under /usr/lib/modules can never
+// match (it is inside the boot image it names); the error says so.
+func TestSealedOutsideBoot(t *testing.T) {
+	b := newTree()
+	b.file("/usr/lib/modules/"+kver+"/os.efi", buildUKI(t, "composefs="+sha512ID))
+	boot, err := Detect(b.root, b.objs.open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = boot.CheckSealed(bytes.Repeat([]byte{1}, 64))
+	if err == nil || !strings.Contains(err.Error(), "a UKI outside /boot is part of the boot image and cannot be sealed for it") {
+		t.Errorf("got %v", err)
+	}
+}
+
 func TestDetectEFISymlinkIsAnError(t *testing.T) {
 	b := newTree()
 	b.symlink("/boot/EFI/Linux/os.efi", "elsewhere.efi")

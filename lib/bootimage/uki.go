@@ -205,7 +205,13 @@ type MismatchError struct {
 }
 
 func (e *MismatchError) Error() string {
-	return fmt.Sprintf("%s is sealed for composefs=%s but the image's boot image is %s", e.Path, e.Sealed, e.Boot)
+	msg := fmt.Sprintf("%s is sealed for composefs=%s but the image's boot image is %s", e.Path, e.Sealed, e.Boot)
+	if !strings.HasPrefix(e.Path, "/boot/") {
+		// Outside /boot the UKI is part of the boot image it names, so no
+		// id can ever match.
+		msg += "; a UKI outside /boot is part of the boot image and cannot be sealed for it (put it under " + UKIDir + ")"
+	}
+	return msg
 }
 
 // ErrNotPE is wrapped by errors about files that are not PE images.
