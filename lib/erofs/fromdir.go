@@ -39,7 +39,6 @@ type DirOptions struct {
 // one inode become hardlinks of the first in dumpfile order. Symlinks are
 // not followed.
 func FromDir(dir string, opts DirOptions) (*Node, error) {
-	b := &dirBuilder{opts: opts, seen: map[devIno]*Node{}}
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -47,11 +46,34 @@ func FromDir(dir string, opts DirOptions) (*Node, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%s: not a directory", dir)
 	}
-	root := &Node{}
-	if err := b.fill(root, dir, &st); err != nil {
-		return nil, err
+	// Digests, most of the work, are computed by one worker per core fed
+	// from the whole walk, so that no directory waits for the hashing of
+	// its largest file before the next one is listed.
+	hashers, ctx := errgroup.WithContext(context.Background())
+	b := &dirBuilder{opts: opts, seen: map[devIno]*Node{}, ctx: ctx, digests: make(chan digestJob, 1024)}
+	for range runtime.GOMAXPROCS(0) {
+		hashers.Go(func() error {
+			for j := range b.digests {
+				if ctx.Err() != nil {
+					continue // drain: the walk stops at its next send
+				}
+				if err := b.digest(j); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
-	if err := b.children(dir, root); err != nil {
+	root := &Node{}
+	err := b.fill(root, dir, &st)
+	if err == nil {
+		err = b.children(dir, root)
+	}
+	close(b.digests)
+	if herr := hashers.Wait(); herr != nil {
+		return nil, herr
+	}
+	if err != nil {
 		return nil, err
 	}
 	// children meets a directory's own entries before its subdirectories'
@@ -63,8 +85,33 @@ func FromDir(dir string, opts DirOptions) (*Node, error) {
 type devIno struct{ dev, ino uint64 }
 
 type dirBuilder struct {
-	opts DirOptions
-	seen map[devIno]*Node
+	opts    DirOptions
+	seen    map[devIno]*Node
+	ctx     context.Context // done when a digest failed
+	digests chan digestJob
+}
+
+// digestJob is an external file whose digest is still to be computed.
+// Its node is in the tree already; only the worker that takes the job
+// touches it until FromDir returns.
+type digestJob struct {
+	n    *Node
+	p    string
+	size uint64
+	mode uint32
+}
+
+func (b *dirBuilder) digest(j digestJob) error {
+	digest, err := fsverity.DigestFile(j.p, b.opts.Algorithm)
+	if err != nil {
+		return err
+	}
+	j.n.SetExternal(digest, j.size)
+	j.n.Mode = j.mode
+	if b.opts.Object != nil {
+		return b.opts.Object(j.p, digest)
+	}
+	return nil
 }
 
 // children lists dir, decides hardlinks in name order (so the first name
@@ -125,7 +172,9 @@ func (b *dirBuilder) children(dir string, parent *Node) error {
 		return err
 	}
 	for _, j := range jobs {
-		if j.n.IsDir() {
+		// From the lstat, not the node: a digest worker may be writing
+		// to the node of a file.
+		if j.st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			if err := b.children(j.p, j.n); err != nil {
 				return err
 			}
@@ -165,16 +214,10 @@ func (b *dirBuilder) fill(n *Node, p string, st *unix.Stat_t) error {
 			n.Content = data
 			break
 		}
-		digest, err := fsverity.DigestFile(p, b.opts.Algorithm)
-		if err != nil {
-			return err
-		}
-		n.SetExternal(digest, uint64(st.Size))
-		n.Mode = st.Mode
-		if b.opts.Object != nil {
-			if err := b.opts.Object(p, digest); err != nil {
-				return err
-			}
+		select {
+		case b.digests <- digestJob{n: n, p: p, size: uint64(st.Size), mode: st.Mode}:
+		case <-b.ctx.Done():
+			return context.Cause(b.ctx)
 		}
 	}
 	return nil
