@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 
 	"github.com/vbatts/tar-split/archive/tar"
@@ -55,7 +56,12 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	}
 	tr := tar.NewReader(counted)
 	tr.RawAccounting = true
-	seen := make(map[string]bool)
+	// Paths seen, by two independent 64-bit hashes rather than by the
+	// path: a layer has a path per file, and a false match (odds about
+	// 2^-100 for a million paths) can only refuse a layer, never let a
+	// duplicate through.
+	seen := make(map[[2]uint64]struct{})
+	seeds := [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	var small [InlineMax + 1]byte
 	for {
 		hdr, err := tr.Next()
@@ -70,10 +76,11 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 		if err != nil {
 			return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
 		}
-		if seen[m.Path] && m.Path != "/" {
+		key := [2]uint64{maphash.String(seeds[0], m.Path), maphash.String(seeds[1], m.Path)}
+		if _, dup := seen[key]; dup && m.Path != "/" {
 			return stats, fmt.Errorf("layer %s: member %q: %s appears twice in the layer", diffID, hdr.Name, m.Path)
 		}
-		seen[m.Path] = true
+		seen[key] = struct{}{}
 		stats.Members++
 		if m.Kind == fstree.Regular && m.Size > InlineMax {
 			id, n, created, err := objects(m, tr)

@@ -233,3 +233,44 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// TestRefsSharingAPrefix: ids equal in their first 16 bytes (the writer's
+// index key) but different after are distinct refs, and each repeat of
+// one maps back to it.
+func TestRefsSharingAPrefix(t *testing.T) {
+	w, err := NewWriter(2, ContentOCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([][]byte, 4)
+	for i := range ids {
+		ids[i] = bytes.Repeat([]byte{0xab}, 64)
+		ids[i][63] = byte(i)
+	}
+	order := []int{0, 1, 2, 1, 3, 0, 2}
+	for _, i := range order {
+		if err := w.WriteExternal(ids[i], 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(file, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ObjectRefs) != len(ids) {
+		t.Fatalf("%d object refs, want %d", len(r.ObjectRefs), len(ids))
+	}
+	for _, i := range order {
+		c, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(c.External, ids[i]) {
+			t.Fatalf("chunk refers to %x, want %x", c.External, ids[i])
+		}
+	}
+}

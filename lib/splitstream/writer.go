@@ -29,26 +29,47 @@ type Writer struct {
 }
 
 // refList is a list of digests without duplicates, in first-use order.
+// A layer refers to an object per file, so the ids are kept back to back
+// in one slice and indexed by their first 16 bytes (a digest's prefix);
+// ids that share a prefix but differ go to a second, full-id index.
 type refList struct {
-	ids   [][]byte
-	index map[string]int
+	ids    []byte
+	n      int
+	index  map[[16]byte]int32
+	others map[string]int32
 }
 
 func (l *refList) ensure(id []byte) int {
-	if i, ok := l.index[string(id)]; ok {
-		return i
+	var key [16]byte
+	copy(key[:], id)
+	i, ok := l.index[key]
+	if ok {
+		size := len(id)
+		if bytes.Equal(l.ids[int(i)*size:int(i+1)*size], id) {
+			return int(i)
+		}
+		if j, ok := l.others[string(id)]; ok {
+			return int(j)
+		}
 	}
-	if l.index == nil {
-		l.index = make(map[string]int)
+	n := int32(l.n)
+	if !ok {
+		if l.index == nil {
+			l.index = make(map[[16]byte]int32)
+		}
+		l.index[key] = n
+	} else {
+		if l.others == nil {
+			l.others = make(map[string]int32)
+		}
+		l.others[string(id)] = n
 	}
-	l.index[string(id)] = len(l.ids)
-	l.ids = append(l.ids, bytes.Clone(id))
-	return len(l.ids) - 1
+	l.ids = append(l.ids, id...)
+	l.n++
+	return int(n)
 }
 
-func (l *refList) bytes() []byte {
-	return bytes.Join(l.ids, nil)
-}
+func (l *refList) bytes() []byte { return l.ids }
 
 // NewWriter starts a splitstream whose object ids are fs-verity digests
 // of the given kernel algorithm (1 sha256, 2 sha512).
