@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,6 +17,12 @@ import (
 )
 
 func main() {
+	// A soft bound on the heap, unless GOMEMLIMIT says otherwise: the
+	// runtime would let it grow to twice the tree and inodes of a large
+	// image between collections.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(128 << 20)
+	}
 	cliutil.Main(newApp())
 }
 

@@ -4,6 +4,8 @@ package main
 
 import (
 	"errors"
+	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -53,6 +55,7 @@ func main() {
 	if reexec.Init() {
 		return
 	}
+	limitMemory()
 	cliutil.Main(newApp())
 }
 
@@ -226,4 +229,18 @@ func stallHint(err error) error {
 		return cliutil.Hint(err, "a slow but working link needs a lower --low-speed-limit or a longer --low-speed-time")
 	}
 	return err
+}
+
+// memoryLimit bounds the Go heap of a pull unless GOMEMLIMIT says
+// otherwise. Left alone, the runtime lets the heap grow to twice its live
+// data between collections; a pull runs on a host being upgraded, where
+// memory counts more than the few percent of CPU that collecting earlier
+// near the peak (the merged tree and its EROFS image) costs. It is a soft
+// limit: a larger image still pulls, with more collections.
+const memoryLimit = 128 << 20
+
+func limitMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 }
