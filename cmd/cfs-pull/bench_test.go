@@ -16,7 +16,8 @@ import (
 
 type runStats struct {
 	wall   time.Duration
-	maxRSS int64 // KiB
+	cpu    float64 // user + system seconds
+	maxRSS int64   // KiB
 }
 
 // timed runs a command under GNU time for its peak RSS: the rusage Go
@@ -26,7 +27,7 @@ func timed(b *testing.B, name string, args ...string) runStats {
 	b.Helper()
 	gnuTime := testfs.RequireTool(b, "time")
 	rssFile := filepath.Join(b.TempDir(), "rss")
-	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
+	cmd := exec.Command(gnuTime, append([]string{"-f", "%M %U %S", "-o", rssFile, name}, args...)...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	start := time.Now()
@@ -35,7 +36,9 @@ func timed(b *testing.B, name string, args ...string) runStats {
 	}
 	r := runStats{wall: time.Since(start)}
 	if text, err := os.ReadFile(rssFile); err == nil {
-		fmt.Sscan(string(text), &r.maxRSS)
+		var user, sys float64
+		fmt.Sscan(string(text), &r.maxRSS, &user, &sys)
+		r.cpu = user + sys
 	}
 	return r
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/internal/testfs"
+	"github.com/cfs-project/cfs/internal/testimage"
+)
+
+// benchPairs is how many interleaved (cfs-pull, skopeo) pairs
+// BenchmarkPull100k runs: CFS_BENCH_PAIRS, default 3. The machine is
+// shared; medians of interleaved pairs are what can be compared.
+func benchPairs() int {
+	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// freeBytes is the free space of the filesystem holding dir.
+func freeBytes(b *testing.B, dir string) int64 {
+	b.Helper()
+	if err := exec.Command("sync", "-f", dir).Run(); err != nil {
+		b.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		b.Fatal(err)
+	}
+	return int64(st.Bfree) * st.Bsize
+}
+
+// allocated is the disk space the files under dir hold (st_blocks).
+func allocated(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil {
+			n += fi.Sys().(*unix.Stat_t).Blocks * 512
+		}
+		return nil
+	})
+	return n
+}
+
+// BenchmarkPull100k pulls the generated 100k-file, /usr-shaped image
+// (testimage.Scale100k, cached as an OCI layout) with cfs-pull (decompress,
+// split, fs-verity digest of every object, EROFS image) and with skopeo
+// into an overlay containers-storage, interleaved, on one loop XFS. It
+// prints both side by side with their ratio, the peak RSS of each and
+// entries per MiB of cfs-pull's, and the disk cfs-pull's repository
+// holds beyond its files' own blocks (XFS preallocation left behind).
+// Targets: ratio <= 0.4, RSS <= 150 MiB, extra disk <= 2%.
+func BenchmarkPull100k(b *testing.B) {
+	testfs.RequirePrivileged(b)
+	skopeo := testfs.RequireTool(b, "skopeo")
+	spaceman := testfs.RequireTool(b, "xfs_spaceman")
+	img := testimage.Cached(b, testimage.Scale100k(1))
+	xfs := testfs.XFS(b, 16<<30)
+	var cfsWall, peerWall, ratios, cfsCPU, rss, extra, prealloc []float64
+	var peerRSS int64
+	for i := 0; i < benchPairs(); i++ {
+		repo := xfs.Path(fmt.Sprintf("composefs-%d", i))
+		before := freeBytes(b, xfs.Path())
+		cfs := timed(b, binary, "--repo", repo, "--insecure-policy", "--quiet", "--output", "none", img.Ref)
+		after := freeBytes(b, xfs.Path())
+		used, files := before-after, allocated(repo)
+		extra = append(extra, float64(used-files)/float64(files))
+		// What XFS still holds past the files' ends: the scan that frees
+		// it now would otherwise run minutes later.
+		if out, err := exec.Command(spaceman, "-c", "prealloc -s", xfs.Path()).CombinedOutput(); err != nil {
+			b.Fatalf("xfs_spaceman: %v\n%s", err, out)
+		}
+		prealloc = append(prealloc, float64(freeBytes(b, xfs.Path())-after)/(1<<20))
+		os.RemoveAll(repo)
+
+		graph, run := xfs.Path("graph"), xfs.Path("run")
+		store := fmt.Sprintf("containers-storage:[overlay@%s+%s]localhost/bench:100k", graph, run)
+		peer := timed(b, skopeo, "--insecure-policy", "copy", "--quiet", img.Ref, store)
+		// skopeo leaves the overlay graph mounted on itself.
+		exec.Command("umount", filepath.Join(graph, "overlay")).Run()
+		os.RemoveAll(graph)
+		os.RemoveAll(run)
+
+		cfsWall = append(cfsWall, cfs.wall.Seconds())
+		peerWall = append(peerWall, peer.wall.Seconds())
+		ratios = append(ratios, cfs.wall.Seconds()/peer.wall.Seconds())
+		cfsCPU = append(cfsCPU, cfs.cpu)
+		rss = append(rss, float64(cfs.maxRSS)/1024)
+		peerRSS = max(peerRSS, peer.maxRSS)
+		b.Logf("pair %d: cfs-pull %.1f s (cpu %.1f s, RSS %d MiB, extra disk %.2f%%, %.1f MiB preallocated), skopeo %.1f s (cpu %.1f s, RSS %d MiB), ratio %.2f",
+			i+1, cfs.wall.Seconds(), cfs.cpu, cfs.maxRSS/1024, 100*extra[i], prealloc[i], peer.wall.Seconds(), peer.cpu, peer.maxRSS/1024, ratios[i])
+	}
+	st := img.Stats
+	b.ReportMetric(median(cfsWall), "s-cfs-pull")
+	b.ReportMetric(median(peerWall), "s-skopeo")
+	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(rss), "MiB-rss-cfs-pull")
+	b.ReportMetric(float64(st.Entries)/median(rss), "entries/MiB")
+	b.ReportMetric(100*median(extra), "%extra-disk")
+	b.ReportMetric(median(prealloc), "MiB-prealloc")
+	b.Logf("%d entries, %.0f MiB in files, %.0f MiB of blobs; medians of %d interleaved pairs: cfs-pull %.1f s (cpu %.1f s), skopeo copy to containers-storage %.1f s, ratio %.2f (target <= 0.4); peak RSS cfs-pull %.0f MiB = %.0f entries/MiB (target <= 150 MiB), skopeo %d MiB; disk beyond the repository's blocks %.2f%% (target <= 2%%; inodes and logs included), of it XFS preallocation %.1f MiB",
+		st.Entries, float64(st.Bytes)/(1<<20), float64(st.BlobBytes)/(1<<20), len(ratios), median(cfsWall), median(cfsCPU), median(peerWall), median(ratios),
+		median(rss), float64(st.Entries)/median(rss), peerRSS/1024, 100*median(extra), median(prealloc))
+}
