@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/lib/fsverity"
-	"github.com/cfs-project/cfs/lib/ostree"
 	"github.com/cfs-project/cfs/lib/stream"
 )
 
@@ -39,35 +38,73 @@ func openSource(e *stream.Entry) (*os.File, error) {
 	return f, nil
 }
 
-// digestSource reads src once, computing the ostree content checksum the
-// object will have and the fs-verity digest that proves the bytes are the
-// composefs object the entry names. A src whose bytes do not match is
-// refused: the object id is the only thing tying src to the image.
-func digestSource(e *stream.Entry, meta ostree.FileMeta, src *os.File) (string, error) {
-	var verity *fsverity.Hasher
-	var body io.Reader = io.NewSectionReader(src, 0, e.Size)
+// verifier ties the bytes of a cloned object to the entry's composefs id,
+// the only thing that says src holds the image's file. Where the kernel
+// measured src (fs-verity on), its measurement is the proof and the bytes
+// need no hashing: the kernel refuses to read bytes that do not match it,
+// and FICLONE shares exactly the extents it measured. Elsewhere the
+// digest is computed over the clone's bytes during the one read that
+// gives the ostree checksum (FileObjectOptions.Content), so each byte is
+// read once and hashed twice. An entry without a composefs id (a list not
+// made by cfs-pull) is not checked: its ostree checksum still names
+// exactly the bytes stored.
+type verifier struct {
+	e      *stream.Entry
+	src    string
+	hasher *fsverity.Hasher // nil when there is nothing to hash
+	// measured is src when the kernel measured it: the object's bytes are
+	// read from it, where every read is checked against the measurement.
+	measured *os.File
+}
+
+// verityMismatch is the error of a src that is not the entry's object.
+type verityMismatch struct {
+	e        *stream.Entry
+	src, got string
+}
+
+func (m *verityMismatch) Error() string {
+	return fmt.Sprintf("%s: src %s has fs-verity digest %s, but the entry's composefs id is %s", m.e.Path, m.src, m.got, m.e.Composefs)
+}
+
+func newVerifier(e *stream.Entry, src *os.File) (*verifier, error) {
+	v := &verifier{e: e, src: e.Src}
+	var alg fsverity.Algorithm
 	switch len(e.Composefs) {
 	case 0:
-		// No composefs id to check against (a list not made by cfs-pull);
-		// the ostree checksum below still names exactly these bytes.
+		return v, nil
 	case 2 * fsverity.SHA256.Size():
-		verity = fsverity.New(fsverity.SHA256)
+		alg = fsverity.SHA256
 	case 2 * fsverity.SHA512.Size():
-		verity = fsverity.New(fsverity.SHA512)
+		alg = fsverity.SHA512
 	default:
-		return "", fmt.Errorf("%s: composefs id %q has an unknown length", e.Path, e.Composefs)
+		return nil, fmt.Errorf("%s: composefs id %q has an unknown length", e.Path, e.Composefs)
 	}
-	if verity != nil {
-		body = io.TeeReader(body, verity)
-	}
-	sum, err := ostree.FileChecksum(meta, body)
-	if err != nil {
-		return "", fmt.Errorf("%s: reading src %s: %w", e.Path, e.Src, err)
-	}
-	if verity != nil {
-		if got := hex.EncodeToString(verity.Sum(nil)); got != e.Composefs {
-			return "", fmt.Errorf("%s: src %s has fs-verity digest %s, but the entry's composefs id is %s", e.Path, e.Src, got, e.Composefs)
+	if kalg, digest, err := fsverity.Measure(src); err == nil {
+		if got := hex.EncodeToString(digest); kalg != alg || got != e.Composefs {
+			return nil, &verityMismatch{e: e, src: e.Src, got: got}
 		}
+		v.measured = src
+		return v, nil
 	}
-	return sum, nil
+	v.hasher = fsverity.New(alg)
+	return v, nil
+}
+
+// content is where the object's bytes go as they are read, or nil.
+func (v *verifier) content() io.Writer {
+	if v.hasher == nil {
+		return nil
+	}
+	return v.hasher
+}
+
+func (v *verifier) verify() error {
+	if v.hasher == nil {
+		return nil
+	}
+	if got := hex.EncodeToString(v.hasher.Sum(nil)); got != v.e.Composefs {
+		return &verityMismatch{e: v.e, src: v.src, got: got}
+	}
+	return nil
 }

@@ -209,20 +209,28 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *S
 		return err
 	}
 	defer src.Close()
-	csum, err := digestSource(e, meta, src)
+	// The object is cloned first and its bytes read once, from the clone:
+	// that one read gives the ostree checksum of exactly what is stored
+	// and, beside it, the fs-verity digest that proves those bytes are the
+	// composefs object the entry names (see verifier).
+	v, err := newVerifier(e, src)
 	if err != nil {
 		return err
 	}
 	var result reflink.Result
-	_, created, err := repo.WriteFileObject(meta, func(tmp *os.File) error {
+	csum, created, err := repo.WriteFileObjectWith(meta, func(tmp *os.File) error {
 		var err error
 		result, err = reflink.CloneFile(tmp, src, policy)
 		return err
-	}, csum, e.Size)
+	}, ostree.FileObjectOptions{KnownChecksum: e.Ostree, KnownSize: e.Size, Content: v.content(), Verify: v.verify, HashFrom: v.measured})
 	if err != nil {
 		var refused *reflink.RefusedError
 		if errors.As(err, &refused) {
 			return fmt.Errorf("%s: %v", e.Path, refused)
+		}
+		var mismatch *verityMismatch
+		if errors.As(err, &mismatch) {
+			return mismatch
 		}
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}

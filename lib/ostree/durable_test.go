@@ -1,6 +1,8 @@
 package ostree
 
 import (
+	"bytes"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -221,5 +223,51 @@ func TestKnownChecksumChecksStoredSize(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(filepath.Join(path, ObjectPath(csum, ObjectFile))); string(data) != content {
 		t.Errorf("object holds %d bytes after the rewrite", len(data))
+	}
+}
+
+// WriteFileObjectWith hands the caller the bytes it hashes (the same read)
+// and lets it veto the object: a Verify error leaves nothing pending or
+// named. HashFrom replaces the filled file as what is hashed.
+func TestWriteFileObjectWithContentAndVerify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "repo")
+	repo, err := Create(path, ModeBareUserOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	meta, content := FileMeta{Mode: 0o644}, strings.Repeat("verified", 1000)
+	fill := func(f *os.File) error { _, err := f.WriteString(content); return err }
+	want, _ := FileChecksum(meta, strings.NewReader(content))
+
+	veto := errors.New("not the object the caller wanted")
+	var seen bytes.Buffer
+	_, _, err = repo.WriteFileObjectWith(meta, fill, FileObjectOptions{Content: &seen, Verify: func() error { return veto }})
+	if !errors.Is(err, veto) {
+		t.Fatalf("err = %v, want the Verify error", err)
+	}
+	if seen.String() != content {
+		t.Errorf("Content got %d bytes, want the %d of the object", seen.Len(), len(content))
+	}
+	if err := repo.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := repo.HasObject(want, ObjectFile); ok {
+		t.Fatal("a vetoed object was stored")
+	}
+
+	same := filepath.Join(t.TempDir(), "same")
+	if err := os.WriteFile(same, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen.Reset()
+	csum, created, err := repo.WriteFileObjectWith(meta, fill, FileObjectOptions{Content: &seen, HashFrom: f, Verify: func() error { return nil }})
+	if err != nil || !created || csum != want || seen.String() != content {
+		t.Fatalf("csum %s (want %s) created %v err %v, %d bytes seen", csum, want, created, err, seen.Len())
 	}
 }

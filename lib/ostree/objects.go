@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -89,11 +90,44 @@ func (r *Repo) checkFileMetaForMode(meta FileMeta, what string) error {
 //
 // The object is named at the next Flush (SetRef flushes), once durable.
 func (r *Repo) WriteFileObject(meta FileMeta, fill func(tmp *os.File) error, knownChecksum string, knownSize int64) (checksum string, created bool, err error) {
+	return r.WriteFileObjectWith(meta, fill, FileObjectOptions{KnownChecksum: knownChecksum, KnownSize: knownSize})
+}
+
+// FileObjectOptions are WriteFileObjectWith's optional inputs.
+type FileObjectOptions struct {
+	// KnownChecksum and KnownSize: see WriteFileObject.
+	KnownChecksum string
+	KnownSize     int64
+	// Content, if set, receives the object's bytes during the one read
+	// that computes the checksum, so that the caller can compute another
+	// digest of exactly the bytes stored (the fs-verity digest that ties
+	// them to a composefs object) without reading them again.
+	Content io.Writer
+	// Verify, if set, runs after that read and before the object is
+	// queued; an error from it discards the object and is returned.
+	Verify func() error
+	// HashFrom, if set, is read for the checksum instead of the filled
+	// file: a file fill cloned whole and whose reads the kernel checks
+	// against an fs-verity measurement, so that corruption of the shared
+	// extents fails the read instead of giving an object named after
+	// the damaged bytes.
+	HashFrom *os.File
+}
+
+// readBackBuffer is the read size for hashing a filled object: large
+// enough that a multi-GiB tree costs few read calls.
+const readBackBuffer = 1 << 20
+
+var readBackBuffers = sync.Pool{New: func() any { b := make([]byte, readBackBuffer); return &b }}
+
+// WriteFileObjectWith is WriteFileObject with FileObjectOptions.
+func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error, opts FileObjectOptions) (checksum string, created bool, err error) {
 	if err := r.checkFileMetaForMode(meta, "file object"); err != nil {
 		return "", false, err
 	}
+	knownChecksum := opts.KnownChecksum
 	if knownChecksum != "" {
-		if err := r.CheckFileObject(knownChecksum, knownSize); err == nil {
+		if err := r.CheckFileObject(knownChecksum, opts.KnownSize); err == nil {
 			return knownChecksum, false, nil
 		}
 	}
@@ -118,13 +152,28 @@ func (r *Repo) WriteFileObject(meta FileMeta, fill func(tmp *os.File) error, kno
 		return "", false, fmt.Errorf("filling file object: %w", err)
 	}
 	h := newContentHash(header)
-	size, err := io.Copy(h, io.NewSectionReader(tmp.f, 0, 1<<62))
+	var sink io.Writer = h
+	if opts.Content != nil {
+		sink = io.MultiWriter(h, opts.Content)
+	}
+	buf := readBackBuffers.Get().(*[]byte)
+	hashFrom := tmp.f
+	if opts.HashFrom != nil {
+		hashFrom = opts.HashFrom
+	}
+	size, err := io.CopyBuffer(sink, io.NewSectionReader(hashFrom, 0, 1<<62), *buf)
+	readBackBuffers.Put(buf)
 	if err != nil {
 		return "", false, fmt.Errorf("reading back file object: %w", err)
 	}
 	checksum = hex.EncodeToString(h.Sum(nil))
 	if knownChecksum != "" && checksum != knownChecksum {
 		return "", false, fmt.Errorf("file object content has checksum %s, caller expected %s", checksum, knownChecksum)
+	}
+	if opts.Verify != nil {
+		if err := opts.Verify(); err != nil {
+			return "", false, err
+		}
 	}
 	path := ObjectPath(checksum, ObjectFile)
 	if r.isPending(path) {
