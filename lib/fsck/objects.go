@@ -23,6 +23,8 @@ import (
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/gc"
 	"github.com/cfs-project/cfs/lib/oci"
+	"github.com/cfs-project/cfs/lib/ostree"
+	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/splitstream"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
@@ -61,19 +63,25 @@ type Problem struct {
 
 // ObjectsReport is the result of Objects.
 type ObjectsReport struct {
-	ObjectsChecked    int64     `json:"objectsChecked"`
-	StreamsChecked    int       `json:"streamsChecked"`
-	ImagesChecked     int       `json:"imagesChecked"`
-	TagsChecked       int       `json:"tagsChecked"`
-	KernelMeasured    int64     `json:"kernelMeasured"` // digests the kernel's fs-verity gave
-	OstreeChecked     bool      `json:"ostreeChecked"`
-	CStorageImages    int       `json:"containersStorageImages"`
-	CStorageLayers    int       `json:"containersStorageLayers"`
-	Problems          []Problem `json:"problems"`
-	Repaired          int       `json:"repaired"`
-	OK                bool      `json:"ok"`
-	Next              []string  `json:"next"` // what to run about what remains
-	ostreeUnavailable string
+	ObjectsChecked int64 `json:"objectsChecked"`
+	StreamsChecked int   `json:"streamsChecked"`
+	ImagesChecked  int   `json:"imagesChecked"`
+	TagsChecked    int   `json:"tagsChecked"`
+	KernelMeasured int64 `json:"kernelMeasured"` // digests the kernel's fs-verity gave
+	OstreeChecked  bool  `json:"ostreeChecked"`
+	// OstreeObjectsChecked counts the ostree objects whose checksum our
+	// own check verified (0 when `ostree fsck` ran instead), and
+	// OstreeSharedReads the file objects among them hashed in the read of
+	// the composefs object whose extents they share.
+	OstreeObjectsChecked int64     `json:"ostreeObjectsChecked"`
+	OstreeSharedReads    int64     `json:"ostreeSharedReads"`
+	CStorageImages       int       `json:"containersStorageImages"`
+	CStorageLayers       int       `json:"containersStorageLayers"`
+	Problems             []Problem `json:"problems"`
+	Repaired             int       `json:"repaired"`
+	OK                   bool      `json:"ok"`
+	Next                 []string  `json:"next"` // what to run about what remains
+	ostreeUnavailable    string
 }
 
 // ObjectsOptions tune Objects.
@@ -85,16 +93,22 @@ type ObjectsOptions struct {
 	Progress func(checked int64)
 	// GraphRoot and RunRoot of bootc's containers-storage, as for Images.
 	GraphRoot, RunRoot string
-	// Ostree is the ostree binary; "" looks it up on PATH, "-" skips it.
+	// Ostree chooses how the ostree repository is checked: "" by our
+	// own check where it is a bare repository (a host's always is),
+	// which hashes file objects in the same read as the composefs
+	// objects they share extents with, else by `ostree fsck` from PATH;
+	// a path runs that `ostree fsck` binary whatever the mode; "-" skips
+	// the ostree repository.
 	Ostree string
 }
 
 type objChecker struct {
-	h    *sysroot.Host
-	opts ObjectsOptions
-	repo *composefs.Repository
-	rep  *ObjectsReport
-	mu   sync.Mutex
+	h      *sysroot.Host
+	opts   ObjectsOptions
+	repo   *composefs.Repository
+	ostree *ostreeCheck // nil unless we check the ostree repository ourselves
+	rep    *ObjectsReport
+	mu     sync.Mutex
 }
 
 func (c *objChecker) add(p Problem) {
@@ -123,8 +137,16 @@ func Objects(h *sysroot.Host, opts ObjectsOptions) (*ObjectsReport, error) {
 	}
 	var ostreeDone chan struct{}
 	if h.Kind == sysroot.KindOstree && c.opts.Ostree != "-" {
-		ostreeDone = make(chan struct{})
-		go func() { defer close(ostreeDone); c.ostreeFsck() }()
+		if err := c.startOstree(); err != nil {
+			return nil, err
+		}
+		if c.ostree != nil {
+			defer c.ostree.repo.Close()
+		}
+		if c.ostree == nil {
+			ostreeDone = make(chan struct{})
+			go func() { defer close(ostreeDone); c.ostreeFsck() }()
+		}
 	}
 
 	repo, err := composefs.Open(filepath.Join(h.Root, "composefs"))
@@ -143,6 +165,13 @@ func Objects(h *sysroot.Host, opts ObjectsOptions) (*ObjectsReport, error) {
 		if err := c.composefs(); err != nil {
 			return nil, err
 		}
+	}
+	if c.ostree != nil {
+		c.ostree.rest()
+		c.ostree.reachability()
+		c.rep.OstreeChecked = true
+		c.rep.OstreeObjectsChecked = c.ostree.checked.Load()
+		c.rep.OstreeSharedReads = c.ostree.shared.Load()
 	}
 	if err := c.cstorage(); err != nil {
 		return nil, err
@@ -255,8 +284,30 @@ func (c *objChecker) checkObject(path, hexName string) (bool, *Problem) {
 	kernel := false
 	if alg, d, err := fsverity.Measure(f); err == nil && alg == c.repo.Algorithm() {
 		got, kernel = d, true
-	} else if got, err = fsverity.Digest(f, c.repo.Algorithm()); err != nil {
-		return false, &Problem{Code: CodeObjectUnreadable, Store: "composefs", Path: path, Detail: err.Error(), object: obj, size: -1}
+	} else {
+		// The ostree file objects cloned from this object share its
+		// extents: this one read hashes them too.
+		var shared []*ostreeFile
+		var r io.Reader = f
+		if c.ostree != nil {
+			if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+				if extents, err := reflink.Extents(f); err == nil {
+					shared = c.ostree.claim(extents, fi.Size())
+				}
+			}
+			if len(shared) > 0 {
+				r = io.TeeReader(f, io.MultiWriter(hashers(shared)...))
+			}
+		}
+		h := fsverity.New(c.repo.Algorithm())
+		n, err := h.ReadFrom(r)
+		if len(shared) > 0 {
+			c.ostree.fed(shared, n)
+		}
+		if err != nil {
+			return false, &Problem{Code: CodeObjectUnreadable, Store: "composefs", Path: path, Detail: err.Error(), object: obj, size: -1}
+		}
+		got = h.Sum(nil)
 	}
 	if hex.EncodeToString(got) != hexName {
 		how := "computed"
@@ -534,6 +585,27 @@ func appendUnique(list []string, s string) []string {
 
 // ostreeFsck runs the real `ostree fsck` on the repository and reports
 // its verdict through ours.
+// startOstree opens the ostree repository for our own check and indexes
+// it, when Options.Ostree asks for that and the repository is bare; it
+// leaves c.ostree nil for `ostree fsck` otherwise.
+func (c *objChecker) startOstree() error {
+	if c.opts.Ostree != "" {
+		return nil
+	}
+	path := filepath.Join(c.h.Root, sysroot.OstreeRepoPath)
+	repo, err := ostree.Open(path)
+	if err != nil {
+		// Not openable as we expect: `ostree fsck` gives its own verdict.
+		return nil
+	}
+	if repo.Mode() != ostree.ModeBare {
+		repo.Close()
+		return nil
+	}
+	c.ostree = newOstreeCheck(c, repo)
+	return c.ostree.index()
+}
+
 func (c *objChecker) ostreeFsck() {
 	bin := c.opts.Ostree
 	if bin == "" {
