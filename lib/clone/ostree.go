@@ -73,6 +73,7 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
+	trusted := trustedRepository(img)
 
 	rec := *img
 	rec.Stores.Ostree = &stream.OstreeStore{Repo: repo.Path(), Mode: string(repo.Mode())}
@@ -131,7 +132,7 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 				line := r.Line()
 				switch e.Type {
 				case stream.TypeFile:
-					j.run = func() error { return wrapLine(line, cloneFile(repo, e, opts.Policy, sum)) }
+					j.run = func() error { return wrapLine(line, cloneFile(repo, e, opts.Policy, trusted, sum)) }
 				case stream.TypeSymlink:
 					j.run = func() error { return wrapLine(line, writeSymlink(repo, e, sum)) }
 				}
@@ -195,7 +196,7 @@ func preflight(repo *ostree.Repo, img *stream.Image, policy reflink.Policy) erro
 }
 
 // cloneFile makes the file object for e and sets e.Ostree.
-func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *Summary) error {
+func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, trusted string, sum *Summary) error {
 	meta := ostreeimport.FileMeta(e)
 	if e.Size <= stream.InlineMax {
 		csum, _, err := repo.WriteFileObjectFrom(meta, bytes.NewReader(e.Inline))
@@ -204,7 +205,7 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *S
 		}
 		return annotate(e, csum, sum, &sum.Small)
 	}
-	src, err := openSource(e)
+	src, st, err := openSource(e)
 	if err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, sum *S
 	// that one read gives the ostree checksum of exactly what is stored
 	// and, beside it, the fs-verity digest that proves those bytes are the
 	// composefs object the entry names (see verifier).
-	v, err := newVerifier(e, src)
+	v, err := newVerifier(e, src, st, trusted)
 	if err != nil {
 		return err
 	}

@@ -29,23 +29,32 @@ type cloneFixture struct {
 	bytes   int64
 }
 
-func newCloneFixture(t *testing.T, sizes []int, corrupt int) *cloneFixture {
+// With repoMode not 0, the files are the objects of a composefs
+// repository (meta.json, objects/XX/rest named by the id) whose directory
+// has that mode, and the image record names it.
+func newCloneFixture(t *testing.T, sizes []int, corrupt int, repoMode os.FileMode) *cloneFixture {
 	t.Helper()
 	fx := &cloneFixture{fs: testfs.XFS(t, 0)}
 	srcDir := fx.fs.Path("src")
 	if err := os.Mkdir(srcDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	man, cfg := `{"schemaVersion":2}`, `{"created":"2024-01-01T00:00:00Z"}`
-	var list bytes.Buffer
-	w := stream.NewWriter(&list)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(w.WriteImage(&stream.Image{ManifestDigest: sha(man), ConfigDigest: sha(cfg), Manifest: man, Config: cfg}))
+	man, cfg := `{"schemaVersion":2}`, `{"created":"2024-01-01T00:00:00Z"}`
+	img := &stream.Image{ManifestDigest: sha(man), ConfigDigest: sha(cfg), Manifest: man, Config: cfg}
+	if repoMode != 0 {
+		must(os.WriteFile(filepath.Join(srcDir, "meta.json"), []byte("{}\n"), 0o644))
+		must(os.Chmod(srcDir, repoMode))
+		img.Stores.Composefs = &stream.ComposefsStore{Repo: srcDir}
+	}
+	var list bytes.Buffer
+	w := stream.NewWriter(&list)
+	must(w.WriteImage(img))
 	must(w.WriteEntry(&stream.Entry{Type: stream.TypeDir, Path: "/", Mode: 0o755}))
 	must(w.WriteEntry(&stream.Entry{Type: stream.TypeDir, Path: "/usr", Mode: 0o755}))
 	rng := rand.New(rand.NewSource(1))
@@ -57,9 +66,14 @@ func newCloneFixture(t *testing.T, sizes []int, corrupt int) *cloneFixture {
 		if i == corrupt {
 			data[size/2] ^= 1 // the bytes at src are not the object the id names
 		}
+		hexID := hex.EncodeToString(id)
 		src := filepath.Join(srcDir, fmt.Sprintf("obj%d", i))
+		if repoMode != 0 {
+			src = filepath.Join(srcDir, "objects", hexID[:2], hexID[2:])
+			must(os.MkdirAll(filepath.Dir(src), 0o755))
+		}
 		must(os.WriteFile(src, data, 0o644))
-		e := &stream.Entry{Type: stream.TypeFile, Path: fmt.Sprintf("/usr/f%02d", i), Mode: 0o644, Size: int64(size), Composefs: hex.EncodeToString(id), Src: src}
+		e := &stream.Entry{Type: stream.TypeFile, Path: fmt.Sprintf("/usr/f%02d", i), Mode: 0o644, Size: int64(size), Composefs: hexID, Src: src}
 		must(w.WriteEntry(e))
 		fx.entries = append(fx.entries, e)
 		fx.bytes += int64(size)
@@ -100,7 +114,7 @@ func readChars(t *testing.T) int64 {
 func TestToOstreeReadsEachByteOnce(t *testing.T) {
 	testfs.RequirePrivileged(t)
 	sizes := []int{65, 4096, 100_000, 1 << 20, 3<<20 + 17, 8 << 20}
-	fx := newCloneFixture(t, sizes, -1)
+	fx := newCloneFixture(t, sizes, -1, 0)
 	repo, err := ostree.Create(fx.fs.Path("repo"), ostree.ModeBare)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +178,7 @@ func TestToOstreeReadsEachByteOnce(t *testing.T) {
 // naming both digests, and no object is named for it.
 func TestToOstreeRefusesWrongSrc(t *testing.T) {
 	testfs.RequirePrivileged(t)
-	fx := newCloneFixture(t, []int{5000, 70_000}, 1)
+	fx := newCloneFixture(t, []int{5000, 70_000}, 1, 0)
 	repo, err := ostree.Create(fx.fs.Path("repo"), ostree.ModeBare)
 	if err != nil {
 		t.Fatal(err)
@@ -185,5 +199,58 @@ func TestToOstreeRefusesWrongSrc(t *testing.T) {
 	csum, _ := ostree.FileChecksum(ostree.FileMeta{Mode: 0o644}, bytes.NewReader(data))
 	if ok, err := repo.HasObject(csum, ostree.ObjectFile); err != nil || ok {
 		t.Errorf("an object was stored for the refused src (%v)", err)
+	}
+}
+
+// The trust model (docs/composefs.md): the object a root-only composefs
+// repository holds under the entry's own id is cloned without hashing it
+// again, so even a damaged one is cloned as it is (its ostree object is
+// named by the bytes it holds, and cfs-fsck objects reports the composefs
+// object); the same bytes anywhere else, or in a repository others may
+// write, are refused.
+func TestToOstreeTrustsOnlyTheRepositorysOwnObjects(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	for _, c := range []struct {
+		name    string
+		mode    os.FileMode
+		refused bool
+	}{
+		{"root-only repository", 0o700, false},
+		{"group-writable repository", 0o770, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fx := newCloneFixture(t, []int{5000, 70_000}, 1, c.mode)
+			repo, err := ostree.Create(fx.fs.Path("repo"), ostree.ModeBare)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer repo.Close()
+			var out bytes.Buffer
+			_, err = ToOstree(context.Background(), repo, bytes.NewReader(fx.list), &out, Options{Workers: 1})
+			if c.refused {
+				if err == nil || !strings.Contains(err.Error(), "fs-verity digest") {
+					t.Fatalf("err = %v, want the damaged object refused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, entries, err := stream.ReadAll(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := fx.entries[1]
+			data, err := os.ReadFile(bad.Src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := ostree.FileChecksum(ostree.FileMeta{Mode: 0o644}, bytes.NewReader(data))
+			for _, e := range entries {
+				if e.Path == bad.Path && e.Ostree != want {
+					t.Errorf("%s: ostree %s, the bytes stored give %s", e.Path, e.Ostree, want)
+				}
+			}
+		})
 	}
 }
