@@ -45,12 +45,12 @@ func median(d []time.Duration) time.Duration {
 
 // BenchmarkInstallLarge: cfs-install to-filesystem of the ~1 GiB,
 // 30k-file benchmark image (from an OCI layout on the same loop XFS) as an
-// ostree host, beside what installing the same tree takes with ostree
+// ostree host and as a composefs-native one, beside what installing the same tree takes with ostree
 // alone: `ostree commit --tree=dir=` of the tree (checked out of our
 // commit beforehand) and `ostree admin deploy` into a sysroot made with
 // init-fs/os-init (not timed; ours includes them and the pull). Runs are
 // paired and interleaved with cold caches; CFS_BENCH_PAIRS sets how many
-// (default 1). Target: ours ≤ 0.6x.
+// (default 1). Target: ours ≤ 0.6x, for each host kind.
 func BenchmarkInstallLarge(b *testing.B) {
 	testfs.RequirePrivileged(b)
 	testfs.RequireTool(b, "ostree")
@@ -58,7 +58,7 @@ func BenchmarkInstallLarge(b *testing.B) {
 	if s := os.Getenv("CFS_BENCH_PAIRS"); s != "" {
 		fmt.Sscan(s, &pairs)
 	}
-	img, err := testimage.Generate(testimage.Options{Seed: 1, Scale: testimage.LargeScale, Name: "cfs-large", UTF8Names: true})
+	img, err := testimage.Generate(testimage.Options{Seed: 1, Scale: testimage.LargeScale, Name: "cfs-large", UTF8Names: true, Bootable: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,8 +69,8 @@ func BenchmarkInstallLarge(b *testing.B) {
 		b.Fatal(err)
 	}
 	src := "oci:" + layout + ":latest"
-	installArgs := func(root string) []string {
-		return []string{"to-filesystem", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=00000000-0000-0000-0000-000000000000", root, src}
+	installArgs := func(root string, flags ...string) []string {
+		return append(append([]string{"to-filesystem", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=00000000-0000-0000-0000-000000000000"}, flags...), root, src)
 	}
 
 	// The peer's input: the tree our commit holds, checked out once.
@@ -88,7 +88,7 @@ func BenchmarkInstallLarge(b *testing.B) {
 	os.RemoveAll(first)
 
 	for i := 0; i < b.N; i++ {
-		var ours, theirs []time.Duration
+		var ours, native, theirs []time.Duration
 		for p := 0; p < pairs; p++ {
 			root := fs.Path(fmt.Sprintf("ours-%d-%d", i, p))
 			os.Mkdir(root, 0o755)
@@ -103,17 +103,28 @@ func BenchmarkInstallLarge(b *testing.B) {
 			t := timed(b, "ostree", "commit", "--repo="+peer+"/ostree/repo", "--tree=dir="+tree, "-b", "peer", "--no-bindings")
 			t += timed(b, "ostree", "admin", "deploy", "--sysroot="+peer, "--os=default", "--karg=root=UUID=00000000-0000-0000-0000-000000000000", "--karg=rw", "peer")
 			theirs = append(theirs, t)
-			b.Logf("pair %d: cfs-install %v, ostree commit + admin deploy %v, ratio %.2f", p, ours[p].Round(time.Millisecond), t.Round(time.Millisecond), ours[p].Seconds()/t.Seconds())
+
+			nroot := fs.Path(fmt.Sprintf("native-%d-%d", i, p))
+			os.Mkdir(nroot, 0o755)
+			dropCaches()
+			native = append(native, timed(b, bins["cfs-install"], installArgs(nroot, "--composefs-native")...))
+			b.Logf("pair %d: cfs-install ostree %v, native %v; ostree commit + admin deploy %v; ratios %.2f, %.2f", p,
+				ours[p].Round(time.Millisecond), native[p].Round(time.Millisecond), t.Round(time.Millisecond), ours[p].Seconds()/t.Seconds(), native[p].Seconds()/t.Seconds())
 			unlockDeployments(root)
 			unlockDeployments(peer)
-			os.RemoveAll(root)
-			os.RemoveAll(peer)
+			for _, d := range []string{root, peer, nroot} {
+				os.RemoveAll(d)
+			}
 		}
-		mo, mt := median(ours), median(theirs)
+		mo, mn, mt := median(ours), median(native), median(theirs)
 		fmt.Printf("BenchmarkInstallLarge/ostree-host: cfs-install %.2fs  ostree commit --tree=dir= + admin deploy %.2fs  ratio %.2f (target <= 0.60; medians of %d pairs)\n",
 			mo.Seconds(), mt.Seconds(), mo.Seconds()/mt.Seconds(), pairs)
-		b.ReportMetric(mo.Seconds(), "cfs-s")
+		fmt.Printf("BenchmarkInstallLarge/native-host: cfs-install --composefs-native %.2fs  ostree commit --tree=dir= + admin deploy %.2fs  ratio %.2f (target <= 0.60; medians of %d pairs)\n",
+			mn.Seconds(), mt.Seconds(), mn.Seconds()/mt.Seconds(), pairs)
+		b.ReportMetric(mo.Seconds(), "cfs-ostree-s")
+		b.ReportMetric(mn.Seconds(), "cfs-native-s")
 		b.ReportMetric(mt.Seconds(), "ostree-s")
-		b.ReportMetric(mo.Seconds()/mt.Seconds(), "ratio")
+		b.ReportMetric(mo.Seconds()/mt.Seconds(), "ratio-ostree")
+		b.ReportMetric(mn.Seconds()/mt.Seconds(), "ratio-native")
 	}
 }

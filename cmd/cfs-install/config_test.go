@@ -18,31 +18,10 @@ var storageEnabled = map[string]string{"usr/lib/bootc/install/00-storage.toml": 
 // says so. The same image installed with --source-imgref from a machine
 // whose own configuration masks that fragment (/dev/null) is not unified.
 func TestInstallConfigUnified(t *testing.T) {
-	t.Run("enabled", func(t *testing.T) {
-		tg := newTarget(t, "xfs", storageEnabled)
-		res := tg.install(t)
-		if res.Storage != "enabled" || res.StorageFrom != "image:/usr/lib/bootc/install/00-storage.toml" {
-			t.Fatalf("summary %+v", res)
-		}
-		mode, ok, err := sysroot.ReadBootcJSON(tg.root)
-		if err != nil || !ok || mode != sysroot.UnifiedEnabled {
-			t.Errorf("bootc.json: %q %v %v", mode, ok, err)
-		}
-		store, err := cstorage.Open(cstorage.DefaultGraphRoot(tg.root), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := store.FindImage(strings.TrimPrefix(tg.ref, "docker://"))
-		store.Close()
-		if err != nil || "sha256:"+img.ID != tg.img.ConfigDigest.String() {
-			t.Errorf("containers-storage: %+v %v, want image %s", img, err, tg.img.ConfigDigest)
-		}
-		cmdline, _ := bootCmdline(t, res.BootEntries[0])
-		human, _ := status(t, tg.root, cmdline)
-		if !strings.Contains(human, "Storage: unified (enabled)") {
-			t.Errorf("cfs-status:\n%s", human)
-		}
-	})
+	t.Run("enabled", func(t *testing.T) { testEnabled(t) })
+	// On a native host bootc's containers-storage is composefs/bootc,
+	// reached through ostree/bootc.
+	t.Run("enabled on a native host", func(t *testing.T) { testEnabled(t, "--composefs-native") })
 	t.Run("masked by the host", func(t *testing.T) {
 		tg := newTarget(t, "xfs", storageEnabled)
 		host := t.TempDir()
@@ -70,6 +49,40 @@ func TestInstallConfigUnified(t *testing.T) {
 			t.Errorf("cfs-status:\n%s", human)
 		}
 	})
+}
+
+func testEnabled(t *testing.T, flags ...string) {
+	tg := newTarget(t, "xfs", storageEnabled)
+	res := tg.install(t, flags...)
+	if res.Storage != "enabled" || res.StorageFrom != "image:/usr/lib/bootc/install/00-storage.toml" {
+		t.Fatalf("summary %+v", res)
+	}
+	mode, ok, err := sysroot.ReadBootcJSON(tg.root)
+	if err != nil || !ok || mode != sysroot.UnifiedEnabled {
+		t.Errorf("bootc.json: %q %v %v", mode, ok, err)
+	}
+	store, err := cstorage.Open(cstorage.DefaultGraphRoot(tg.root), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := store.FindImage(strings.TrimPrefix(tg.ref, "docker://"))
+	store.Close()
+	if err != nil || "sha256:"+img.ID != tg.img.ConfigDigest.String() {
+		t.Errorf("containers-storage: %+v %v, want image %s", img, err, tg.img.ConfigDigest)
+	}
+	cmdline, _ := bootCmdline(t, res.BootEntries[0])
+	human, _ := status(t, tg.root, cmdline)
+	if !strings.Contains(human, "Storage: unified (enabled)") {
+		t.Errorf("cfs-status:\n%s", human)
+	}
+	if len(flags) > 0 {
+		if target, err := os.Readlink(filepath.Join(tg.root, "ostree/bootc")); err != nil || target != "../composefs/bootc" {
+			t.Errorf("ostree/bootc -> %q (%v)", target, err)
+		}
+		if _, err := os.Stat(filepath.Join(tg.root, "composefs/bootc/storage/overlay-images")); err != nil {
+			t.Errorf("containers-storage not under composefs/bootc: %v", err)
+		}
+	}
 }
 
 // TestInstallEnabledNeedsReflinks: "enabled" on ext4 is refused with
