@@ -65,20 +65,22 @@ func layout(root *inode, version int) *image {
 // The index is keyed by a hash of the pair, not by a copy of it, and
 // candidates are compared with the pair itself.
 func (img *image) computeShared() {
-	seed := maphash.MakeSeed()
-	head := map[uint64]int32{} // hash -> the latest distinct pair with it
-	var distinct []Xattr
-	var next []int32 // per distinct pair: the previous one with its hash, or -1
-	var count []int
 	nx := 0
 	for _, in := range img.inodes {
 		nx += len(in.xattrs)
 	}
+	// Sized for the worst case (every pair distinct), so that none of
+	// these grows by copying while the tree's inodes are all in memory.
+	head := make(map[uint64]int32, nx) // hash -> the latest distinct pair with it
+	distinct := make([]*Xattr, 0, nx)  // into the inodes' own xattrs
+	next := make([]int32, 0, nx)       // per distinct pair: the previous one with its hash, or -1
+	count := make([]int32, 0, nx)
 	flat := make([]int32, 0, nx) // every inode's pair ids, in inode order
 	var h maphash.Hash
-	h.SetSeed(seed)
+	h.SetSeed(maphash.MakeSeed())
 	for _, in := range img.inodes {
-		for _, x := range in.xattrs {
+		for j := range in.xattrs {
+			x := &in.xattrs[j]
 			h.Reset()
 			h.WriteString(x.Name)
 			h.WriteByte(0)
@@ -109,7 +111,7 @@ func (img *image) computeShared() {
 			shared = append(shared, int32(id))
 		}
 	}
-	sort.Slice(shared, func(i, j int) bool { return sharedLess(distinct[shared[i]], distinct[shared[j]]) })
+	sort.Slice(shared, func(i, j int) bool { return sharedLess(*distinct[shared[i]], *distinct[shared[j]]) })
 	offsets := make([]int64, len(distinct))
 	for i := range offsets {
 		offsets[i] = -1
@@ -117,7 +119,7 @@ func (img *image) computeShared() {
 	var off uint64
 	img.shared = make([]Xattr, 0, len(shared))
 	for _, id := range shared {
-		x := distinct[id]
+		x := *distinct[id]
 		offsets[id] = int64(off)
 		off += xattrEntrySize(x.Name, len(x.Value))
 		img.shared = append(img.shared, x)
