@@ -42,3 +42,27 @@ func TestStoreObjectReplacesDamaged(t *testing.T) {
 		t.Error("an intact object was rewritten")
 	}
 }
+
+// TestSetExternalPayload: the payload SetExternal makes is the object
+// path, also when the node is copied or its payload replaced later, and
+// an empty digest gives none.
+func TestSetExternalPayload(t *testing.T) {
+	d := make([]byte, 32)
+	for i := range d {
+		d[i] = byte(i * 7)
+	}
+	n := &Node{Name: "f"}
+	n.SetExternal(d, 5000)
+	if n.Payload != ObjectPath(d) || string(n.redirectValue()) != "/"+ObjectPath(d) {
+		t.Fatalf("payload %q, redirect %q", n.Payload, n.redirectValue())
+	}
+	c := *n
+	c.Payload = "ab/other"
+	if got := string(c.redirectValue()); got != "/ab/other" {
+		t.Fatalf("redirect after the payload changed: %q", got)
+	}
+	n.SetExternal(nil, 5000)
+	if n.Payload != "" {
+		t.Fatalf("payload of an empty digest: %q", n.Payload)
+	}
+}

@@ -189,10 +189,7 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 			}
 			in.setXattr(xattrMetacopy, mc)
 			if n.Payload != "" {
-				redirect := make([]byte, 1+len(n.Payload))
-				redirect[0] = '/'
-				copy(redirect[1:], n.Payload)
-				in.setXattr(xattrRedirect, redirect)
+				in.setXattr(xattrRedirect, n.redirectValue())
 			}
 		}
 	case TypeSymlink:

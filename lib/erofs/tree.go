@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unsafe"
 )
 
 // File type bits of Mode, as in st_mode.
@@ -57,6 +58,8 @@ type Node struct {
 	LinkTo   *Node
 
 	parent *Node
+	// redirect backs Payload when SetExternalShared made it (see there).
+	redirect []byte
 }
 
 // Type returns the file type bits of the node's inode.
@@ -89,11 +92,52 @@ func NewDir(name string, perm uint32) *Node {
 // SetExternal makes n a regular file whose bytes live in the objects dir
 // under the name composefs uses for digest: "XX/rest" in lowercase hex.
 func (n *Node) SetExternal(digest []byte, size uint64) {
+	n.SetExternalShared(append([]byte(nil), digest...), size)
+}
+
+// SetExternalShared is SetExternal keeping digest itself rather than a
+// copy, for callers whose ids are never modified. The payload is made
+// with the image's redirect xattr value ("/" + payload) in one buffer,
+// which the writer then uses instead of a copy: for a tree of 100k
+// external files the two would be 30 MB at the writer's peak.
+func (n *Node) SetExternalShared(digest []byte, size uint64) {
 	n.Mode = TypeRegular | n.Mode&0o7777
 	n.Size = size
 	n.Content = nil
-	n.Digest = append([]byte(nil), digest...)
-	n.Payload = ObjectPath(digest)
+	n.Digest = digest
+	if len(digest) == 0 {
+		n.Payload, n.redirect = "", nil
+		return
+	}
+	r := appendObjectPath(make([]byte, 1, len(digest)*2+2), digest)
+	r[0] = '/'
+	// The buffer is never written again, so the string may share it.
+	n.Payload = unsafe.String(&r[1], len(r)-1)
+	n.redirect = r
+}
+
+// redirectValue is the overlay redirect xattr value of an external file:
+// the buffer SetExternalShared made when the payload is still that one,
+// else a new one.
+func (n *Node) redirectValue() []byte {
+	if r := n.redirect; len(r) == len(n.Payload)+1 && unsafe.StringData(n.Payload) == &r[1] {
+		return r
+	}
+	v := make([]byte, 1+len(n.Payload))
+	v[0] = '/'
+	copy(v[1:], n.Payload)
+	return v
+}
+
+func appendObjectPath(b, digest []byte) []byte {
+	const hexd = "0123456789abcdef"
+	for i, c := range digest {
+		if i == 1 {
+			b = append(b, '/')
+		}
+		b = append(b, hexd[c>>4], hexd[c&15])
+	}
+	return b
 }
 
 // ObjectPath is the path of an object inside a composefs objects dir.

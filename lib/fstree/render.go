@@ -87,11 +87,8 @@ func leafNode(name string, in *Leaf) *erofs.Node {
 	switch in.Kind {
 	case Regular:
 		if in.Object != nil {
-			// SetExternal without its copy of the id: the tree's ids
-			// are never modified.
-			n.Size = uint64(in.Size)
-			n.Digest = in.Object
-			n.Payload = erofs.ObjectPath(in.Object)
+			// The tree's ids are never modified: no copy.
+			n.SetExternalShared(in.Object, uint64(in.Size))
 		} else {
 			n.Size = uint64(len(in.Inline))
 			n.Content = in.Inline
