@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -52,7 +53,7 @@ func allocated(dir string) int64 {
 	var n int64
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil {
-			n += fi.Sys().(*unix.Stat_t).Blocks * 512
+			n += fi.Sys().(*syscall.Stat_t).Blocks * 512
 		}
 		return nil
 	})
