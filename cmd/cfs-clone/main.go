@@ -69,7 +69,7 @@ func newApp() *cli.App {
 			&cli.PathFlag{Name: "runroot", Usage: "containers-storage run root `DIR` (default " + cstorage.DefaultRunRoot + ")"},
 			&cli.StringSliceFlag{Name: "name", Usage: "name the image `NAME` in containers-storage (repeatable; default: the reference podman would give it)"},
 			&cli.StringFlag{Name: "reflink", Usage: "`always` (fail where extents cannot be shared) or auto (copy there); default: always if the repository's filesystem supports reflinks, else auto"},
-			&cli.IntFlag{Name: "jobs", Usage: "files digested and cloned at once (default: number of CPUs)"},
+			&cli.IntFlag{Name: "jobs", Usage: "files digested and cloned at once (default: 4 per CPU)"},
 			cliutil.JSONFlag,
 			cliutil.ProgressFDFlag,
 			cliutil.QuietFlag,

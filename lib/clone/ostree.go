@@ -22,11 +22,18 @@ type Options struct {
 	// Policy is reflink.Always or reflink.Auto; 0 picks Always when the
 	// repository's filesystem supports FICLONE and Auto otherwise.
 	Policy reflink.Policy
-	// Workers digest and clone that many files at once (default GOMAXPROCS).
+	// Workers digest and clone that many files at once (default
+	// DefaultWorkers).
 	Workers int
 	// Progress, if set, is called after each entry is written.
 	Progress func(s *Summary, bytesDone int64)
 }
+
+// DefaultWorkers is 4 per CPU: a clone waits mostly on reading the bytes
+// it hashes (cold, after a pull), so more reads in flight than CPUs keep
+// the disk busy. 178 MB, 5.5k files, caches dropped, 2 CPUs: 62-64 s
+// with 2 workers, 32-35 s with 8, on a loaded machine.
+func DefaultWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
 
 // DefaultPolicy is the policy when none is asked for: reflinks are required
 // where they can work, and the bytes are copied where they cannot.
@@ -71,7 +78,7 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 		return sum, err
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = DefaultWorkers()
 	}
 	trusted := trustedRepository(img)
 
