@@ -479,7 +479,7 @@ func (h *hostFixture) killDuring(t *testing.T, marker, tool string, delay time.D
 		}
 	}
 	ran := tool == ""
-	for end := time.Now().Add(time.Minute); !ran && time.Now().Before(end); time.Sleep(time.Millisecond) {
+	for end := time.Now().Add(time.Minute); !ran && time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
 		ran = inGroup(cmd.Process.Pid, tool)
 	}
 	time.Sleep(delay)
@@ -569,34 +569,44 @@ func (h *hostFixture) noHalfImage(t *testing.T) {
 }
 
 // TestSetUnifiedFullKillEachStage: SIGKILL in each stage of full leaves no
-// flag and no half image named anywhere, and a re-run completes. The flag
-// stage is stopped by a sync that never returns: its bootc.json is
-// written but not yet renamed into place.
+// flag and no half image named anywhere, and a re-run completes. Each kill
+// waits for the stage's tool to run. The ostree and the flag stage share
+// a host: the re-run after the kill in the ostree stage completes it and
+// is killed in turn in the flag stage, stopped by a sync that never
+// returns (its bootc.json written but not yet renamed into place); then
+// full completes.
 func TestSetUnifiedFullKillEachStage(t *testing.T) {
 	testfs.RequireTool(t, "skopeo")
+	type kill struct {
+		marker, tool string
+		delay        time.Duration
+		stopSync     bool
+	}
 	for _, tc := range []struct {
-		stage, marker, tool string
-		delay               time.Duration
+		name  string
+		kills []kill
 	}{
-		{"fetch", "fetch: booted image", "skopeo", 150 * time.Millisecond},
-		{"import", "import: booted image", "cfs-pull", 150 * time.Millisecond},
-		// While cfs-dedupe remaps the rollback commit's objects.
-		{"ostree", "ostree: rollback image", "cfs-dedupe", 0},
-		{"flag", "flag: sync", "", 0},
+		{"fetch", []kill{{"fetch: booted image", "skopeo", 150 * time.Millisecond, false}}},
+		{"import", []kill{{"import: booted image", "cfs-pull", 150 * time.Millisecond, false}}},
+		// While cfs-dedupe remaps the rollback commit's objects, then
+		// in the flag stage.
+		{"ostree-flag", []kill{{"ostree: rollback image", "cfs-dedupe", 0, false}, {"flag: sync", "", 0, true}}},
 	} {
-		t.Run(tc.stage, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			h, _ := classicHost(t, "xfs")
-			shim := ""
-			if tc.stage == "flag" {
-				shim = t.TempDir()
-				if err := os.WriteFile(filepath.Join(shim, "sync"), []byte("#!/bin/sh\necho 'flag: sync' >&2\nexec sleep 60\n"), 0o755); err != nil {
-					t.Fatal(err)
+			for _, k := range tc.kills {
+				shim := ""
+				if k.stopSync {
+					shim = t.TempDir()
+					if err := os.WriteFile(filepath.Join(shim, "sync"), []byte("#!/bin/sh\necho 'flag: sync' >&2\nexec sleep 60\n"), 0o755); err != nil {
+						t.Fatal(err)
+					}
 				}
+				h.killDuring(t, k.marker, k.tool, k.delay, shim)
+				h.noFlag(t)
+				h.noHalfImage(t)
 			}
-			h.killDuring(t, tc.marker, tc.tool, tc.delay, shim)
-			h.noFlag(t)
-			h.noHalfImage(t)
-			r := must(t, h.full(t), "bootc-set-unified full after SIGKILL in stage "+tc.stage)
+			r := must(t, h.full(t), "bootc-set-unified full after SIGKILL in stage "+tc.name)
 			if !strings.Contains(r.stdout, "Unified storage enabled for") {
 				t.Errorf("full said:\n%s", r.stdout)
 			}
