@@ -311,7 +311,8 @@ type extractor struct {
 	ids     *idtools.IDMappings
 	convert archive.TarWhiteoutConverter
 	dirs    []*tar.Header
-	body    bodyRecord // of the current member
+	body    bodyRecord        // of the current member
+	parents map[string]string // see resolve
 }
 
 func newExtractor(dest string, options *archive.TarOptions) *extractor {
@@ -320,30 +321,49 @@ func newExtractor(dest string, options *archive.TarOptions) *extractor {
 		options: options,
 		ids:     idtools.NewIDMappingsFromMaps(options.UIDMaps, options.GIDMaps),
 		convert: archive.GetWhiteoutConverter(options.WhiteoutFormat, options.WhiteoutData),
+		parents: map[string]string{},
 	}
 }
 
 // resolve is the path a member name refers to inside dest, with every
-// parent resolved inside dest (symlinks included).
-func (x *extractor) resolve(name string) (string, error) {
+// parent resolved inside dest (symlinks included), and whether that
+// parent is known to be a directory.
+//
+// SecureJoin looks at every component, so a deep tree cost a number of
+// lstat calls growing with the square of its depth. A parent that
+// resolved to itself (no symlink on the way) and is a directory is
+// remembered: only replacing one of its directories changes how it
+// resolves, and every replacement goes through entry's RemoveAll, which
+// forgets them all.
+func (x *extractor) resolve(name string) (string, bool, error) {
 	rel, err := filepath.Rel(x.dest, filepath.Join(x.dest, name))
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("%q is outside of the layer", name)
+		return "", false, fmt.Errorf("%q is outside of the layer", name)
 	}
 	dir, base := filepath.Split(name)
+	if parent, ok := x.parents[dir]; ok {
+		return filepath.Join(parent, base), true, nil
+	}
 	parent, err := securejoin.SecureJoin(x.dest, dir)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return filepath.Join(parent, base), nil
+	isDir := false
+	if parent == filepath.Join(x.dest, dir) {
+		if fi, err := os.Lstat(parent); err == nil && fi.IsDir() {
+			x.parents[dir] = parent
+			isDir = true
+		}
+	}
+	return filepath.Join(parent, base), isDir, nil
 }
 
 func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, cs *chunkStream, d *cloneDiffer) error {
 	hdr.Name = filepath.Clean(hdr.Name)
-	path, err := x.resolve(hdr.Name)
+	path, parentIsDir, err := x.resolve(hdr.Name)
 	if err != nil {
 		return err
 	}
@@ -352,12 +372,15 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 		if hdr.Typeflag != tar.TypeDir {
 			return errors.New("refusing to act on a non-directory entry as the archive root")
 		}
+	} else if parentIsDir {
+		// It exists.
 	} else if _, err := os.Lstat(filepath.Dir(path)); errors.Is(err, os.ErrNotExist) {
 		if err := idtools.MkdirAllAndChownNew(filepath.Dir(path), 0o777, rootIDs); err != nil {
 			return err
 		}
 	}
 	if fi, err := os.Lstat(path); err == nil && (!fi.IsDir() || hdr.Typeflag != tar.TypeDir) {
+		clear(x.parents)
 		if err := os.RemoveAll(path); err != nil {
 			return err
 		}
@@ -415,7 +438,7 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 		if target != x.dest && !strings.HasPrefix(target, x.dest+"/") {
 			return fmt.Errorf("invalid hardlink %q", hdr.Linkname)
 		}
-		if linkTarget, err = x.resolve(filepath.Clean(hdr.Linkname)); err != nil {
+		if linkTarget, _, err = x.resolve(filepath.Clean(hdr.Linkname)); err != nil {
 			return err
 		}
 		if err := unix.Linkat(unix.AT_FDCWD, linkTarget, unix.AT_FDCWD, path, 0); err != nil {
@@ -525,7 +548,7 @@ func (x *extractor) writeBody(f *os.File, body io.Reader, cloneFrom *os.File, cs
 // inside a directory changed its mtime.
 func (x *extractor) finish() error {
 	for _, hdr := range x.dirs {
-		path, err := x.resolve(hdr.Name)
+		path, _, err := x.resolve(hdr.Name)
 		if err != nil {
 			return err
 		}

@@ -253,3 +253,109 @@ func TestWriteLayersVerified(t *testing.T) {
 		t.Fatalf("a written body edited afterwards: %v", err)
 	}
 }
+
+// treeOf lists a directory's entries: type, size and link target.
+func treeOf(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		desc := fmt.Sprintf("%v %d", fi.Mode().Type(), fi.Size())
+		if fi.IsDir() {
+			desc = "dir"
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			desc += " -> " + target
+		}
+		out[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDifferLayoutMatchesPutLayer: the Differ resolves members through
+// directories it remembers; a directory later replaced by a symlink must
+// not be remembered. The layout equals what c/storage's own extraction
+// (PutLayer) makes of the same tar, and nothing lands outside the layer.
+func TestDifferLayoutMatchesPutLayer(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	fs := testfs.XFS(t, 0)
+	src := fs.Path("src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(fs.Path("store"), fs.Path("run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The tar replaces directory a, through another name for it (tar-split
+	// refuses a name twice), by a symlink to a directory outside, then
+	// writes below a/b again: that must land inside the layer.
+	outside := fs.Path("outside")
+	if err := os.MkdirAll(filepath.Join(outside, "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	members := []member{
+		{name: "a/", typ: tar.TypeDir},
+		{name: "a/b/", typ: tar.TypeDir},
+		{name: "a/b/x", typ: tar.TypeReg, body: big('x')},
+		{name: "a/b/y", typ: tar.TypeReg, body: "y"},
+		{name: "l", typ: tar.TypeSymlink, link: "."},
+		{name: "l/a", typ: tar.TypeSymlink, link: outside},
+		{name: "a/b/z", typ: tar.TypeReg, body: big('z')},
+		{name: "c/d/e", typ: tar.TypeReg, body: "implied parents"},
+		{name: "c/d", typ: tar.TypeSymlink, link: "../a"},
+		{name: "c/d/w", typ: tar.TypeReg, body: big('w')},
+	}
+	diffID, chunks := layerOf(t, src, members)
+	// Staged only: the layer cannot give its tar back (a/b/x is no longer
+	// reachable by its name), which WriteLayers would refuse.
+	d := &cloneDiffer{chunks: chunks(), diffID: diffID, policy: reflink.Auto}
+	out, err := s.stageLayer(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.s.CleanupStagedLayer(out)
+	if _, err := os.Lstat(filepath.Join(outside, "b", "z")); !os.IsNotExist(err) {
+		t.Fatalf("the Differ wrote outside the layer (%v)", err)
+	}
+	// The same tar through c/storage's own extraction, as a second layer
+	// of another ID.
+	var buf bytes.Buffer
+	c := chunks()
+	for {
+		ch, err := c.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.File != nil {
+			io.Copy(&buf, ch.File)
+			ch.File.Close()
+		} else {
+			buf.Write(ch.Inline)
+		}
+	}
+	ref, _, err := s.Storage().PutLayer("", "", nil, "", false, nil, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "b", "z")); !os.IsNotExist(err) {
+		t.Fatalf("PutLayer wrote outside the layer (%v)", err)
+	}
+	ours := treeOf(t, out.Target)
+	theirs := treeOf(t, filepath.Join(s.GraphRoot(), "overlay", ref.ID, "diff"))
+	if fmt.Sprint(ours) != fmt.Sprint(theirs) {
+		t.Fatalf("the Differ laid out\n%v\nc/storage's PutLayer\n%v", ours, theirs)
+	}
+}
