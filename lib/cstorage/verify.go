@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
@@ -62,6 +64,15 @@ func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	defer getter.Close()
+	// The getter's first place is the layer's own diff directory, and a
+	// body's file must be there (one found below is another inode). A
+	// stat beneath it resolves the name as the getter's open does, in
+	// one system call.
+	diffDir := -1
+	if fd, err := unix.Open(filepath.Join(s.graphRoot, "overlay", id, "diff"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		diffDir = fd
+		defer unix.Close(fd)
+	}
 	unpack := tsstorage.NewJSONUnpacker(tee)
 	k := 0
 	for {
@@ -78,7 +89,7 @@ func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 		if k >= len(d.bodies) {
 			return fmt.Errorf("%s: its stored tar-split has more bodies than were written", where)
 		}
-		if err := checkBody(getter, e, d.bodies[k]); err != nil {
+		if err := checkBody(getter, diffDir, e, d.bodies[k]); err != nil {
 			return fmt.Errorf("%s: member %q: %w", where, e.GetName(), err)
 		}
 		k++
@@ -94,7 +105,21 @@ func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 
 // checkBody checks the file the driver hands out for a tar-split body
 // against what ApplyDiff hashed for it.
-func checkBody(getter drivers.FileGetCloser, e *tsstorage.Entry, rec bodyRecord) error {
+func checkBody(getter drivers.FileGetCloser, diffDir int, e *tsstorage.Entry, rec bodyRecord) error {
+	if rec.read && diffDir >= 0 {
+		rel := strings.TrimPrefix(filepath.Clean("/"+e.GetName()), "/")
+		var st unix.Stat_t
+		if err := unix.Fstatat(diffDir, rel, &st, 0); err != nil {
+			return fmt.Errorf("the store cannot give its file back: stat %s: %w", rel, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != e.Size || e.Size != rec.size {
+			return fmt.Errorf("the store gives back %s of %d bytes, the tar says %d", rel, st.Size, rec.size)
+		}
+		if st.Dev != rec.dev || st.Ino != rec.ino {
+			return fmt.Errorf("the store gives back %s, not the file the body was written to", rel)
+		}
+		return nil
+	}
 	rc, err := getter.Get(e.GetName())
 	if err != nil {
 		return fmt.Errorf("the store cannot give its file back: %w", err)
