@@ -69,7 +69,9 @@ type cloneDiffer struct {
 // or a body the extraction did not store) has read false and is checked
 // by reading the stored file back.
 type bodyRecord struct {
+	name     string // the member's name as recorded in the tar-split
 	size     int64
+	crc      uint64
 	read     bool
 	dev, ino uint64
 }
@@ -248,6 +250,7 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		e := tsstorage.Entry{Type: tsstorage.FileType, Size: hdr.Size}
 		if hdr.Size > 0 {
 			e.Payload = binary.BigEndian.AppendUint64(nil, crc.Sum64())
+			x.body.name, x.body.crc = hdr.Name, crc.Sum64()
 			d.bodies = append(d.bodies, x.body)
 		}
 		e.SetName(hdr.Name)

@@ -3,7 +3,6 @@ package cstorage
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
-	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	drivers "go.podman.io/storage/drivers"
 	"golang.org/x/sys/unix"
 )
@@ -28,15 +26,15 @@ import (
 // read from the file laid out for it. So Store.Diff gives that tar back
 // exactly when the stored tar-split is the one ApplyDiff recorded and
 // each body's name leads to the file its bytes were read from (a later
-// member of the same name, a name through a symlink or a file found in
-// a layer below would not). Both are checked here: the tar-split by its
-// sha256, each name by the inode the driver hands out. Nothing the
-// extraction does after reading a body changes its bytes (an existing
-// path is removed before a member is created there), and the rename of
-// the staging directory keeps the inodes. A body ApplyDiff did not read
-// from its file (written from the stream, or not stored by the
-// extraction) is read back and checked against its CRC64, as Store.Diff
-// would.
+// member replacing it through a symlink, or a file found in a layer below
+// would not). Both are checked here: the tar-split by its sha256, each
+// name by the inode it resolves to in the layer's diff directory, where
+// the driver's getter looks first. Nothing the extraction does after
+// reading a body changes its bytes (an existing path is removed before a
+// member is created there), and the rename of the staging directory keeps
+// the inodes. A body ApplyDiff did not read from its file (written from
+// the stream, or not stored by the extraction) is read back through the
+// getter and checked against its CRC64, as Store.Diff would.
 func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 	where := fmt.Sprintf("containers-storage layer %s (%s)", id, d.diffID)
 	f, err := os.Open(s.tarSplitPath(id))
@@ -50,7 +48,12 @@ func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 	}
 	defer gz.Close()
 	sum := sha256.New()
-	tee := io.TeeReader(gz, sum)
+	if _, err := io.Copy(sum, gz); err != nil {
+		return fmt.Errorf("%s: its stored tar-split: %w", where, err)
+	}
+	if !bytes.Equal(sum.Sum(nil), d.tarSplitID[:]) {
+		return fmt.Errorf("%s: the store kept another tar-split than the one written", where)
+	}
 	driver, err := s.s.GraphDriver()
 	if err != nil {
 		return err
@@ -64,55 +67,31 @@ func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	defer getter.Close()
-	// The getter's first place is the layer's own diff directory, and a
-	// body's file must be there (one found below is another inode). A
-	// stat beneath it resolves the name as the getter's open does, in
-	// one system call.
 	diffDir := -1
 	if fd, err := unix.Open(filepath.Join(s.graphRoot, "overlay", id, "diff"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		diffDir = fd
 		defer unix.Close(fd)
 	}
-	unpack := tsstorage.NewJSONUnpacker(tee)
-	k := 0
-	for {
-		e, err := unpack.Next()
-		if err == io.EOF {
-			break
+	for _, rec := range d.bodies {
+		if err := checkBody(getter, diffDir, rec); err != nil {
+			return fmt.Errorf("%s: member %q: %w", where, rec.name, err)
 		}
-		if err != nil {
-			return fmt.Errorf("%s: its stored tar-split: %w", where, err)
-		}
-		if e.Type != tsstorage.FileType || e.Size == 0 {
-			continue
-		}
-		if k >= len(d.bodies) {
-			return fmt.Errorf("%s: its stored tar-split has more bodies than were written", where)
-		}
-		if err := checkBody(getter, diffDir, e, d.bodies[k]); err != nil {
-			return fmt.Errorf("%s: member %q: %w", where, e.GetName(), err)
-		}
-		k++
-	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("%s: its stored tar-split: %w", where, err)
-	}
-	if k != len(d.bodies) || !bytes.Equal(sum.Sum(nil), d.tarSplitID[:]) {
-		return fmt.Errorf("%s: the store kept another tar-split than the one written", where)
 	}
 	return nil
 }
 
-// checkBody checks the file the driver hands out for a tar-split body
-// against what ApplyDiff hashed for it.
-func checkBody(getter drivers.FileGetCloser, diffDir int, e *tsstorage.Entry, rec bodyRecord) error {
+// checkBody checks the file the store gives back for a body against what
+// ApplyDiff hashed for it. A body read from its own file is checked by
+// inode, with a stat beneath the diff directory that resolves the name as
+// the getter's open does.
+func checkBody(getter drivers.FileGetCloser, diffDir int, rec bodyRecord) error {
 	if rec.read && diffDir >= 0 {
-		rel := strings.TrimPrefix(filepath.Clean("/"+e.GetName()), "/")
+		rel := strings.TrimPrefix(filepath.Clean("/"+rec.name), "/")
 		var st unix.Stat_t
 		if err := unix.Fstatat(diffDir, rel, &st, 0); err != nil {
 			return fmt.Errorf("the store cannot give its file back: stat %s: %w", rel, err)
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != e.Size || e.Size != rec.size {
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != rec.size {
 			return fmt.Errorf("the store gives back %s of %d bytes, the tar says %d", rel, st.Size, rec.size)
 		}
 		if st.Dev != rec.dev || st.Ino != rec.ino {
@@ -120,7 +99,7 @@ func checkBody(getter drivers.FileGetCloser, diffDir int, e *tsstorage.Entry, re
 		}
 		return nil
 	}
-	rc, err := getter.Get(e.GetName())
+	rc, err := getter.Get(rec.name)
 	if err != nil {
 		return fmt.Errorf("the store cannot give its file back: %w", err)
 	}
@@ -133,7 +112,7 @@ func checkBody(getter drivers.FileGetCloser, diffDir int, e *tsstorage.Entry, re
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
 	}
-	if st.Size != e.Size || e.Size != rec.size {
+	if st.Size != rec.size {
 		return fmt.Errorf("the store gives back %s of %d bytes, the tar says %d", f.Name(), st.Size, rec.size)
 	}
 	if rec.read {
@@ -146,7 +125,7 @@ func checkBody(getter drivers.FileGetCloser, diffDir int, e *tsstorage.Entry, re
 	if _, err := io.Copy(crc, f); err != nil {
 		return err
 	}
-	if got := binary.BigEndian.AppendUint64(nil, crc.Sum64()); !bytes.Equal(got, e.Payload) {
+	if crc.Sum64() != rec.crc {
 		return fmt.Errorf("the store gives back %s, whose bytes are not the body's (CRC64)", f.Name())
 	}
 	return nil
