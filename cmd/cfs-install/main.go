@@ -134,6 +134,7 @@ func toFilesystem(c *cli.Context) error {
 		Sys:             systemContext(c),
 		InsecurePolicy:  c.Bool("insecure-policy"),
 		Logf:            func(format string, args ...any) { rep.Logf("cfs-install: "+format, args...) },
+		Progress:        rep,
 	}
 	if c.IsSet("root-mount-spec") {
 		spec := c.String("root-mount-spec")

@@ -23,9 +23,11 @@ import (
 
 	"go.podman.io/image/v5/types"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/installconfig"
+	"github.com/cfs-project/cfs/lib/progress"
 	"github.com/cfs-project/cfs/lib/pull"
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/sysroot"
@@ -74,8 +76,9 @@ type Options struct {
 	Jobs int
 	// Logf reports steps for humans; nil discards them.
 	Logf func(format string, args ...any)
-	// PullProgress gets the pull's progress events.
-	PullProgress func(pull.Event)
+	// Progress, if set, reports the pull (human lines and bootc's
+	// --progress-fd events).
+	Progress *progress.Reporter
 }
 
 // Result describes the installed host (cfs-install --json).
@@ -163,6 +166,10 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	if err := validateKargs(opts.Kargs); err != nil {
 		return nil, err
 	}
+	// The origin must be one bootc reads back.
+	if _, err := bootcconv.ParseImageReference(OriginReference(opts.TargetImgref())); err != nil {
+		return nil, fmt.Errorf("image reference %q: give it with its transport (docker://, oci:, containers-storage:, …): %w", opts.TargetImgref(), err)
+	}
 	hostRoot := ""
 	if opts.SourceImgref != "" {
 		hostRoot = opts.HostConfigRoot
@@ -200,7 +207,11 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer repo.Close()
-	pres, err := pull.ToComposefs(ctx, repo, src, pull.Options{Jobs: opts.Jobs, Progress: opts.PullProgress})
+	var onPull func(pull.Event)
+	if opts.Progress != nil {
+		onPull = pull.Report(opts.Progress, src)
+	}
+	pres, err := pull.ToComposefs(ctx, repo, src, pull.Options{Jobs: opts.Jobs, Progress: onPull})
 	if err != nil {
 		return nil, err
 	}
