@@ -131,9 +131,7 @@ func (h *Host) swapStaged() error {
 		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
 			return fmt.Errorf("exchanging %s and %s in %s: %w", staged, live, dir, err)
 		}
-		// vfat (an ESP) has no RENAME_EXCHANGE: move the live one aside
-		// and the staged one in; a crash in between leaves the old
-		// entries under the aside name, which a rerun puts back.
+		// FAT (an ESP) has no RENAME_EXCHANGE.
 		if err := exchangeByRenames(dir, live, staged); err != nil {
 			return err
 		}
@@ -152,21 +150,44 @@ func (h *Host) swapStaged() error {
 var renameat2 = unix.Renameat2
 
 func exchangeByRenames(dir, live, staged string) error {
-	aside := filepath.Join(dir, "."+live+".old")
-	if err := os.RemoveAll(aside); err != nil {
+	livePath, stagedPath := filepath.Join(dir, live), filepath.Join(dir, staged)
+	fi, err := os.Lstat(stagedPath)
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(dir, live), aside); err != nil {
+	if !fi.IsDir() {
+		// user.cfg: replacing a file by rename is atomic already.
+		return os.Rename(stagedPath, livePath)
+	}
+	// Entries one by one: the new ones in (each rename atomic), then the
+	// old ones out. At every point each entry present boots a complete
+	// deployment; only their order is briefly mixed.
+	ents, err := os.ReadDir(stagedPath)
+	if err != nil {
 		return err
 	}
-	if err := atomicfile.SyncDir(dir); err != nil {
+	keep := map[string]bool{}
+	for _, e := range ents {
+		keep[e.Name()] = true
+		if err := os.Rename(filepath.Join(stagedPath, e.Name()), filepath.Join(livePath, e.Name())); err != nil {
+			return err
+		}
+	}
+	if err := atomicfile.SyncDir(livePath); err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(dir, staged), filepath.Join(dir, live)); err != nil {
-		os.Rename(aside, filepath.Join(dir, live))
+	old, err := os.ReadDir(livePath)
+	if err != nil {
 		return err
 	}
-	return os.Rename(aside, filepath.Join(dir, staged))
+	for _, e := range old {
+		if !keep[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(livePath, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return atomicfile.SyncDir(livePath)
 }
 
 // Rollback makes the rollback deployment boot next, as bootc rollback
