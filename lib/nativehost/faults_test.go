@@ -129,7 +129,11 @@ func checkHost(t *testing.T, h *Host) int {
 			}
 			sum := sha256.New()
 			for _, p := range append([]string{e.Linux}, e.Initrd...) {
-				f, err := os.Open(filepath.Join(h.bootDir(), strings.TrimPrefix(p, h.bootPrefix())))
+				file := filepath.Join(h.bootDir(), strings.TrimPrefix(p, h.bootPrefix()))
+				if h.Bootloader == Systemd {
+					file = filepath.Join(h.ESP, p)
+				}
+				f, err := os.Open(file)
 				if err != nil {
 					t.Errorf("%s: %v", n, err)
 					continue

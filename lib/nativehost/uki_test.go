@@ -204,3 +204,41 @@ func TestUKIWrongSeal(t *testing.T) {
 		t.Errorf("state directory written for a refused image (%v)", err)
 	}
 }
+
+// TestBLSSystemd: with systemd-boot a kernel and initramfs go to the ESP
+// (EFI/Linux/bootc_composefs-<id>/) and the entries to ESP/loader.
+func TestBLSSystemd(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	esp := espFS(t)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullReleaseSeed(t, root, scratch, 21, "1.0")
+	r2 := pullReleaseSeed(t, root, scratch, 22, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir()}
+	d1, err := h.Install(r1.image, []string{"rw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "title cfs-test 1.0\nversion 1.0\nlinux /EFI/Linux/bootc_composefs-" + r1.id + "/vmlinuz\ninitrd /EFI/Linux/bootc_composefs-" + r1.id +
+		"/initrd\noptions rw composefs=" + r1.id + "\nsort-key bootc-cfs-0\n"
+	if d1.Entry != filepath.Join(esp.Dir, "loader/entries/bootc_cfs-1.0-1.conf") || readFile(t, d1.Entry) != want {
+		t.Errorf("entry %s:\n%s\nwant:\n%s", d1.Entry, readFile(t, d1.Entry), want)
+	}
+	if _, err := os.Stat(filepath.Join(esp.Dir, "EFI/Linux/bootc_composefs-"+r1.id, "vmlinuz")); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "boot")); !os.IsNotExist(err) {
+		t.Errorf("systemd-boot host got a /boot under the root (%v)", err)
+	}
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	expectSlots(t, load(t, h, "rw composefs="+r1.id), r1.id, r2.id, "")
+	if _, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	expectSlots(t, load(t, h, "rw composefs="+r2.id), r2.id, "", r1.id)
+	checkHost(t, h)
+}
