@@ -32,10 +32,16 @@ func mergeEtc(t *imageTree, pnode *erofs.Node, cur, next string) error {
 	if pnode != nil && !pnode.IsDir() {
 		pnode = nil
 	}
-	return mergeDir(t, pnode, cur, next, "/etc")
+	// Conflicts are found before anything is written, as bootc's
+	// get_etc_diff does, so a refused merge leaves next untouched.
+	if err := mergeDir(t, pnode, cur, next, "/etc", true); err != nil {
+		return err
+	}
+	return mergeDir(t, pnode, cur, next, "/etc", false)
 }
 
-func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string) error {
+// mergeDir merges one directory; dry only looks for conflicts.
+func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string, dry bool) error {
 	ents, err := os.ReadDir(cdir)
 	if err != nil {
 		return err
@@ -73,6 +79,9 @@ func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string) error {
 				pcDir = pc
 			}
 			switch {
+			case nExists && nst.Mode&unix.S_IFMT != unix.S_IFDIR:
+				return fmt.Errorf("%w: %s is a directory in the running /etc, not in the new image", ErrEtcConflict, r)
+			case dry:
 			case !nExists:
 				if err := os.Mkdir(npath, 0o700); err != nil {
 					return err
@@ -80,8 +89,6 @@ func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string) error {
 				if err := copyDirMeta(cpath, npath, cst); err != nil {
 					return err
 				}
-			case nst.Mode&unix.S_IFMT != unix.S_IFDIR:
-				return fmt.Errorf("%w: %s is a directory in the running /etc, not in the new image", ErrEtcConflict, r)
 			default:
 				if pcDir == nil || !sameMeta(pcDir, cpath, cst) {
 					if err := copyDirMeta(cpath, npath, cst); err != nil {
@@ -89,10 +96,13 @@ func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string) error {
 					}
 				}
 			}
-			if err := mergeDir(t, pcDir, cpath, npath, r); err != nil {
+			if dry && !nExists {
+				continue // nothing below can conflict with what is not there
+			}
+			if err := mergeDir(t, pcDir, cpath, npath, r, dry); err != nil {
 				return err
 			}
-			if nExists {
+			if nExists && !dry {
 				// Children changed its mtime; keep the directory's own.
 				if err := setMtime(npath, cst); err != nil {
 					return err
@@ -100,10 +110,13 @@ func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string) error {
 			}
 			continue
 		}
+		if nExists && nst.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return fmt.Errorf("%w: %s is a directory in the new image, not in the running /etc", ErrEtcConflict, r)
+		}
+		if dry {
+			continue
+		}
 		if nExists {
-			if nst.Mode&unix.S_IFMT == unix.S_IFDIR {
-				return fmt.Errorf("%w: %s is a directory in the new image, not in the running /etc", ErrEtcConflict, r)
-			}
 			if err := os.Remove(npath); err != nil {
 				return err
 			}
@@ -112,7 +125,7 @@ func mergeDir(t *imageTree, pdir *erofs.Node, cdir, ndir, rel string) error {
 			return fmt.Errorf("%s: %w", r, err)
 		}
 	}
-	if pdir == nil {
+	if pdir == nil || dry {
 		return nil
 	}
 	for _, pc := range pdir.Children {

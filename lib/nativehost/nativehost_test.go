@@ -3,6 +3,7 @@ package nativehost
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -505,4 +506,39 @@ func TestStageKargsD(t *testing.T) {
 	if got, want := cmdlineOf(t, d2.Entry), "root=UUID=1 rw quiet admin=x composefs="+r2.id+" cfs.new=2 cfs.more"; got != want {
 		t.Errorf("staged options\n%s\nwant\n%s", got, want)
 	}
+}
+
+// TestFinalizeEtcConflict: a path that is a directory in the running /etc
+// and a file in the new image cannot be merged; finalize says so and the
+// entries stay as they were (the staged deployment is still staged).
+func TestFinalizeEtcConflict(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullRelease(t, root, scratch, "1.0")
+	r2 := pullRelease(t, root, scratch, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
+		t.Fatal(err)
+	}
+	etc1 := filepath.Join(root, "state/deploy", r1.id, "etc")
+	os.Remove(filepath.Join(etc1, "motd"))
+	if err := os.Mkdir(filepath.Join(etc1, "motd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	// A change the merge would carry, were it not refused.
+	writeFile(t, filepath.Join(etc1, "hostname"), "conflicted\n")
+	_, err := h.Finalize(r1.id, etc1)
+	if !errors.Is(err, ErrEtcConflict) || !strings.Contains(err.Error(), "/etc/motd") {
+		t.Fatalf("finalize over a conflict: %v", err)
+	}
+	if got := readFile(t, filepath.Join(root, "state/deploy", r2.id, "etc/hostname")); got == "conflicted\n" {
+		t.Error("a refused merge wrote into the new deployment's etc")
+	}
+	expectSlots(t, load(t, h, "rw composefs="+r1.id), r1.id, r2.id, "")
 }
