@@ -101,7 +101,7 @@ func benchObjects(b *testing.B, fs *testfs.FS, ref string, entries int) {
 		var rep *fsck.ObjectsReport
 		for range pairs {
 			var composefsOnly, all time.Duration
-			composefsOnly, rep = objects("-")
+			composefsOnly, _ = objects("-")
 			all, rep = objects("")
 			drop()
 			t := run("ostree fsck --repo=" + ostreeRepo + " > /dev/null")
