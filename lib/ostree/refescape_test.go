@@ -1,6 +1,7 @@
 package ostree
 
 import (
+	"strings"
 	"testing"
 	"testing/quick"
 )
@@ -51,7 +52,16 @@ func TestEscapeRefRoundTrip(t *testing.T) {
 			return true // empty or NUL: refused, as ostree-ext does
 		}
 		back, err := UnescapeRef(esc)
-		return err == nil && back == s && ValidateRefName("p/"+esc) == nil
+		if err != nil || back != s {
+			return false
+		}
+		// ostree-ext passes '-' through unconditionally, so a fragment
+		// that starts with one is not a valid ref name there either; we
+		// match its bytes rather than inventing another escape.
+		if strings.HasPrefix(esc, "-") || strings.Contains(esc, "/-") {
+			return ValidateRefName("p/"+esc) != nil
+		}
+		return ValidateRefName("p/"+esc) == nil
 	}
 	if err := quick.Check(f, &quick.Config{MaxCount: 5000}); err != nil {
 		t.Error(err)
@@ -68,5 +78,17 @@ func TestValidateRefName(t *testing.T) {
 		if err := ValidateRefName(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// '-' passes through even first, as in ostree-ext, so such a string has
+// no valid ref; writing one must fail rather than be escaped differently.
+func TestEscapeRefLeadingDash(t *testing.T) {
+	esc, err := EscapeRef("-x")
+	if err != nil || esc != "-x" {
+		t.Fatalf("EscapeRef(-x) = %q, %v; want -x as ostree-ext escapes it", esc, err)
+	}
+	if ValidateRefName("p/"+esc) == nil {
+		t.Errorf("p/%s accepted; ostree refuses a fragment starting with '-'", esc)
 	}
 }
