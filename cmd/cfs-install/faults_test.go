@@ -141,6 +141,11 @@ func testInstallKilled(t *testing.T, flags ...string) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		childrenGone(t, root)
+		// ostree admin deploy freezes the filesystem around its boot
+		// swap; killed in between (our child dies with us), it leaves the
+		// filesystem frozen until thawed, as a reboot would. Thaw it, or
+		// the next write here blocks forever; "not frozen" is fine.
+		exec.Command("fsfreeze", "--unfreeze", tg.root).Run()
 		n := checkEntries(t, root)
 		withEntry += n
 		t.Logf("killed at %.0f%% (%v): %d entries", frac*100, time.Duration(float64(full)*frac).Round(time.Millisecond), n)

@@ -92,7 +92,12 @@ func newTarget(t *testing.T, fstype string, files map[string]string) *target {
 	testfs.RequireTool(t, "blkid")
 	fs := testfs.New(t, fstype, 1<<30)
 	tg := &target{fs: fs, root: fs.Dir, reg: testregistry.New(t)}
-	t.Cleanup(func() { unlockDeployments(tg.root) })
+	t.Cleanup(func() {
+		// A killed ostree admin deploy can leave the filesystem frozen
+		// (see testInstallKilled); chattr would block on it forever.
+		exec.Command("fsfreeze", "--unfreeze", tg.root).Run()
+		unlockDeployments(tg.root)
+	})
 	img, err := testimage.Generate(testimage.Options{Seed: 14, Version: "1.0", UTF8Names: true, Bootable: true, Files: files})
 	if err != nil {
 		t.Fatal(err)
