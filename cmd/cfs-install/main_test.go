@@ -218,6 +218,18 @@ func TestInstallOstreeHost(t *testing.T) {
 		t.Errorf("bootc.json written with storage disabled")
 	}
 
+	// bootc's install provenance, canonical JSON of the installed image.
+	var aleph map[string]any
+	if data, err := os.ReadFile(filepath.Join(tg.root, ".bootc-aleph.json")); err != nil {
+		t.Error(err)
+	} else if err := json.Unmarshal(data, &aleph); err != nil {
+		t.Errorf(".bootc-aleph.json: %v\n%s", err, data)
+	} else if name := strings.TrimPrefix(tg.ref, "docker://"); aleph["image"] != name || aleph["target-image"] != name ||
+		aleph["digest"] != res.ManifestDigest || aleph["version"] != "1.0" || aleph["timestamp"] != nil ||
+		aleph["selinux"] == nil || aleph["kernel"] == "" || aleph["labels"].(map[string]any)["containers.bootc"] != "1" || data[len(data)-1] != '}' {
+		t.Errorf(".bootc-aleph.json: %s", data)
+	}
+
 	// cfs-status, booted from the entry written.
 	human, doc := status(t, tg.root, cmdline)
 	booted, _ := doc["status"].(map[string]any)["booted"].(map[string]any)

@@ -69,6 +69,9 @@ func TestInstallNativeHost(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tg.root, "ostree/repo")); err == nil {
 		t.Errorf("a native host has an ostree repository")
 	}
+	if _, err := os.Lstat(filepath.Join(tg.root, ".bootc-aleph.json")); err == nil {
+		t.Errorf("a native install wrote .bootc-aleph.json (bootc writes it on ostree hosts only)")
+	}
 	if fi, err := os.Stat(filepath.Join(tg.root, "composefs")); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("composefs/: %v %v", fi, err)
 	}

@@ -135,6 +135,15 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	sort.Strings(entries)
 	res.BootEntries = entries
 
+	// bootc's install provenance, on ostree hosts only.
+	aleph, err := newAleph(opts.Source, opts.TargetImgref(), src.ManifestDigest, src.Config, pres.Tree, hostSELinuxEnabled())
+	if err != nil {
+		return err
+	}
+	if err := writeAleph(root, aleph); err != nil {
+		return err
+	}
+
 	if mode.Enabled() {
 		// Last: the flag promises every store holds the image.
 		if err := sysroot.WriteBootcJSON(root, mode); err != nil {
