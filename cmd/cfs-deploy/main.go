@@ -53,6 +53,7 @@ unless --bootloader systemd (or an ESP with loader/entries) puts them on the ESP
 			&cli.PathFlag{Name: "boot-dir", Usage: "mounted /boot `DIR` of a GRUB host (default <sysroot>/boot)"},
 			&cli.StringFlag{Name: "boot-prefix", Usage: "`PATH` of --boot-dir as GRUB sees it: /boot, or / for a /boot partition (default /boot)"},
 			&cli.StringFlag{Name: "bootloader", Usage: "`grub` or `systemd` (default: systemd when the ESP has loader/entries, else grub)"},
+			&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},
 		},
 		Commands: []*cli.Command{
 			{
@@ -91,7 +92,10 @@ func host(c *cli.Context) (*nativehost.Host, error) {
 		return nil, fmt.Errorf("%s is an ostree host, not a composefs-native one", root)
 	}
 	h := &nativehost.Host{Root: root, BootDir: c.String("boot-dir"), BootPrefix: c.String("boot-prefix"),
-		ESP: c.String("esp"), RunDir: c.String("run-dir")}
+		ESP: c.String("esp"), RunDir: c.String("run-dir"), UKIKey: c.String("uki-key")}
+	if k := h.UKIKey; k != "" && k != nativehost.KeyEfi && k != nativehost.KeyUKI {
+		return nil, cliutil.Usage("--uki-key %q: want efi or uki", k)
+	}
 	if h.RunDir == "" && running(c) {
 		h.RunDir = "/run"
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cfs-project/cfs/internal/cliutil"
 	"github.com/cfs-project/cfs/lib/install"
+	"github.com/cfs-project/cfs/lib/nativehost"
 	"github.com/cfs-project/cfs/lib/pull"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
@@ -84,6 +85,7 @@ func newApp() *cli.App {
 				&cli.StringSliceFlag{Name: "karg", Usage: "add kernel argument `ARG` (repeatable; after the image's kargs.d)"},
 				&cli.StringFlag{Name: "bootloader", Usage: "where a composefs-native host's entry goes, `BOOTLOADER` grub or systemd (default: systemd when the ESP holds systemd-boot, else grub)"},
 				&cli.PathFlag{Name: "esp", Usage: "the mounted EFI system partition `DIR` (default ROOT/boot/efi when it exists)"},
+				&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},
 				&cli.StringFlag{Name: "root-mount-spec", Usage: "root= `SPEC` on the kernel command line (default UUID=<uuid> of ROOT's filesystem; empty: none)"},
 				&cli.StringFlag{Name: "stateroot", Value: "default", Usage: "ostree stateroot `NAME`"},
 				&cli.PathFlag{Name: "host-config-root", Value: "/", Usage: "root `DIR` whose bootc/install/*.toml are merged over the image's when --source-imgref is given"},
@@ -112,6 +114,11 @@ func toFilesystem(c *cli.Context) error {
 	default:
 		return cliutil.Usage("--bootloader %q: want grub or systemd", c.String("bootloader"))
 	}
+	switch c.String("uki-key") {
+	case "", nativehost.KeyEfi, nativehost.KeyUKI:
+	default:
+		return cliutil.Usage("--uki-key %q: want efi or uki", c.String("uki-key"))
+	}
 	root, source := c.Args().Get(0), c.Args().Get(1)
 	if strings.TrimSpace(root) == "" || strings.TrimSpace(source) == "" {
 		return cliutil.Usage("ROOT and SOURCE must not be empty")
@@ -130,6 +137,7 @@ func toFilesystem(c *cli.Context) error {
 		Kargs:           c.StringSlice("karg"),
 		Bootloader:      c.String("bootloader"),
 		ESP:             c.String("esp"),
+		UKIKey:          c.String("uki-key"),
 		Stateroot:       c.String("stateroot"),
 		Sys:             systemContext(c),
 		InsecurePolicy:  c.Bool("insecure-policy"),

@@ -67,6 +67,9 @@ type Options struct {
 	// ESP is the mounted EFI system partition (native hosts with
 	// systemd-boot or a UKI); "" means Root/boot/efi when that exists.
 	ESP string
+	// UKIKey is the key of a systemd-boot entry booting a UKI, "efi" or
+	// "uki"; "" decides as bootc does (nativehost).
+	UKIKey string
 	// Stateroot is the ostree stateroot; "" means "default".
 	Stateroot string
 	// Sys and InsecurePolicy are handed to the pull.

@@ -79,7 +79,7 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 	res.Commit, res.Deployment, res.Stateroot = "", "", ""
 	root := opts.Root
 	esp := espFor(opts)
-	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp)}
+	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp), UKIKey: opts.UKIKey}
 	// Entries name kernels by their path as the bootloader sees /boot:
 	// below /boot on the root filesystem, or at the top of a /boot
 	// partition.

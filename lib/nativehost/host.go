@@ -60,6 +60,9 @@ type Host struct {
 	ESPUUID string
 	// Bootloader defaults to Grub.
 	Bootloader Bootloader
+	// UKIKey is the key of a systemd-boot entry that boots a UKI: KeyEfi
+	// or KeyUKI; "" decides as bootc does (KeyUKI with systemd ≥ 258).
+	UKIKey string
 	// RunDir is the running system's /run, where the staged deployment is
 	// announced (composefs/staged-deployment); "" writes no announcement
 	// (a disk image: the staged entries say it).
@@ -147,6 +150,11 @@ func (h *Host) check() error {
 		}
 	default:
 		return fmt.Errorf("nativehost: unknown bootloader %q (grub or systemd)", h.Bootloader)
+	}
+	switch h.UKIKey {
+	case "", KeyEfi, KeyUKI:
+	default:
+		return fmt.Errorf("nativehost: unknown UKI entry key %q (efi or uki)", h.UKIKey)
 	}
 	return nil
 }

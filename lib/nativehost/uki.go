@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
@@ -124,16 +126,58 @@ func (h *Host) writeUKI(p *prepared) error {
 	return atomicfile.SyncDir(dir)
 }
 
-// ukiEntry is systemd-boot's entry for a UKI. bootc writes "uki" for
-// systemd ≥ 258 and "efi" else; "efi" boots on every version.
+// ukiEntry is systemd-boot's entry for a UKI, with the key ukiKey picks.
 func (h *Host) ukiEntry(p *prepared) *entry {
 	return &entry{
 		Title:   p.ukiLabel,
 		Version: p.os.Version,
 		Efi:     "/" + ukiDir + "/" + ukiName(p.id),
-		EfiKey:  "efi",
+		EfiKey:  h.ukiKey(),
 		SortKey: sortKey(p.os.ID, true),
 	}
+}
+
+// Keys of a systemd-boot entry that boots a UKI.
+const (
+	KeyEfi = "efi" // every systemd-boot version
+	KeyUKI = "uki" // systemd 258 and later
+)
+
+// ukiMinSystemd is the first systemd whose boot loader reads "uki".
+const ukiMinSystemd = 258
+
+// bootctl is the command asked for systemd's version.
+var bootctl = "bootctl"
+
+// ukiKey is h.UKIKey, else bootc's choice (EFIKey::for_bootloader): "uki"
+// when the bootctl of the machine writing the entry is systemd 258 or
+// later, "efi" when it is older, missing or says something unexpected.
+func (h *Host) ukiKey() string {
+	if h.UKIKey != "" {
+		return h.UKIKey
+	}
+	if v, err := SystemdVersion(); err == nil && v >= ukiMinSystemd {
+		return KeyUKI
+	}
+	return KeyEfi
+}
+
+// SystemdVersion is the major version bootctl --version reports (its
+// first line is "systemd 258 (258.1-1)"), as bootc reads it.
+func SystemdVersion() (int, error) {
+	out, err := exec.Command(bootctl, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", bootctl, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("%s --version: no version in %q", bootctl, out)
+	}
+	v, err := strconv.ParseUint(f[1], 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: no version in %q", bootctl, out)
+	}
+	return int(v), nil
 }
 
 // ensureLoaderConf writes systemd-boot's loader.conf as bootc does when

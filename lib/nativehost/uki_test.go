@@ -72,7 +72,7 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	r2, _, _ := pullUKIRelease(t, root, scratch, "2.0", "")
 	repo := openRepo(t, root)
 	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir()}
+	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir(), UKIKey: KeyEfi}
 
 	d1, err := h.Install(r1.image, nil)
 	if err != nil {
@@ -101,12 +101,19 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	cmd1 := spec1.Cmdline
 	expectSlots(t, load(t, h, cmd1), r1.id, "", "")
 
+	// The next entry is written by a systemd-boot that reads "uki"; the
+	// booted one keeps its "efi", and every reader takes both.
+	h.UKIKey = KeyUKI
 	if _, err := h.Stage(r2.image, r1.id); err != nil {
 		t.Fatal(err)
 	}
 	staged := filepath.Join(esp.Dir, "loader/entries.staged")
 	if got := readFile(t, filepath.Join(staged, "bootc_cfs-1.0-0.conf")); got != strings.Replace(want1, "bootc-cfs-0", "bootc-cfs-1", 1) {
 		t.Errorf("demoted entry:\n%s", got)
+	}
+	want2 := "title cfs-test 2.0 2.0\nversion 2.0\nuki /EFI/Linux/bootc/bootc_composefs-" + r2.id + ".efi\nsort-key bootc-cfs-0\n"
+	if got := readFile(t, filepath.Join(staged, "bootc_cfs-2.0-1.conf")); got != want2 {
+		t.Errorf("staged entry:\n%s\nwant:\n%s", got, want2)
 	}
 	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
 	if fin, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil || fin != r2.id {
@@ -241,4 +248,40 @@ func TestBLSSystemd(t *testing.T) {
 	}
 	expectSlots(t, load(t, h, "rw composefs="+r2.id), r2.id, "", r1.id)
 	checkHost(t, h)
+}
+
+// TestUKIKeyFromBootctl: without a choice, the key is bootc's: "uki" from
+// systemd 258 on (bootctl --version of the machine writing the entry),
+// "efi" before, and when bootctl is missing or says something else.
+func TestUKIKeyFromBootctl(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "bootctl")
+	old := bootctl
+	t.Cleanup(func() { bootctl = old })
+	bootctl = fake
+	h := &Host{}
+	for out, want := range map[string]string{
+		"systemd 258 (258.1-1)\n+PAM +AUDIT\n": KeyUKI,
+		"systemd 259 (259.5-0ubuntu3)\n":       KeyUKI,
+		"systemd 257 (257.9-1~deb13u1)\n":      KeyEfi,
+		"bootctl from elsewhere\n":             KeyEfi,
+	} {
+		writeFile(t, fake, "#!/bin/sh\nprintf '%s' '"+out+"'\n")
+		os.Chmod(fake, 0o755)
+		if got := h.ukiKey(); got != want {
+			t.Errorf("bootctl says %q: key %s, want %s", out, got, want)
+		}
+	}
+	os.Remove(fake)
+	if got := h.ukiKey(); got != KeyEfi {
+		t.Errorf("no bootctl: key %s", got)
+	}
+	h.UKIKey = KeyUKI
+	if got := h.ukiKey(); got != KeyUKI {
+		t.Errorf("forced: key %s", got)
+	}
+	h = &Host{Root: dir, UKIKey: "efi2"}
+	if err := h.check(); err == nil {
+		t.Error("an unknown key is accepted")
+	}
 }
