@@ -31,7 +31,18 @@ type bootResources struct {
 	vmlinuz *erofs.Node // BLS
 	initrd  *erofs.Node // BLS
 	uki     *erofs.Node // UKI
+	// addons go beside the UKI on the ESP: the image's global ones
+	// (/boot/loader/addons/*.addon.efi), then the UKI's own
+	// (<uki>.efi.extra.d/*.addon.efi), which win on a name both have.
+	addons []*erofs.Node
 }
+
+// Where an image keeps UKI addons (containers-storage.md §6.3).
+const (
+	globalAddonsDir = "/boot/loader/addons"
+	addonSuffix     = ".addon.efi"
+	addonDirSuffix  = ".extra.d" // after the UKI's file name
+)
 
 func findBootResources(t *imageTree) (*bootResources, error) {
 	if d, err := t.lookup(bootimage.EntriesDir); err != nil {
@@ -65,7 +76,11 @@ func findBootResources(t *imageTree) (*bootResources, error) {
 		}
 	}
 	if len(ukis) > 0 {
-		return &bootResources{typ: BootUKI, uki: ukis[0]}, nil
+		addons, err := ukiAddons(t, ukis[0])
+		if err != nil {
+			return nil, err
+		}
+		return &bootResources{typ: BootUKI, uki: ukis[0], addons: addons}, nil
 	}
 	for _, k := range kvers {
 		v, i := k.Lookup("vmlinuz"), k.Lookup("initramfs.img")
@@ -78,6 +93,37 @@ func findBootResources(t *imageTree) (*bootResources, error) {
 		return &bootResources{typ: BootBLS, kver: k.Name, vmlinuz: v, initrd: i}, nil
 	}
 	return nil, fmt.Errorf("image %s is not bootable: no UKI in %s or %s/<kver>/, no %s/<kver>/vmlinuz", t.id, bootimage.UKIDir, bootimage.ModulesDir, bootimage.ModulesDir)
+}
+
+// ukiAddons are the addons that go with uki, in name order, one per name.
+func ukiAddons(t *imageTree, uki *erofs.Node) ([]*erofs.Node, error) {
+	byName := map[string]*erofs.Node{}
+	add := func(d *erofs.Node) {
+		if d == nil || !d.IsDir() {
+			return
+		}
+		for _, c := range d.Children {
+			if c.Inode().Mode&erofs.TypeMask == erofs.TypeRegular && strings.HasSuffix(c.Name, addonSuffix) {
+				byName[c.Name] = c
+			}
+		}
+	}
+	global, err := t.lookup(globalAddonsDir)
+	if err != nil {
+		return nil, err
+	}
+	add(global)
+	add(uki.Parent().Lookup(uki.Name + addonDirSuffix))
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*erofs.Node, len(names))
+	for i, n := range names {
+		out[i] = byName[n]
+	}
+	return out, nil
 }
 
 func appendUKIs(out []*erofs.Node, d *erofs.Node) []*erofs.Node {

@@ -235,7 +235,7 @@ func (h *Host) Rollback() (string, error) {
 // Prune removes what no bootloader entry (live or staged) and no staged
 // announcement names any more, as bootc's composefs GC does for a native
 // host: state/deploy/<id>/ directories, bootc_composefs-* kernel
-// directories and UKIs on the ESP. keep (the booted deployment) is never
+// directories, and UKIs on the ESP with their addon directories. keep (the booted deployment) is never
 // removed. Images in the repository are left to cfs-gc, which sees them
 // unpinned once their state directory is gone. It returns what it removed.
 func (h *Host) Prune(keep string) ([]string, error) {
@@ -308,7 +308,9 @@ func (h *Host) Prune(keep string) ([]string, error) {
 		ukis, _ := filepath.Glob(filepath.Join(h.ESP, ukiDir, "*"))
 		for _, p := range ukis {
 			name := filepath.Base(p)
-			id, ok := strings.CutSuffix(strings.TrimPrefix(name, ".tmp-"), ".efi")
+			// The UKI and its addon directory go together.
+			base := strings.TrimSuffix(strings.TrimPrefix(name, ".tmp-"), addonDirSuffix)
+			id, ok := strings.CutSuffix(base, ".efi")
 			if !ok {
 				continue
 			}

@@ -106,11 +106,43 @@ func (h *Host) prepareUKI(p *prepared) error {
 }
 
 // writeUKI puts the UKI on the ESP as EFI/Linux/bootc/bootc_composefs-<id>.efi
-// (complete and synced under a temporary name first).
+// and its addons in bootc_composefs-<id>.efi.extra.d/ beside it, where
+// systemd-boot loads them, as bootc names them. Each is complete and
+// synced under a temporary name first, the addons before the UKI: a UKI
+// on the ESP has its addons.
 func (h *Host) writeUKI(p *prepared) error {
 	dir := filepath.Join(h.ESP, ukiDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	addonDir := filepath.Join(dir, ukiName(p.id)+addonDirSuffix)
+	// Leftovers under the final names (a staging of the same id that was
+	// discarded) are replaced; no live entry names this id.
+	if err := os.RemoveAll(addonDir); err != nil {
+		return err
+	}
+	if len(p.res.addons) > 0 {
+		tmp := filepath.Join(dir, ".tmp-"+ukiName(p.id)+addonDirSuffix)
+		if err := os.RemoveAll(tmp); err != nil {
+			return err
+		}
+		if err := os.Mkdir(tmp, 0o755); err != nil {
+			return err
+		}
+		for _, a := range p.res.addons {
+			if err := p.src.writeFileSynced(a, filepath.Join(tmp, a.Name)); err != nil {
+				os.RemoveAll(tmp)
+				return err
+			}
+		}
+		if err := atomicfile.SyncDir(tmp); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+		if err := os.Rename(tmp, addonDir); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
 	}
 	final := filepath.Join(dir, ukiName(p.id))
 	tmp := filepath.Join(dir, ".tmp-"+ukiName(p.id))

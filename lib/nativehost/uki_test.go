@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,9 +21,15 @@ import (
 // pulled without the UKI first to learn that id (the boot image does not
 // depend on what is under /boot).
 func pullUKIRelease(t *testing.T, root, scratch string, version, sealFor string) (release, []byte, testimage.UKISpec) {
+	return pullUKIReleaseFiles(t, root, scratch, version, sealFor, nil)
+}
+
+// pullUKIReleaseFiles is pullUKIRelease with files added to the image
+// (under /boot they leave the boot image, and so the seal, as they are).
+func pullUKIReleaseFiles(t *testing.T, root, scratch string, version, sealFor string, files map[string]string) (release, []byte, testimage.UKISpec) {
 	t.Helper()
 	testfs.RequireFile(t, testimage.UKIStub, "systemd-boot-efi")
-	opts := testimage.Options{Seed: 31, Version: version, UTF8Names: true, Bootable: true}
+	opts := testimage.Options{Seed: 31, Version: version, UTF8Names: true, Bootable: true, Files: files}
 	if sealFor == "" {
 		plain, err := testimage.Generate(opts)
 		if err != nil {
@@ -68,11 +75,31 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	esp := espFS(t)
 	root := fs.Path("sysroot")
 	scratch := t.TempDir()
-	r1, uki1, spec1 := pullUKIRelease(t, root, scratch, "1.0", "")
-	r2, _, _ := pullUKIRelease(t, root, scratch, "2.0", "")
+	// Addons: global ones, and the UKI's own (which win on a name both
+	// have); other files there are not addons.
+	r1, uki1, spec1 := pullUKIReleaseFiles(t, root, scratch, "1.0", "", map[string]string{
+		"boot/loader/addons/console.addon.efi":                "global console 1",
+		"boot/loader/addons/debug.addon.efi":                  "global debug 1",
+		"boot/loader/addons/README":                           "not an addon",
+		"boot/EFI/Linux/cfs-test.efi.extra.d/debug.addon.efi": "uki debug 1",
+		"boot/EFI/Linux/cfs-test.efi.extra.d/notes.txt":       "not an addon",
+		"boot/EFI/Linux/other.efi.extra.d/foreign.addon.efi":  "another UKI's",
+	})
+	r2, _, _ := pullUKIReleaseFiles(t, root, scratch, "2.0", "", map[string]string{
+		"boot/EFI/Linux/cfs-test.efi.extra.d/debug.addon.efi": "uki debug 2",
+	})
 	repo := openRepo(t, root)
 	r1.image.Repo, r2.image.Repo = repo, repo
 	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir(), UKIKey: KeyEfi}
+	addons := func(id string) map[string]string {
+		out := map[string]string{}
+		dir := filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+id+".efi.extra.d")
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			out[e.Name()] = readFile(t, filepath.Join(dir, e.Name()))
+		}
+		return out
+	}
 
 	d1, err := h.Install(r1.image, nil)
 	if err != nil {
@@ -84,6 +111,9 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	ukiPath := filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+r1.id+".efi")
 	if got, err := os.ReadFile(ukiPath); err != nil || !bytes.Equal(got, uki1) {
 		t.Errorf("UKI on the ESP: %v, equal %v", err, bytes.Equal(got, uki1))
+	}
+	if got, want := addons(r1.id), map[string]string{"console.addon.efi": "global console 1", "debug.addon.efi": "uki debug 1"}; !maps.Equal(got, want) {
+		t.Errorf("addons of 1: %v, want %v", got, want)
 	}
 	entry1 := filepath.Join(esp.Dir, "loader/entries/bootc_cfs-1.0-1.conf")
 	want1 := "title cfs-test 1.0 1.0\nversion 1.0\nefi /EFI/Linux/bootc/bootc_composefs-" + r1.id + ".efi\nsort-key bootc-cfs-0\n"
@@ -114,6 +144,24 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	want2 := "title cfs-test 2.0 2.0\nversion 2.0\nuki /EFI/Linux/bootc/bootc_composefs-" + r2.id + ".efi\nsort-key bootc-cfs-0\n"
 	if got := readFile(t, filepath.Join(staged, "bootc_cfs-2.0-1.conf")); got != want2 {
 		t.Errorf("staged entry:\n%s\nwant:\n%s", got, want2)
+	}
+	if got, want := addons(r2.id), map[string]string{"debug.addon.efi": "uki debug 2"}; !maps.Equal(got, want) {
+		t.Errorf("addons of 2: %v, want %v", got, want)
+	}
+	// A discarded staging's UKI goes with its addons; staged again, both
+	// are back.
+	if err := h.discardStaged(); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := h.Prune(r1.id)
+	if err != nil || len(addons(r2.id)) != 0 || len(addons(r1.id)) != 2 {
+		t.Errorf("prune: removed %v (%v); addons of 2 %v, of 1 %v", removed, err, addons(r2.id), addons(r1.id))
+	}
+	if _, err := os.Lstat(filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+r2.id+".efi")); !os.IsNotExist(err) {
+		t.Errorf("UKI of 2 after prune: %v", err)
+	}
+	if _, err := h.Stage(r2.image, r1.id); err != nil || len(addons(r2.id)) != 1 {
+		t.Fatalf("staged again: %v, addons %v", err, addons(r2.id))
 	}
 	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
 	if fin, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil || fin != r2.id {
