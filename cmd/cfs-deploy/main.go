@@ -51,7 +51,7 @@ unless --bootloader systemd (or an ESP with loader/entries) puts them on the ESP
 			&cli.PathFlag{Name: "run-dir", Usage: "the running system's /run `DIR`, where the staged deployment is announced (default /run for /sysroot, none otherwise)"},
 			&cli.PathFlag{Name: "esp", Usage: "mounted EFI system partition `DIR` (systemd-boot entries, UKIs)"},
 			&cli.PathFlag{Name: "boot-dir", Usage: "mounted /boot `DIR` of a GRUB host (default <sysroot>/boot)"},
-			&cli.StringFlag{Name: "boot-prefix", Usage: "`PATH` of --boot-dir as GRUB sees it: /boot, or / for a /boot partition (default /boot)"},
+			&cli.StringFlag{Name: "boot-prefix", Usage: "`PATH` of --boot-dir as GRUB sees it: /boot, or / for a /boot partition (default: / when --boot-dir is a filesystem of its own, else /boot)"},
 			&cli.StringFlag{Name: "bootloader", Usage: "`grub` or `systemd` (default: systemd when the ESP has loader/entries, else grub)"},
 			&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},
 		},

@@ -41,7 +41,8 @@ given). The repository is bound to composefs ([composefs] unified=true) from
 the first boot, so cfs-upgrade pulls through composefs.
 
 Kernel arguments, in bootc's order: root=UUID=<uuid of ROOT's filesystem> (or
---root-mount-spec) and rw; [install] kargs of the install configuration; the
+--root-mount-spec), rw, and boot=UUID=<uuid> when ROOT/boot is a filesystem of
+its own (--boot-mount-spec); [install] kargs of the install configuration; the
 image's /usr/lib/bootc/kargs.d/*.toml (kargs, skipped when
 match-architectures lacks this machine); every --karg.
 
@@ -87,6 +88,7 @@ func newApp() *cli.App {
 				&cli.PathFlag{Name: "esp", Usage: "the mounted EFI system partition `DIR` (default ROOT/boot/efi when it exists)"},
 				&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},
 				&cli.StringFlag{Name: "root-mount-spec", Usage: "root= `SPEC` on the kernel command line (default UUID=<uuid> of ROOT's filesystem; empty: none)"},
+				&cli.StringFlag{Name: "boot-mount-spec", Usage: "`SPEC` of the /boot filesystem, given as boot= (default UUID=<uuid> when ROOT/boot is a filesystem of its own; empty: none)"},
 				&cli.StringFlag{Name: "stateroot", Value: "default", Usage: "ostree stateroot `NAME`"},
 				&cli.PathFlag{Name: "host-config-root", Value: "/", Usage: "root `DIR` whose bootc/install/*.toml are merged over the image's when --source-imgref is given"},
 				&cli.BoolFlag{Name: "insecure-policy", Usage: "accept any image regardless of the signature policy (explicit only)"},
@@ -147,6 +149,10 @@ func toFilesystem(c *cli.Context) error {
 	if c.IsSet("root-mount-spec") {
 		spec := c.String("root-mount-spec")
 		opts.RootMountSpec = &spec
+	}
+	if c.IsSet("boot-mount-spec") {
+		spec := c.String("boot-mount-spec")
+		opts.BootMountSpec = &spec
 	}
 	res, err := install.Install(c.Context, opts)
 	if err != nil {

@@ -223,3 +223,69 @@ func TestInstallSealedUKI(t *testing.T) {
 		t.Errorf("cfs-status does not show the booted image:\n%s", human)
 	}
 }
+
+// TestInstallSeparateBoot: ROOT/boot a filesystem of its own, as bootc
+// handles it. Both kinds get boot=UUID=<its uuid>; the ostree deployment
+// mounts it read-only from its /etc/fstab; the native entry names the
+// kernel at the top of that filesystem (GRUB reads it as /) and mounts it
+// with systemd.mount-extra=.
+func TestInstallSeparateBoot(t *testing.T) {
+	for _, kind := range []string{install.KindOstree, install.KindComposefs} {
+		t.Run(kind, func(t *testing.T) {
+			tg := newTarget(t, "xfs", nil)
+			boot := testfs.Ext4(t, 128*testfs.MiB)
+			mnt := filepath.Join(tg.root, "boot")
+			if err := os.Mkdir(mnt, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			run(t, "mount", "--bind", boot.Dir, mnt)
+			t.Cleanup(func() {
+				if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+					t.Errorf("umount %s: %v\n%s", mnt, err, out)
+				}
+			})
+			uuid := "UUID=" + strings.TrimSpace(run(t, "blkid", "-p", "-s", "UUID", "-o", "value", boot.Loop))
+			var args []string
+			if kind == install.KindComposefs {
+				args = append(args, "--composefs-native")
+			}
+			res := tg.install(t, args...)
+			if res.BootMountSpec != uuid || len(res.Kargs) < 3 || res.Kargs[2] != "boot="+uuid || len(res.BootEntries) != 1 {
+				t.Fatalf("summary %+v, want boot=%s", res, uuid)
+			}
+			if !strings.HasPrefix(res.BootEntries[0], boot.Dir+"/") && !strings.HasPrefix(res.BootEntries[0], mnt+"/") {
+				t.Errorf("entry %s is not on /boot", res.BootEntries[0])
+			}
+			cmdline, options := bootCmdline(t, res.BootEntries[0])
+			entry, _ := os.ReadFile(res.BootEntries[0])
+			if kind == install.KindOstree {
+				fstab, err := os.ReadFile(filepath.Join(res.Deployment, "etc/fstab"))
+				if err != nil || string(fstab) != uuid+" /boot auto ro 0 0\n" {
+					t.Errorf("deployment's /etc/fstab %q (%v)", fstab, err)
+				}
+				if !strings.Contains(options, " boot="+uuid+" ") || strings.Contains(options, "mount-extra") {
+					t.Errorf("options %q", options)
+				}
+			} else {
+				id := res.BootVerity
+				if !strings.Contains(string(entry), "\nlinux /bootc_composefs-"+id+"/vmlinuz\ninitrd /bootc_composefs-"+id+"/initrd\n") {
+					t.Errorf("entry:\n%s", entry)
+				}
+				if _, err := os.Stat(filepath.Join(boot.Dir, "bootc_composefs-"+id, "vmlinuz")); err != nil {
+					t.Errorf("kernel not on /boot: %v", err)
+				}
+				if !strings.HasSuffix(options, " boot="+uuid+" composefs="+id+" systemd.mount-extra="+uuid+":/boot:auto:ro") {
+					t.Errorf("options %q", options)
+				}
+				if fstab, _ := os.ReadFile(filepath.Join(tg.root, "state/deploy", id, "etc/fstab")); strings.Contains(string(fstab), " /boot ") {
+					t.Errorf("a native deployment's /etc/fstab mounts /boot:\n%s", fstab)
+				}
+			}
+			human, doc := status(t, tg.root, cmdline)
+			booted, _ := doc["status"].(map[string]any)["booted"].(map[string]any)
+			if image, _ := booted["image"].(map[string]any); image["imageDigest"] != res.ManifestDigest {
+				t.Errorf("cfs-status:\n%s", human)
+			}
+		})
+	}
+}

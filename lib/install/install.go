@@ -27,6 +27,7 @@ import (
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/installconfig"
+	"github.com/cfs-project/cfs/lib/nativehost"
 	"github.com/cfs-project/cfs/lib/progress"
 	"github.com/cfs-project/cfs/lib/pull"
 	"github.com/cfs-project/cfs/lib/reflink"
@@ -61,6 +62,10 @@ type Options struct {
 	// RootMountSpec is the root= value; nil derives root=UUID=<uuid> from
 	// the filesystem mounted at Root, and "" leaves root= out.
 	RootMountSpec *string
+	// BootMountSpec is the /boot filesystem's source (boot=, and how the
+	// host mounts it); nil derives UUID=<uuid> when ROOT/boot is a
+	// filesystem of its own, and "" leaves it out.
+	BootMountSpec *string
 	// Bootloader is "grub" or "systemd" (native hosts: where the entry
 	// goes); "" picks systemd when ESP holds systemd-boot, else grub.
 	Bootloader string
@@ -95,6 +100,9 @@ type Result struct {
 	Storage        string   `json:"storage"` // disabled | enabled | enabled-with-copy
 	StorageFrom    string   `json:"storageFrom,omitempty"`
 	Kargs          []string `json:"kargs"`
+	// BootMountSpec is the source of a separate /boot ("" when /boot is
+	// on the root filesystem).
+	BootMountSpec string `json:"bootMountSpec,omitempty"`
 	// ostree hosts
 	Stateroot  string `json:"stateroot,omitempty"`
 	Commit     string `json:"commit,omitempty"`
@@ -244,7 +252,10 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		kind = KindComposefs
 	}
 	res.HostKind = kind
-	rootArgs, err := rootKargs(opts)
+	if res.BootMountSpec, err = bootMountSpec(opts); err != nil {
+		return nil, err
+	}
+	rootArgs, err := rootKargs(opts, res.BootMountSpec)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +321,27 @@ func createComposefsRepo(root string) (*composefs.Repository, error) {
 	return repo, nil
 }
 
-// rootKargs are the root filesystem's arguments: root=<spec> and rw.
-func rootKargs(opts Options) ([]string, error) {
+// bootMountSpec is bootc's boot mount spec: the option, else
+// UUID=<uuid> of the filesystem at ROOT/boot when that is a filesystem of
+// its own (bootc compares the devices), else none.
+func bootMountSpec(opts Options) (string, error) {
+	if opts.BootMountSpec != nil {
+		return *opts.BootMountSpec, nil
+	}
+	boot := filepath.Join(opts.Root, "boot")
+	if !nativehost.SeparateFS(opts.Root, boot) {
+		return "", nil
+	}
+	uuid, err := fsUUID(boot)
+	if err != nil {
+		return "", fmt.Errorf("the separate /boot: %w", err)
+	}
+	return "UUID=" + uuid, nil
+}
+
+// rootKargs are the root filesystem's arguments as bootc gives them:
+// root=<spec>, rw, and boot=<boot spec> when /boot is separate.
+func rootKargs(opts Options, bootSpec string) ([]string, error) {
 	var spec string
 	if opts.RootMountSpec != nil {
 		spec = *opts.RootMountSpec
@@ -325,7 +355,11 @@ func rootKargs(opts Options) ([]string, error) {
 	if spec != "" {
 		out = append(out, "root="+spec)
 	}
-	return append(out, "rw"), nil
+	out = append(out, "rw")
+	if bootSpec != "" {
+		out = append(out, "boot="+bootSpec)
+	}
+	return out, nil
 }
 
 func splitAll(args []string) []string {

@@ -80,13 +80,13 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 	root := opts.Root
 	esp := espFor(opts)
 	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp), UKIKey: opts.UKIKey}
-	// Entries name kernels by their path as the bootloader sees /boot:
-	// below /boot on the root filesystem, or at the top of a /boot
-	// partition.
-	if dev, err := mountSource(filepath.Join(root, "boot")); err == nil && dev != "" {
-		if rootDev, _ := mountSource(root); rootDev != dev {
-			h.BootPrefix = "/"
-		}
+	// Entries name kernels by their path as the bootloader sees /boot
+	// (nativehost: "/" on a /boot partition). bootc's kernel arguments
+	// end with composefs= and, for a separate /boot, the mount systemd
+	// makes of it (no /etc/fstab: /etc is the deployment's).
+	kargs := append(append([]string{}, res.Kargs...), "composefs="+res.BootVerity)
+	if res.BootMountSpec != "" {
+		kargs = append(kargs, "systemd.mount-extra="+res.BootMountSpec+":/boot:auto:ro")
 	}
 	if mode.Enabled() {
 		// bootc's containers-storage lives in composefs/bootc on native
@@ -109,7 +109,7 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 	dep, err := h.Install(nativehost.Image{
 		Repo: repo, ManifestDigest: pres.Source.ManifestDigest, ID: pres.BootImageID, Source: pres.ImageID,
 		ImageRef: NativeOriginReference(opts.TargetImgref()),
-	}, res.Kargs)
+	}, kargs)
 	if err != nil {
 		return err
 	}

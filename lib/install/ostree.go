@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/clone"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/cstorage"
@@ -129,6 +130,17 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	for _, d := range deps {
 		if !strings.HasSuffix(d, ".origin") {
 			res.Deployment = d
+		}
+	}
+	// A separate /boot is mounted read-only through the deployment's
+	// /etc/fstab, the one line bootc writes there.
+	if res.BootMountSpec != "" {
+		if res.Deployment == "" {
+			return fmt.Errorf("ostree admin deploy left no deployment of %s", commit)
+		}
+		fstab := res.BootMountSpec + " /boot auto ro 0 0\n"
+		if err := atomicfile.WriteFile("", filepath.Join(res.Deployment, "etc", "fstab"), []byte(fstab), 0o644); err != nil {
+			return err
 		}
 	}
 	entries, _ := filepath.Glob(filepath.Join(root, "boot/loader/entries/ostree-*.conf"))

@@ -111,17 +111,27 @@ func unescapeMount(s string) string {
 // root=UUID=<uuid> of the filesystem mounted at root, read from the device
 // with blkid (which probes the device itself, without udev).
 func RootMountSpec(root string) (string, error) {
-	dev, err := mountSource(root)
+	uuid, err := fsUUID(root)
+	if err != nil {
+		return "", fmt.Errorf("%w, so its root= cannot be derived", err)
+	}
+	return "UUID=" + uuid, nil
+}
+
+// fsUUID is the UUID of the filesystem mounted at dir, read from the
+// device with blkid (which probes the device itself, without udev).
+func fsUUID(dir string) (string, error) {
+	dev, err := mountSource(dir)
 	if err != nil {
 		return "", err
 	}
 	if dev == "" || !strings.HasPrefix(dev, "/dev/") {
-		return "", fmt.Errorf("%s is not the mount point of a block device, so its root= cannot be derived", root)
+		return "", fmt.Errorf("%s is not the mount point of a block device", dir)
 	}
 	out, err := exec.Command("blkid", "-p", "-s", "UUID", "-o", "value", dev).Output()
 	uuid := strings.TrimSpace(string(out))
 	if err != nil || uuid == "" {
 		return "", fmt.Errorf("blkid %s: no filesystem UUID (%v)", dev, err)
 	}
-	return "UUID=" + uuid, nil
+	return uuid, nil
 }

@@ -66,7 +66,7 @@ func newFaultHost(t *testing.T, bootDir string) *faultHost {
 	r1.image.Repo, r2.image.Repo = repo, repo
 	h := &Host{Root: root, RunDir: t.TempDir()}
 	if bootDir != "" {
-		h.BootDir, h.BootPrefix = bootDir, "/"
+		h.BootDir = bootDir // on its own filesystem: entries say "/"
 	}
 	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
 		t.Fatal(err)
@@ -243,8 +243,16 @@ func TestStageENOSPC(t *testing.T) {
 		return ""
 	}
 	before := settle(boot.Dir)
-	if _, err := f.h.Stage(f.r2.image, f.r1.id); err != nil {
+	d, err := f.h.Stage(f.r2.image, f.r1.id)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// /boot is a filesystem of its own: GRUB finds the kernels at its
+	// top, so every entry says /bootc_composefs-<id>/… (bootc's "/" prefix).
+	for _, e := range []string{filepath.Join(boot.Dir, "loader/entries/bootc_cfs-1.0-1.conf"), filepath.Join(boot.Dir, "loader/entries.staged/bootc_cfs-1.0-0.conf"), d.Entry} {
+		if got := readFile(t, e); !strings.Contains(got, "\nlinux /bootc_composefs-") || !strings.Contains(got, "\ninitrd /bootc_composefs-") {
+			t.Errorf("%s:\n%s", e, got)
+		}
 	}
 	used := before - settle(boot.Dir)
 	t.Logf("a staging uses %d bytes of /boot", used)

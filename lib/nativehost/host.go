@@ -48,8 +48,9 @@ type Host struct {
 	// BootDir is the mounted /boot of GRUB hosts; default Root/boot.
 	BootDir string
 	// BootPrefix is the path of BootDir as the bootloader sees it, which
-	// prefixes linux/initrd in entries: "/boot" (the default) when /boot
-	// is a directory of the root filesystem, "/" when it is a partition.
+	// prefixes linux/initrd in entries: "/boot" when /boot is a directory
+	// of the root filesystem, "/" when it is a partition. "" decides as
+	// bootc does: "/" when BootDir is on another filesystem than Root.
 	BootPrefix string
 	// ESP is the mounted EFI system partition: where systemd-boot's
 	// entries and kernels go, and every UKI.
@@ -122,7 +123,21 @@ func (h *Host) bootPrefix() string {
 	if h.BootPrefix != "" {
 		return h.BootPrefix
 	}
+	if SeparateFS(h.Root, h.bootDir()) {
+		return "/"
+	}
 	return "/boot"
+}
+
+// SeparateFS reports whether dir is on another filesystem than root (a
+// mount point of its own, as bootc's is_mountpoint("boot") sees /boot);
+// false when either cannot be read.
+func SeparateFS(root, dir string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(root, &a) != nil || unix.Stat(dir, &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev
 }
 
 // LoaderDir is the directory holding entries/ and entries.staged/.
