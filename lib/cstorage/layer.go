@@ -23,10 +23,12 @@ import (
 // the CRC64 tar-split recorded for it as its last byte is read, and its
 // diff file must have the size tar-split recorded.
 //
-// A reader that wants a body without reading it through the tar (to clone
-// the file) calls NextBody right after the member's header, and may then
-// redirect the body's bytes to a clone of the file with ServeBodyFrom: the
-// CRC check then applies to the clone.
+// A reader that wants each body cloned and hashed before it reaches the
+// tar (cfs-pull: an object per body) calls Prefetch first: workers then
+// open the bodies ahead of the reader, hand them to a BodyPrep and read
+// the result once, for the CRC check and the BodyPrep's own digests, and
+// the reader takes each one with NextPrepared right after its member's
+// header. The tar then carries the prepared file's bytes.
 type LayerTar struct {
 	store   *Store
 	layer   Layer
@@ -39,8 +41,11 @@ type LayerTar struct {
 
 	seg []byte // rest of the current segment
 
+	pre *prefetcher // nil: bodies are opened as the reader reaches them
+	cur *item       // the prefetched body being read
+
 	inBody   bool
-	asked    bool   // the body was opened by NextBody, whose caller names the member
+	asked    bool   // the body was taken by NextPrepared, whose caller names the member
 	name     string // the current body's member name
 	diffFile *os.File
 	src      *os.File // diffFile, or the clone it was redirected to
@@ -48,6 +53,7 @@ type LayerTar struct {
 	size     int64
 	crc      *crcISO
 	want     []byte
+	verified bool // the body was checked against its CRC64 when prefetched
 
 	err error
 }
@@ -92,9 +98,13 @@ func (s *Store) OpenLayer(img *Image, i int) (*LayerTar, error) {
 	return t, nil
 }
 
-// Close releases the tar-split and the diff directories.
+// Close releases the tar-split and the diff directories, and drops every
+// prefetched body nobody took.
 func (t *LayerTar) Close() error {
 	t.closeBody()
+	if t.pre != nil {
+		t.pre.stopAll()
+	}
 	for _, g := range t.getters {
 		g.Close()
 	}
@@ -132,19 +142,20 @@ func (t *LayerTar) Read(p []byte) (int, error) {
 
 // next moves to the next tar-split entry that has bytes.
 func (t *LayerTar) next() error {
-	e, err := t.unpack.Next()
+	it, err := t.nextItem()
 	if err == io.EOF {
 		return io.EOF
 	}
 	if err != nil {
 		return t.fail("tar-split: %v", err)
 	}
+	e := it.e
 	switch e.Type {
 	case tsstorage.SegmentType:
 		t.seg = e.Payload
 	case tsstorage.FileType:
 		if e.Size > 0 {
-			if err := t.openBody(e); err != nil {
+			if err := t.startBody(it); err != nil {
 				return t.fail("member %q: %v", e.GetName(), err)
 			}
 			t.asked = false
@@ -155,33 +166,72 @@ func (t *LayerTar) next() error {
 	return nil
 }
 
-// openBody opens the file of a tar-split file entry; its errors do not
-// name the member, the callers do.
-func (t *LayerTar) openBody(e *tsstorage.Entry) error {
-	name := e.GetName()
-	if len(e.Payload) != 8 {
-		return errors.New("tar-split carries no CRC64 for its body")
+// nextItem is the next tar-split entry, with its prefetched body if any.
+func (t *LayerTar) nextItem() (*item, error) {
+	if t.pre == nil {
+		e, err := t.unpack.Next()
+		if err != nil {
+			return nil, err
+		}
+		return &item{e: e}, nil
 	}
-	f, err := t.open(name)
+	it, ok := <-t.pre.items
+	if !ok {
+		return nil, io.EOF
+	}
+	if it.unpackErr != nil {
+		return nil, it.unpackErr
+	}
+	return it, nil
+}
+
+// startBody starts reading the body of a tar-split file entry: from the
+// file prefetched for it, or from its diff file opened now. Its errors do
+// not name the member, the callers do.
+func (t *LayerTar) startBody(it *item) error {
+	e := it.e
+	if it.done != nil {
+		<-it.done
+		t.cur = it
+		if it.err != nil {
+			return it.err
+		}
+		t.inBody, t.name, t.diffFile, t.src, t.off, t.size, t.want, t.verified = true, e.GetName(), nil, it.src, 0, e.Size, e.Payload, true
+		return nil
+	}
+	f, err := t.openDiff(e)
 	if err != nil {
 		return err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	if st.Size() != e.Size {
-		f.Close()
-		return fmt.Errorf("diff file %s has %d bytes, tar-split says %d", f.Name(), st.Size(), e.Size)
-	}
-	t.inBody, t.name, t.diffFile, t.src, t.off, t.size, t.want = true, name, f, f, 0, e.Size, e.Payload
+	t.inBody, t.name, t.diffFile, t.src, t.off, t.size, t.want, t.verified = true, e.GetName(), f, f, 0, e.Size, e.Payload, false
 	t.crc.Reset()
 	return nil
 }
 
+// openDiff opens the diff file of a tar-split file entry and checks its
+// size.
+func (t *LayerTar) openDiff(e *tsstorage.Entry) (*os.File, error) {
+	if len(e.Payload) != 8 {
+		return nil, errors.New("tar-split carries no CRC64 for its body")
+	}
+	f, err := t.open(e.GetName())
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Size() != e.Size {
+		f.Close()
+		return nil, fmt.Errorf("diff file %s has %d bytes, tar-split says %d", f.Name(), st.Size(), e.Size)
+	}
+	return f, nil
+}
+
 // member prefixes an error about the current body with its member name,
-// unless the caller of NextBody names it.
+// unless the caller of NextPrepared names it.
 func (t *LayerTar) member() string {
 	if t.asked {
 		return ""
@@ -194,8 +244,15 @@ func (t *LayerTar) readBody(p []byte) (int, error) {
 		p = p[:left]
 	}
 	n, err := t.src.ReadAt(p, t.off)
-	t.crc.Write(p[:n])
 	t.off += int64(n)
+	if t.verified {
+		if t.off == t.size {
+			t.closeBody()
+			return n, nil
+		}
+	} else {
+		t.crc.Write(p[:n])
+	}
 	if t.off == t.size {
 		var got [8]byte
 		binary.BigEndian.PutUint64(got[:], t.crc.Sum64())
@@ -214,51 +271,74 @@ func (t *LayerTar) readBody(p []byte) (int, error) {
 	return n, nil
 }
 
+// closeBody ends the current body; a prefetched one nobody took with
+// NextPrepared is dropped.
 func (t *LayerTar) closeBody() {
 	if t.diffFile != nil {
 		t.diffFile.Close()
 	}
-	t.inBody, t.diffFile, t.src = false, nil, nil
+	if it := t.cur; it != nil {
+		t.cur = nil
+		if it.err == nil {
+			it.src.Close()
+		}
+	}
+	t.inBody, t.diffFile, t.src, t.verified = false, nil, nil, false
 }
 
-// NextBody is called right after the header of a member whose body the
-// caller wants to take from its file: path is the member's clean absolute
-// path and size its header's size. It returns the member's diff file,
-// valid until the body has been read through Read.
-func (t *LayerTar) NextBody(memberPath string, size int64) (*os.File, error) {
+// NextPrepared is called right after the header of a member whose body
+// was prefetched (Prefetch; its size is over the minimum): path is the
+// member's clean absolute path and size its header's size. It returns the
+// token BodyPrep.Start gave for the body, once the body has been read
+// into its sink, matched its CRC64 and went through BodyPrep.Verified;
+// the body's bytes are then read through Read, from the file Start
+// returned.
+func (t *LayerTar) NextPrepared(memberPath string, size int64) (any, error) {
 	if t.err != nil {
 		return nil, t.err
+	}
+	if t.pre == nil {
+		return nil, t.fail("no bodies are prefetched")
 	}
 	if len(t.seg) > 0 || t.inBody {
 		return nil, t.fail("tar-split is out of step with the tar (%d header bytes left)", len(t.seg))
 	}
-	e, err := t.unpack.Next()
+	it, err := t.nextItem()
 	if err != nil {
 		return nil, t.fail("tar-split ends before its body: %v", err)
 	}
+	e := it.e
 	if e.Type != tsstorage.FileType {
 		return nil, t.fail("tar-split has no file entry for it")
 	}
 	if got := "/" + strings.TrimPrefix(path.Clean("/"+e.GetName()), "/"); got != memberPath {
+		t.dropItem(it)
 		return nil, t.fail("tar-split names %q here", e.GetName())
 	}
 	if e.Size != size {
+		t.dropItem(it)
 		return nil, t.fail("tar-split says %d bytes, its tar header %d", e.Size, size)
 	}
-	if size == 0 {
-		return nil, nil
+	if it.done == nil {
+		return nil, t.fail("its body of %d bytes was not prefetched", size)
 	}
-	if err := t.openBody(e); err != nil {
+	if err := t.startBody(it); err != nil {
 		return nil, t.fail("%v", err)
 	}
 	t.asked = true
-	return t.diffFile, nil
+	return it.token, nil
 }
 
-// ServeBodyFrom makes the rest of the current body come from f, a clone of
-// the diff file NextBody returned, so that what is checked and hashed is
-// what was stored.
-func (t *LayerTar) ServeBodyFrom(f *os.File) { t.src = f }
+// dropItem waits for an item's prefetch and drops what it prepared.
+func (t *LayerTar) dropItem(it *item) {
+	if it.done == nil {
+		return
+	}
+	<-it.done
+	if it.err == nil {
+		it.src.Close()
+	}
+}
 
 // open finds a member's file: in the layer's diff directory or, for
 // overlay metacopy stubs (metadata only, the data is below), further down.
@@ -329,8 +409,8 @@ func (t *LayerTar) openOwn(name string) (f *os.File, ok bool, err error) {
 	case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ELOOP):
 		return nil, true, fmt.Errorf("%s resolves outside the layer's diff directory", filepath.Join(own, rel))
 	case errors.Is(err, unix.ENOSYS):
-		unix.Close(t.diffDir)
-		t.diffDir = -1
+		// No openat2 (Linux < 5.6): the driver's getter does it all. The
+		// descriptor stays: prefetch workers share it.
 		return nil, false, nil
 	case err != nil:
 		return nil, true, &os.PathError{Op: "openat2", Path: filepath.Join(own, rel), Err: err}

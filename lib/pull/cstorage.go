@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -193,39 +195,59 @@ func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *c
 		return oci.LayerStats{}, err
 	}
 	defer lt.Close()
-	// Errors of lt are about a member; ImportLayerWith names it.
+	// Workers clone the bodies ahead of the tar and read each clone once,
+	// for its fs-verity digest and the CRC64 check; the tar reader then
+	// reads it again, from the page cache, for the layer's sha256, which
+	// must be taken in tar order. Errors of lt are about a member;
+	// ImportLayerWith names it.
+	lt.Prefetch(oci.InlineMax, prefetchWorkers(), prefetchAhead, cstorage.BodyPrep{
+		Start: func(diff *os.File, size int64) (*os.File, io.Writer, any, error) {
+			p, how, err := repo.CloneObject(diff, policy)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			h := fsverity.New(repo.Algorithm())
+			return p.File(), h, &clonedBody{p: p, how: how, h: h, size: size}, nil
+		},
+		Verified: func(token any) error {
+			cb := token.(*clonedBody)
+			cb.id = cb.h.Sum(nil)
+			var err error
+			cb.created, err = cb.p.Commit(cb.id)
+			if err != nil {
+				return err
+			}
+			n := cb.size
+			switch {
+			case !cb.created:
+				atomic.AddInt64(&stats.Present, 1)
+				atomic.AddInt64(&stats.PresentBytes, n)
+			case cb.how == reflink.Cloned:
+				atomic.AddInt64(&stats.Reflinked, 1)
+				atomic.AddInt64(&stats.ReflinkedBytes, n)
+			default:
+				atomic.AddInt64(&stats.Copied, 1)
+				atomic.AddInt64(&stats.CopiedBytes, n)
+			}
+			return nil
+		},
+		Drop: func(token any) { token.(*clonedBody).p.Discard() },
+	})
+	buf := make([]byte, 256<<10)
 	objects := func(m *oci.Member, body io.Reader) ([]byte, int64, bool, error) {
-		src, err := lt.NextBody(m.Path, m.Size)
+		token, err := lt.NextPrepared(m.Path, m.Size)
 		if err != nil {
 			return nil, 0, false, err
 		}
-		p, how, err := repo.CloneObject(src, policy)
-		if err != nil {
-			return nil, 0, false, err
-		}
-		lt.ServeBodyFrom(p.File())
-		h := fsverity.New(repo.Algorithm())
-		n, err := io.Copy(h, body)
-		if err != nil {
-			p.Discard()
-			return nil, n, false, err
-		}
-		id := h.Sum(nil)
-		created, err := p.Commit(id)
+		cb := token.(*clonedBody)
+		// The object is stored; the tar still needs its bytes for the
+		// layer's sha256. Not io.Discard: its ReadFrom would read in 8 KiB
+		// pieces.
+		n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, body, buf)
 		if err != nil {
 			return nil, n, false, err
 		}
-		switch {
-		case !created:
-			atomic.AddInt64(&stats.Present, 1)
-			atomic.AddInt64(&stats.PresentBytes, n)
-		case how == reflink.Cloned:
-			atomic.AddInt64(&stats.Reflinked, 1)
-			atomic.AddInt64(&stats.ReflinkedBytes, n)
-		default:
-			atomic.AddInt64(&stats.Copied, 1)
-			atomic.AddInt64(&stats.CopiedBytes, n)
-		}
+		id, created := cb.id, cb.created
 		return id, n, created, nil
 	}
 	in := &countingReader{r: &ctxReader{ctx: ctx, r: lt}, report: onBytes}
@@ -235,6 +257,25 @@ func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *c
 	}
 	return st, nil
 }
+
+// clonedBody is a body a prefetch worker cloned into the repository and
+// hashed.
+type clonedBody struct {
+	p       *composefs.Pending
+	how     reflink.Result
+	h       *fsverity.Hasher
+	size    int64
+	id      []byte
+	created bool
+}
+
+// prefetchAhead bounds how many tar-split entries a layer's prefetch runs
+// ahead of its tar: each prefetched body holds a descriptor until taken.
+const prefetchAhead = 256
+
+// prefetchWorkers per layer: two per CPU, so that one waits for the disk
+// while the other hashes.
+func prefetchWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // importDiffedLayer takes a layer the store has no tar-split for through
 // Store.Diff, uncompressed: a copy, allowed only under Auto. Its digest is
