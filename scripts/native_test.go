@@ -146,19 +146,46 @@ func TestNativeUpgrade(t *testing.T) {
 	etc1 := filepath.Join(h.sysroot, "state/deploy", h.id1, "etc")
 	os.WriteFile(filepath.Join(etc1, "hostname"), []byte("native-1\n"), 0o644)
 
-	r := must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir), "cfs-upgrade")
+	// bootc's upgrade --download-only: staged, locked, left alone by
+	// --apply-now's finalize until --from-downloaded.
+	if r := sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--from-downloaded"); r.code == 0 ||
+		!strings.Contains(r.stderr, "No staged deployment found") {
+		t.Errorf("--from-downloaded with nothing staged: exit %d %s", r.code, r.stderr)
+	}
+	r := must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--download-only"), "cfs-upgrade --download-only")
 	id2 := strings.TrimSpace(r.stdout)
 	if len(id2) != 128 {
 		t.Fatalf("cfs-upgrade printed %q, want the new deployment id", r.stdout)
 	}
 	expectNative(t, h.status(t, cmd1), h.id1, id2, "")
-	staged, err := os.ReadFile(filepath.Join(h.runDir, "composefs/staged-deployment"))
-	if err != nil || string(staged) != `{"depl_id":"`+id2+`","finalization_locked":false}` {
+	stagedFile := filepath.Join(h.runDir, "composefs/staged-deployment")
+	staged, err := os.ReadFile(stagedFile)
+	if err != nil || string(staged) != `{"depl_id":"`+id2+`","finalization_locked":true}` {
 		t.Errorf("staged-deployment: %q %v", staged, err)
 	}
 	human := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir), "cfs-status").stdout
-	if !strings.Contains(human, "  Staged image: "+h.imageRef+"\n") || !strings.Contains(human, "● Booted image: "+h.imageRef+"\n") {
+	if !strings.Contains(human, "  Staged image: "+h.imageRef+"\n") || !strings.Contains(human, "● Booted image: "+h.imageRef+"\n") ||
+		strings.Contains(human, "Download-only") {
 		t.Errorf("cfs-status:\n%s", human)
+	}
+	if verbose := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--verbose"), "cfs-status --verbose").stdout; !strings.Contains(verbose, "Download-only: yes\n") {
+		t.Errorf("cfs-status --verbose:\n%s", verbose)
+	}
+	must(t, sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--apply-now"), "--apply-now of a locked staging")
+	expectNative(t, h.status(t, cmd1), h.id1, id2, "")
+	r = must(t, sh(t, nil, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--from-downloaded"), "--from-downloaded")
+	if strings.TrimSpace(r.stdout) != id2 {
+		t.Errorf("--from-downloaded printed %q", r.stdout)
+	}
+	if staged, err := os.ReadFile(stagedFile); err != nil || string(staged) != `{"depl_id":"`+id2+`","finalization_locked":false}` {
+		t.Errorf("staged-deployment after --from-downloaded: %q %v", staged, err)
+	}
+	if st := h.status(t, cmd1); st["status"].(map[string]any)["staged"].(map[string]any)["downloadOnly"] != false {
+		t.Errorf("staged after unlock: %v", st["status"].(map[string]any)["staged"])
+	}
+	if r := sh(t, nil, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir, "--from-downloaded"); r.code != 0 ||
+		strings.TrimSpace(r.stdout) != "Staged deployment is present and not in download only mode." {
+		t.Errorf("--from-downloaded twice: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
 	// The same image again: nothing new is staged.
 	if r := sh(t, h.env, "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir); r.code != 0 ||

@@ -35,7 +35,9 @@ can take turns on one host:
   stage MANIFEST-DIGEST --imgref REF   write the deployment of a stored image
                                        and stage it to boot next
   finalize                             apply the staged deployment: merge /etc,
-                                       swap the staged entries in
+                                       swap the staged entries in (not one
+                                       staged with --download-only)
+  unlock                               let a download-only staging be finalized
   rollback                             boot the rollback deployment next
 
 After each, what no entry names any more goes, as bootc's own GC does it:
@@ -62,8 +64,14 @@ unless --bootloader systemd (or an ESP with loader/entries) puts them on the ESP
 				ArgsUsage: "MANIFEST-DIGEST",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "imgref", Required: true, Usage: "origin image `REF`, e.g. ostree-unverified-image:docker://quay.io/org/os:42"},
+					&cli.BoolFlag{Name: "download-only", Usage: "stage with the finalization locked (bootc upgrade --download-only): no finalize applies it until unlock; a reboot forgets it"},
 				},
 				Action: stage,
+			},
+			{
+				Name:   "unlock",
+				Usage:  "let a download-only staging be finalized (bootc upgrade --from-downloaded)",
+				Action: unlock,
 			},
 			{
 				Name:  "finalize",
@@ -154,11 +162,15 @@ func stage(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := h.Stage(img, b)
+	stageFn, after := h.Stage, "it boots next after finalize"
+	if c.Bool("download-only") {
+		stageFn, after = h.StageDownloadOnly, "download-only: it is not finalized until cfs-deploy unlock"
+	}
+	d, err := stageFn(img, b)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: staged %s (%s %s); it boots next after finalize\n", d.ID, d.OS.Title, d.OS.Version)
+	fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: staged %s (%s %s); %s\n", d.ID, d.OS.Title, d.OS.Version, after)
 	fmt.Fprintln(c.App.Writer, d.ID)
 	return prune(c, h, b)
 }
@@ -193,6 +205,28 @@ func finalize(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: finalized %s; it boots next\n", id)
 	fmt.Fprintln(c.App.Writer, id)
 	return prune(c, h, b)
+}
+
+func unlock(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return cliutil.Usage("unexpected argument %q (see --help)", c.Args().First())
+	}
+	h, err := host(c)
+	if err != nil {
+		return err
+	}
+	id, was, err := h.Unlock()
+	if err != nil {
+		return err
+	}
+	if !was {
+		// bootc's words for the same case.
+		fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: staged deployment %s is present and not in download only mode\n", id)
+	} else {
+		fmt.Fprintf(c.App.ErrWriter, "cfs-deploy: unlocked %s; it is finalized at shutdown (or with cfs-deploy finalize)\n", id)
+	}
+	fmt.Fprintln(c.App.Writer, id)
+	return nil
 }
 
 func rollback(c *cli.Context) error {

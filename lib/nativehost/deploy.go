@@ -156,6 +156,21 @@ func (h *Host) usesUserCfg() bool {
 // entry's options are the booted entry's with composefs= replaced. The
 // live entries are not touched: Finalize swaps the staged ones in.
 func (h *Host) Stage(img Image, booted string) (*Deployment, error) {
+	return h.stage(img, booted, false)
+}
+
+// StageDownloadOnly is Stage with the finalization locked, bootc's
+// upgrade --download-only: the deployment is written and staged, but no
+// finalize applies it until Unlock. The lock lives in RunDir, so a reboot
+// forgets the staging (as bootc's does).
+func (h *Host) StageDownloadOnly(img Image, booted string) (*Deployment, error) {
+	if h.RunDir == "" {
+		return nil, errors.New("a download-only staging is recorded in the running system's /run: give its run directory")
+	}
+	return h.stage(img, booted, true)
+}
+
+func (h *Host) stage(img Image, booted string, locked bool) (*Deployment, error) {
 	if err := h.check(); err != nil {
 		return nil, err
 	}
@@ -251,7 +266,7 @@ func (h *Host) Stage(img Image, booted string) (*Deployment, error) {
 		if err := os.MkdirAll(filepath.Dir(h.StagedFile()), 0o755); err != nil {
 			return nil, err
 		}
-		if err := atomicfile.WriteFile("", h.StagedFile(), stagedJSON(p.id, false), 0o644); err != nil {
+		if err := atomicfile.WriteFile("", h.StagedFile(), stagedJSON(p.id, locked), 0o644); err != nil {
 			return nil, err
 		}
 	}

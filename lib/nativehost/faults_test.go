@@ -286,3 +286,64 @@ func TestStageENOSPC(t *testing.T) {
 		t.Fatalf("only %d stagings ran out of space", failed)
 	}
 }
+
+// TestStageDownloadOnly: bootc's upgrade --download-only. The staging is
+// announced with finalization_locked true, status says so, finalize
+// leaves it alone until Unlock (--from-downloaded). A reboot forgets a
+// staging (its announcement lived in /run): the next shutdown's finalize
+// does not apply the entries left behind.
+func TestStageDownloadOnly(t *testing.T) {
+	f := newFaultHost(t, "")
+	h := f.h
+	etc := filepath.Join(h.Root, "state/deploy", f.r1.id, "etc")
+	entries := filepath.Join(h.Root, "boot/loader/entries")
+	live := readFile(t, filepath.Join(entries, "bootc_cfs-1.0-1.conf"))
+	cmd1 := cmdlineOf(t, filepath.Join(entries, "bootc_cfs-1.0-1.conf"))
+
+	if _, err := (&Host{Root: h.Root}).StageDownloadOnly(f.r2.image, f.r1.id); err == nil {
+		t.Error("a download-only staging without a run directory is accepted")
+	}
+	if _, err := h.StageDownloadOnly(f.r2.image, f.r1.id); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readFile(t, h.StagedFile()), `{"depl_id":"`+f.r2.id+`","finalization_locked":true}`; got != want {
+		t.Errorf("staged-deployment %s, want %s", got, want)
+	}
+	if s := load(t, h, cmd1); !s.StagedFinalizationLocked || s.Staged == nil || s.Staged.Verity != f.r2.id {
+		t.Errorf("status: staged %v locked %v", s.Staged, s.StagedFinalizationLocked)
+	}
+	if id, err := h.Finalize(f.r1.id, etc); err != nil || id != "" {
+		t.Fatalf("finalize of a locked staging: %q %v", id, err)
+	}
+	if got := readFile(t, filepath.Join(entries, "bootc_cfs-1.0-1.conf")); got != live {
+		t.Errorf("a locked staging was swapped in:\n%s", got)
+	}
+
+	// Reboot without finalizing: /run is empty again.
+	os.Remove(h.StagedFile())
+	if id, err := h.Finalize(f.r1.id, etc); err != nil || id != "" {
+		t.Fatalf("finalize after a reboot: %q %v, want nothing done", id, err)
+	}
+	if _, err := os.Stat(filepath.Join(entries, "bootc_cfs-1.0-1.conf")); err != nil {
+		t.Errorf("the entries after a reboot: %v", err)
+	}
+	if _, _, err := h.Unlock(); err == nil {
+		t.Error("unlocking with nothing staged")
+	}
+
+	if _, err := h.StageDownloadOnly(f.r2.image, f.r1.id); err != nil {
+		t.Fatal(err)
+	}
+	if id, was, err := h.Unlock(); err != nil || id != f.r2.id || !was {
+		t.Fatalf("unlock: %q %v %v", id, was, err)
+	}
+	if got, want := readFile(t, h.StagedFile()), `{"depl_id":"`+f.r2.id+`","finalization_locked":false}`; got != want {
+		t.Errorf("staged-deployment %s, want %s", got, want)
+	}
+	if _, was, err := h.Unlock(); err != nil || was {
+		t.Errorf("unlocking twice: %v %v", was, err)
+	}
+	if id, err := h.Finalize(f.r1.id, etc); err != nil || id != f.r2.id {
+		t.Fatalf("finalize after unlock: %q %v", id, err)
+	}
+}

@@ -15,25 +15,29 @@ import (
 	"github.com/cfs-project/cfs/lib/composefs"
 )
 
-// Staged returns the staged deployment's id: the announcement under
-// RunDir if there is one (with its finalization lock, bootc's
-// download-only), else the first staged entry that is not the booted one.
-// "" when nothing is staged.
+// Staged returns the staged deployment's id: on a running system (RunDir
+// given) the announcement there, with its finalization lock (bootc's
+// download-only), and nothing without one, as bootc reads it: entries
+// staged before a reboot that did not finalize them are not applied by a
+// later shutdown. A disk image (no RunDir) has only its entries: the
+// first staged entry that is not the booted one. "" when nothing is
+// staged.
 func (h *Host) Staged(booted string) (id string, locked bool, err error) {
 	if h.RunDir != "" {
 		data, err := os.ReadFile(h.StagedFile())
-		if err == nil {
-			var s struct {
-				DeplID             string `json:"depl_id"`
-				FinalizationLocked bool   `json:"finalization_locked"`
-			}
-			if err := json.Unmarshal(data, &s); err != nil || len(s.DeplID) != 128 {
-				return "", false, fmt.Errorf("%s: not {\"depl_id\":\"<128 hex>\",\"finalization_locked\":<bool>}", h.StagedFile())
-			}
-			return s.DeplID, s.FinalizationLocked, nil
-		} else if !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", false, nil
+		} else if err != nil {
 			return "", false, err
 		}
+		var s struct {
+			DeplID             string `json:"depl_id"`
+			FinalizationLocked bool   `json:"finalization_locked"`
+		}
+		if err := json.Unmarshal(data, &s); err != nil || len(s.DeplID) != 128 {
+			return "", false, fmt.Errorf("%s: not {\"depl_id\":\"<128 hex>\",\"finalization_locked\":<bool>}", h.StagedFile())
+		}
+		return s.DeplID, s.FinalizationLocked, nil
 	}
 	staged, err := h.entries(true)
 	if err != nil {
@@ -45,6 +49,27 @@ func (h *Host) Staged(booted string) (id string, locked bool, err error) {
 		}
 	}
 	return "", false, nil
+}
+
+// Unlock lets a download-only staging be finalized (bootc upgrade
+// --from-downloaded): the announcement is rewritten unlocked. It returns
+// the staged id and whether it was locked; an error when nothing is
+// staged.
+func (h *Host) Unlock() (id string, wasLocked bool, err error) {
+	if h.RunDir == "" {
+		return "", false, errors.New("the finalization lock is in the running system's /run: give its run directory")
+	}
+	id, locked, err := h.Staged("")
+	if err != nil {
+		return "", false, err
+	}
+	if id == "" {
+		return "", false, errors.New("no staged deployment found")
+	}
+	if !locked {
+		return id, false, nil
+	}
+	return id, true, atomicfile.WriteFile("", h.StagedFile(), stagedJSON(id, false), 0o644)
 }
 
 // Finalize applies a staged deployment, as bootc-finalize-staged.service
