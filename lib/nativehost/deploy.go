@@ -125,15 +125,7 @@ func (h *Host) entries(staged bool) ([]*liveEntry, error) {
 		if !ok {
 			continue // another OS's entry
 		}
-		data, err := os.ReadFile(be.Path)
-		if err != nil {
-			return nil, err
-		}
-		e, err := parseEntry(be.Path, data)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &liveEntry{file: be.Path, id: id, e: e, sorted: be})
+		out = append(out, &liveEntry{file: be.Path, id: id, e: entryOf(be), sorted: be})
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cfs-project/cfs/lib/bootimage"
+	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
 // OSRelease is what the entries say about an image, from its
@@ -100,51 +101,14 @@ func (e *entry) text() []byte {
 	return b.Bytes()
 }
 
-// parseEntry reads an entry back for rewriting (staging demotes the booted
-// entry, rollback swaps the order): every key is kept.
-func parseEntry(name string, data []byte) (*entry, error) {
-	e := &entry{}
-	for n, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, _ := strings.Cut(line, " ")
-		v = strings.TrimSpace(v)
-		if i := strings.IndexByte(k, '\t'); i >= 0 {
-			k, v = k[:i], strings.TrimSpace(k[i+1:]+" "+v)
-		}
-		if v == "" {
-			return nil, fmt.Errorf("%s: line %d: key %q has no value", name, n+1, k)
-		}
-		switch k {
-		case "title":
-			e.Title = v
-		case "version":
-			e.Version = v
-		case "linux":
-			e.Linux = v
-		case "initrd":
-			e.Initrd = append(e.Initrd, v)
-		case "options":
-			if e.Options != "" {
-				e.Options += " "
-			}
-			e.Options += v
-		case "efi", "uki":
-			e.Efi, e.EfiKey = v, k
-		case "machine-id":
-			e.MachineID = v
-		case "sort-key":
-			e.SortKey = v
-		default:
-			e.Extra = append(e.Extra, [2]string{k, v})
-		}
+// entryOf is an entry read (lib/sysroot's parser) as it is written back
+// (staging demotes the booted entry, rollback swaps the order): every key
+// is kept.
+func entryOf(be *sysroot.BLSEntry) *entry {
+	return &entry{
+		Title: be.Title, Version: be.Version, Linux: be.Linux, Initrd: be.Initrd, Options: be.Options,
+		Efi: be.Efi, EfiKey: be.EfiKey, MachineID: be.MachineID, SortKey: be.SortKey, Extra: be.Extra,
 	}
-	if e.Linux == "" && e.Efi == "" {
-		return nil, fmt.Errorf("%s: neither linux nor efi/uki key", name)
-	}
-	return e, nil
 }
 
 // entryFileName is bootc's type1_entry_conf_file_name: the os ID with

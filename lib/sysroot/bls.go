@@ -14,17 +14,23 @@ import (
 // are a few hundred bytes, and the files are untrusted input.
 const maxEntrySize = 64 << 10
 
-// BLSEntry is one Boot Loader Specification type #1 entry.
+// BLSEntry is one Boot Loader Specification type #1 entry, with every
+// key it holds, so that an entry read can be written back (bootc
+// re-sorts the booted entry when it stages).
 type BLSEntry struct {
-	Path    string // file it was read from
-	Title   string
-	Version string
-	SortKey string
-	Linux   string
-	Initrd  []string
-	Efi     string // "efi" or "uki" key: a UKI entry
-	Options string
-	Staged  bool // from loader/entries.staged: not yet swapped in
+	Path      string // file it was read from
+	Title     string
+	Version   string
+	SortKey   string
+	Linux     string
+	Initrd    []string
+	Efi       string // value of the "efi" or "uki" key: a UKI entry
+	EfiKey    string // which of the two ("efi" or "uki"), "" without one
+	Options   string
+	MachineID string
+	// Extra are the other keys, in file order.
+	Extra  [][2]string
+	Staged bool // from loader/entries.staged: not yet swapped in
 
 	menuentry bool // from bootc's own grub2/user.cfg
 }
@@ -46,6 +52,13 @@ func ParseBLSEntry(path string) (*BLSEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseBLS(path, data)
+}
+
+// ParseBLS parses the text of an entry; path names it in errors. Each
+// line is a key, blanks (spaces or tabs), and the value; several options
+// lines join, as the BLS says.
+func ParseBLS(path string, data []byte) (*BLSEntry, error) {
 	e := &BLSEntry{Path: path}
 	for n, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -71,13 +84,17 @@ func ParseBLSEntry(path string) (*BLSEntry, error) {
 		case "initrd":
 			e.Initrd = append(e.Initrd, val)
 		case "efi", "uki":
-			e.Efi = val
+			e.Efi, e.EfiKey = val, key
 		case "options":
 			// Several options lines concatenate (BLS spec).
 			if e.Options != "" {
 				e.Options += " "
 			}
 			e.Options += val
+		case "machine-id":
+			e.MachineID = val
+		default:
+			e.Extra = append(e.Extra, [2]string{key, val})
 		}
 	}
 	if e.Linux == "" && e.Efi == "" {
