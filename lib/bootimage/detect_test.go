@@ -2,7 +2,9 @@ package bootimage
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/hex"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/fstree"
 )
@@ -372,4 +375,36 @@ func FuzzParseUKI(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestUKIBootDigest: bootc's boot digest of a UKI is the SHA-256 of its
+// .linux then its .initrd section, their VirtualSize bytes (not the
+// file-alignment padding after them); a UKI without either is refused.
+func TestUKIBootDigest(t *testing.T) {
+	testfs.RequireFile(t, testimage.UKIStub, "systemd-boot-efi")
+	spec := testimage.UKIFor(testimage.Options{Name: "Test OS", Version: "42"}, "rw")
+	spec.Linux, spec.Initrd = []byte("kernel bytes, not a multiple of the alignment"), []byte("initramfs\x00\x00")
+	uki, err := testimage.BuildUKI(t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ParseUKIDigest(bytes.NewReader(uki))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(append(append([]byte(nil), spec.Linux...), spec.Initrd...))
+	if info.BootDigest != hex.EncodeToString(sum[:]) {
+		t.Errorf("boot digest %s, want %x", info.BootDigest, sum)
+	}
+	if info, err := ParseUKI(bytes.NewReader(uki)); err != nil || info.BootDigest != "" {
+		t.Errorf("ParseUKI computed a digest: %v %v", info, err)
+	}
+	spec.Initrd = nil
+	uki, err = testimage.BuildUKI(t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseUKIDigest(bytes.NewReader(uki)); err == nil || err.Error() != "no .initrd section" {
+		t.Errorf("without .initrd: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package bootimage
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"debug/pe"
 	"encoding/binary"
 	"encoding/hex"
@@ -27,6 +28,9 @@ type UKIInfo struct {
 	// Insecure is set for composefs=?<id>: the image may be mounted
 	// without fs-verity.
 	Insecure bool
+	// BootDigest is bootc's boot digest of the UKI, the hex SHA-256 of
+	// its .linux then its .initrd section; only ParseUKIDigest fills it.
+	BootDigest string
 }
 
 // Sealed reports whether the UKI names the boot image it may boot.
@@ -38,7 +42,15 @@ const maxSection = 1 << 20
 
 // ParseUKI reads the sections of a UKI (a PE/COFF image). Errors are one
 // line and say what is wrong with the file.
-func ParseUKI(r io.ReaderAt) (u *UKIInfo, err error) {
+func ParseUKI(r io.ReaderAt) (*UKIInfo, error) { return parseUKI(r, false) }
+
+// ParseUKIDigest is ParseUKI that also computes BootDigest, which reads
+// the kernel and initramfs: what a deployment's origin records
+// ([boot] digest), as bootc's compute_boot_digest_uki does. Both
+// sections must be there.
+func ParseUKIDigest(r io.ReaderAt) (*UKIInfo, error) { return parseUKI(r, true) }
+
+func parseUKI(r io.ReaderAt, digest bool) (u *UKIInfo, err error) {
 	// debug/pe is not hardened against hostile input and may panic on a
 	// malformed file; an image's UKI is input like any other.
 	defer func() {
@@ -71,7 +83,33 @@ func ParseUKI(r io.ReaderAt) (u *UKIInfo, err error) {
 	if u.ComposefsID, u.Insecure, err = CmdlineComposefs(u.Cmdline); err != nil {
 		return nil, fmt.Errorf(".cmdline: %w", err)
 	}
+	if digest {
+		h := sha256.New()
+		for _, name := range []string{".linux", ".initrd"} {
+			if err := copySection(h, f, name); err != nil {
+				return nil, err
+			}
+		}
+		u.BootDigest = hex.EncodeToString(h.Sum(nil))
+	}
 	return u, nil
+}
+
+// copySection writes a section's first VirtualSize bytes (the rest is
+// file-alignment padding) to w, as composefs-rs reads a section.
+func copySection(w io.Writer, f *pe.File, name string) error {
+	s := f.Section(name)
+	if s == nil {
+		return fmt.Errorf("no %s section", name)
+	}
+	n := int64(s.VirtualSize)
+	if n > int64(s.Size) {
+		return fmt.Errorf("section %s: virtual size %d is larger than its %d bytes in the file", name, s.VirtualSize, s.Size)
+	}
+	if _, err := io.CopyN(w, s.Open(), n); err != nil {
+		return fmt.Errorf("section %s: %s", name, oneLine(err))
+	}
+	return nil
 }
 
 // Bounds on what debug/pe decodes: it reads every section header, COFF

@@ -2,9 +2,6 @@ package nativehost
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"debug/pe"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -37,27 +34,10 @@ func (t *imageTree) readerAt(n *erofs.Node) (io.ReaderAt, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-// section returns a PE section's content: VirtualSize bytes (the raw
-// size is padded to the file alignment).
-func section(f *pe.File, name string) ([]byte, bool, error) {
-	s := f.Section(name)
-	if s == nil {
-		return nil, false, nil
-	}
-	data, err := s.Data()
-	if err != nil {
-		return nil, true, err
-	}
-	if s.VirtualSize != 0 && int(s.VirtualSize) < len(data) {
-		data = data[:s.VirtualSize]
-	}
-	return data, true, nil
-}
-
 // prepareUKI checks that the UKI is sealed for this image, as bootc's
 // write_pe_to_esp does (the composefs= of its .cmdline must be the boot
 // image's id), and takes its label, version and boot digest
-// (sha256 of .linux ‖ .initrd).
+// (lib/bootimage: sha256 of .linux ‖ .initrd).
 func (h *Host) prepareUKI(p *prepared) error {
 	path := p.res.uki.Path()
 	if h.ESP == "" {
@@ -68,7 +48,7 @@ func (h *Host) prepareUKI(p *prepared) error {
 		return err
 	}
 	defer done()
-	info, err := bootimage.ParseUKI(r)
+	info, err := bootimage.ParseUKIDigest(r)
 	if err != nil {
 		return fmt.Errorf("image %s: UKI %s: %w", p.id, path, err)
 	}
@@ -85,23 +65,7 @@ func (h *Host) prepareUKI(p *prepared) error {
 	if v := p.os.Version; v != p.id {
 		p.ukiLabel += " " + v
 	}
-	f, err := pe.NewFile(r)
-	if err != nil {
-		return fmt.Errorf("image %s: UKI %s: %w", p.id, path, err)
-	}
-	defer f.Close()
-	sum := sha256.New()
-	for _, name := range []string{".linux", ".initrd"} {
-		data, ok, err := section(f, name)
-		if err != nil {
-			return fmt.Errorf("image %s: UKI %s: %s: %w", p.id, path, name, err)
-		}
-		if !ok && name == ".linux" {
-			return fmt.Errorf("image %s: UKI %s has no .linux section", p.id, path)
-		}
-		sum.Write(data)
-	}
-	p.digest = hex.EncodeToString(sum.Sum(nil))
+	p.digest = info.BootDigest
 	return nil
 }
 
