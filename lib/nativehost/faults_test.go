@@ -48,34 +48,8 @@ func stageChild(args []string) int {
 	return 0
 }
 
-// faultHost is release 1 installed and release 2 (another kernel, so
-// staging writes boot files too) in the repository.
-type faultHost struct {
-	fs     *testfs.FS
-	h      *Host
-	r1, r2 release
-}
-
-func newFaultHost(t *testing.T, bootDir string) *faultHost {
-	fs := testfs.XFS(t, 0)
-	root := fs.Path("sysroot")
-	scratch := t.TempDir()
-	r1 := pullRelease(t, root, scratch, "1.0")
-	r2 := pullReleaseSeed(t, root, scratch, 22, "2.0")
-	repo := openRepo(t, root)
-	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, RunDir: t.TempDir()}
-	if bootDir != "" {
-		h.BootDir = bootDir // on its own filesystem: entries say "/"
-	}
-	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
-		t.Fatal(err)
-	}
-	return &faultHost{fs: fs, h: h, r1: r1, r2: r2}
-}
-
 // unstage puts the host back as installed.
-func (f *faultHost) unstage(t *testing.T) {
+func (f *installed) unstage(t *testing.T) {
 	t.Helper()
 	if err := f.h.discardStaged(); err != nil {
 		t.Fatal(err)
@@ -157,7 +131,7 @@ func checkHost(t *testing.T, h *Host) int {
 // TestStageKilled: SIGKILL at points over a staging leaves every entry
 // bootable, and a new staging completes.
 func TestStageKilled(t *testing.T) {
-	f := newFaultHost(t, "")
+	f := newInstalled(t, "")
 	args := strings.Join([]string{f.h.Root, f.h.RunDir, f.r2.image.ManifestDigest, f.r2.image.ImageRef, f.r1.id}, "\n")
 	child := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0])
@@ -203,7 +177,7 @@ func TestStageKilled(t *testing.T) {
 // needs next to no space.)
 func TestStageENOSPC(t *testing.T) {
 	boot := testfs.Ext4(t, 32*testfs.MiB)
-	f := newFaultHost(t, boot.Dir)
+	f := newInstalled(t, boot.Dir)
 	free := func(dir string) int64 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(dir, &st); err != nil {
@@ -293,7 +267,7 @@ func TestStageENOSPC(t *testing.T) {
 // staging (its announcement lived in /run): the next shutdown's finalize
 // does not apply the entries left behind.
 func TestStageDownloadOnly(t *testing.T) {
-	f := newFaultHost(t, "")
+	f := newInstalled(t, "")
 	h := f.h
 	etc := filepath.Join(h.Root, "state/deploy", f.r1.id, "etc")
 	entries := filepath.Join(h.Root, "boot/loader/entries")

@@ -163,6 +163,34 @@ func cmdlineOf(t *testing.T, entryPath string) string {
 	return e.Options
 }
 
+// installed is a GRUB host with release 1 installed (kernel arguments
+// "rw") and release 2 (another kernel, so staging writes boot files too)
+// in its repository; bootDir, when given, is /boot on a filesystem of
+// its own.
+type installed struct {
+	fs     *testfs.FS
+	h      *Host
+	r1, r2 release
+}
+
+func newInstalled(t *testing.T, bootDir string) *installed {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullRelease(t, root, scratch, "1.0")
+	r2 := pullReleaseSeed(t, root, scratch, 22, "2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	if bootDir != "" {
+		h.BootDir = bootDir // on its own filesystem: entries say "/"
+	}
+	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
+		t.Fatal(err)
+	}
+	return &installed{fs: fs, h: h, r1: r1, r2: r2}
+}
+
 // TestUpgradeCycleBLS installs release 1 as a GRUB host, stages release
 // 2, finalizes it with /etc changes made on 1, boots it, and rolls back:
 // every step checked against bootc's formats and read back as cfs-status
@@ -344,17 +372,8 @@ func ioCopy(b *strings.Builder, e *testimage.Entry) (int64, error) { return io.C
 // TestFinalizeTwice: a second finalizer (bootc's service after ours) finds
 // the staged deployment already first and does nothing.
 func TestFinalizeTwice(t *testing.T) {
-	fs := testfs.XFS(t, 0)
-	root := fs.Path("sysroot")
-	scratch := t.TempDir()
-	r1 := pullRelease(t, root, scratch, "1.0")
-	r2 := pullRelease(t, root, scratch, "2.0")
-	repo := openRepo(t, root)
-	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, RunDir: t.TempDir()}
-	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
-		t.Fatal(err)
-	}
+	f := newInstalled(t, "")
+	h, root, r1, r2 := f.h, f.h.Root, f.r1, f.r2
 	if _, err := h.Stage(r2.image, r1.id); err != nil {
 		t.Fatal(err)
 	}
@@ -386,19 +405,9 @@ func TestExchangeWithoutRenameExchange(t *testing.T) {
 	saved := renameat2
 	t.Cleanup(func() { renameat2 = saved })
 	renameat2 = func(int, string, int, string, uint) error { return unix.EINVAL }
-	fs := testfs.XFS(t, 0)
-	root := fs.Path("sysroot")
-	scratch := t.TempDir()
-	r1 := pullRelease(t, root, scratch, "1.0")
-	r2 := pullRelease(t, root, scratch, "2.0")
-	repo := openRepo(t, root)
-	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, RunDir: t.TempDir()}
-	d1, err := h.Install(r1.image, []string{"rw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd1 := cmdlineOf(t, d1.Entry)
+	f := newInstalled(t, "")
+	h, root, r1, r2 := f.h, f.h.Root, f.r1, f.r2
+	cmd1 := cmdlineOf(t, filepath.Join(root, "boot/loader/entries/bootc_cfs-1.0-1.conf"))
 	if _, err := h.Stage(r2.image, r1.id); err != nil {
 		t.Fatal(err)
 	}
@@ -512,17 +521,8 @@ func TestStageKargsD(t *testing.T) {
 // and a file in the new image cannot be merged; finalize says so and the
 // entries stay as they were (the staged deployment is still staged).
 func TestFinalizeEtcConflict(t *testing.T) {
-	fs := testfs.XFS(t, 0)
-	root := fs.Path("sysroot")
-	scratch := t.TempDir()
-	r1 := pullRelease(t, root, scratch, "1.0")
-	r2 := pullRelease(t, root, scratch, "2.0")
-	repo := openRepo(t, root)
-	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, RunDir: t.TempDir()}
-	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
-		t.Fatal(err)
-	}
+	f := newInstalled(t, "")
+	h, root, r1, r2 := f.h, f.h.Root, f.r1, f.r2
 	etc1 := filepath.Join(root, "state/deploy", r1.id, "etc")
 	os.Remove(filepath.Join(etc1, "motd"))
 	if err := os.Mkdir(filepath.Join(etc1, "motd"), 0o755); err != nil {
