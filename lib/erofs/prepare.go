@@ -146,15 +146,53 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 	if _, dup := b.inodes[n]; dup {
 		return nil, fmt.Errorf("erofs: %s: node appears twice in the tree", path)
 	}
+	if len(n.Children) > 0 && !n.IsDir() {
+		return nil, fmt.Errorf("erofs: %s: only directories can have children", path)
+	}
+	in, err := b.convertNode(n, parent, path)
+	if err != nil {
+		return nil, err
+	}
+	b.inodes[n] = in
+	b.nameCnt[n]++
+	if n.IsDir() {
+		prefix := path
+		if prefix != "/" {
+			prefix += "/"
+		}
+		for _, c := range n.Children {
+			if c == nil {
+				return nil, fmt.Errorf("erofs: %s: nil child", path)
+			}
+			cpath := prefix + c.Name
+			if err := ValidName(c.Name); err != nil {
+				return nil, fmt.Errorf("erofs: %s: %w", cpath, err)
+			}
+			if c.LinkTo != nil {
+				b.links = append(b.links, pendingLink{dir: in, name: c.Name, target: c.LinkTo, path: cpath})
+				continue
+			}
+			ci, err := b.convert(c, in, cpath)
+			if err != nil {
+				return nil, err
+			}
+			in.dirents = append(in.dirents, dirent{c.Name, ci, false})
+		}
+	}
+	return in, nil
+}
+
+// convertNode makes the inode of n alone, not of its children: the
+// escaped xattrs, the overlayfs xattrs mkcomposefs adds, and for a
+// directory its "." and ".." entries. parent is nil for the root.
+func (b *builder) convertNode(n *Node, parent *inode, path string) (*inode, error) {
+	if !ValidType(n.Mode) {
+		return nil, fmt.Errorf("erofs: %s: invalid file mode %o", path, n.Mode)
+	}
 	in := &inode{
 		mode: n.Mode, uid: n.UID, gid: n.GID, mtimeSec: n.MtimeSec, mtimeNsec: n.MtimeNsec,
 		stSize: n.Size, rdev: uint32(n.Rdev),
 		xattrs: make([]Xattr, 0, len(n.Xattrs)+2),
-	}
-	b.inodes[n] = in
-	b.nameCnt[n]++
-	if len(n.Children) > 0 && !n.IsDir() {
-		return nil, fmt.Errorf("erofs: %s: only directories can have children", path)
 	}
 	for _, x := range n.Xattrs {
 		if len(x.Name) == 0 || len(x.Name) > maxXattrName {
@@ -227,28 +265,6 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 			self = in
 		}
 		in.dirents = append(in.dirents, dirent{".", in, true}, dirent{"..", self, true})
-		prefix := path
-		if prefix != "/" {
-			prefix += "/"
-		}
-		for _, c := range n.Children {
-			if c == nil {
-				return nil, fmt.Errorf("erofs: %s: nil child", path)
-			}
-			cpath := prefix + c.Name
-			if err := ValidName(c.Name); err != nil {
-				return nil, fmt.Errorf("erofs: %s: %w", cpath, err)
-			}
-			if c.LinkTo != nil {
-				b.links = append(b.links, pendingLink{dir: in, name: c.Name, target: c.LinkTo, path: cpath})
-				continue
-			}
-			ci, err := b.convert(c, in, cpath)
-			if err != nil {
-				return nil, err
-			}
-			in.dirents = append(in.dirents, dirent{c.Name, ci, false})
-		}
 	}
 	return in, nil
 }

@@ -1,0 +1,139 @@
+package erofs
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+)
+
+// Builder makes an image one entry at a time, for a caller that already
+// holds the tree in a model of its own (a merged layer tree): each entry
+// becomes the writer's inode as it is added, so no Node tree of the whole
+// image exists beside the caller's tree and the inodes. For 100k entries
+// that tree would be about a quarter of the writer's peak memory. The
+// image is the one Write makes of the same tree.
+type Builder struct {
+	b       builder
+	root    *Entry
+	version int
+}
+
+// Entry is an inode added to a Builder: a directory to add entries to, or
+// a leaf to link to again.
+type Entry struct {
+	in *inode
+	// path names a directory in messages; leaves do not keep theirs.
+	path string
+	// fixed says the leaf's Nlink was given, so further names do not
+	// count.
+	fixed bool
+}
+
+// NewBuilder starts an image. The version must be decided up front:
+// opts.MaxVersion may not exceed opts.Version (mkcomposefs's choice
+// between them looks at the whole tree).
+func NewBuilder(opts Options) (*Builder, error) {
+	if opts.Version < 0 || opts.Version > 1 || opts.MaxVersion > 1 {
+		return nil, fmt.Errorf("erofs: unsupported composefs version %d (max %d)", opts.Version, opts.MaxVersion)
+	}
+	if opts.MaxVersion > opts.Version {
+		return nil, fmt.Errorf("erofs: a Builder needs one version, not %d to %d", opts.Version, opts.MaxVersion)
+	}
+	return &Builder{b: builder{version: opts.Version}, version: opts.Version}, nil
+}
+
+// Root sets the root directory from n (its metadata only; children are
+// added with Add).
+func (b *Builder) Root(n *Node) (*Entry, error) {
+	if b.root != nil {
+		return nil, fmt.Errorf("erofs: the root is set twice")
+	}
+	if !n.IsDir() {
+		return nil, fmt.Errorf("erofs: root must be a directory")
+	}
+	in, err := b.b.convertNode(n, nil, "/")
+	if err != nil {
+		return nil, err
+	}
+	b.root = &Entry{in: in, path: "/"}
+	return b.root, nil
+}
+
+// Add puts the inode of n under the directory dir with n's name. n's
+// Children and LinkTo are not looked at (use Add and Link), and n itself
+// is not kept: the inode shares n's content, payload, xattr names and
+// values, which must not change afterwards.
+func (b *Builder) Add(dir *Entry, n *Node) (*Entry, error) {
+	if dir == nil || dir.in.typ() != TypeDir {
+		return nil, fmt.Errorf("erofs: %s: not added to a directory", n.Name)
+	}
+	p := childPath(dir.path, n.Name)
+	if err := ValidName(n.Name); err != nil {
+		return nil, fmt.Errorf("erofs: %s: %w", p, err)
+	}
+	in, err := b.b.convertNode(n, dir.in, p)
+	if err != nil {
+		return nil, err
+	}
+	dir.in.dirents = append(dir.in.dirents, dirent{n.Name, in, false})
+	e := &Entry{in: in}
+	if in.typ() == TypeDir {
+		e.path = p
+	} else if n.Nlink != 0 {
+		in.nlink, e.fixed = n.Nlink, true
+	} else {
+		in.nlink = 1
+	}
+	return e, nil
+}
+
+// Link gives target, a leaf added before, the further name name in dir: a
+// hardlink.
+func (b *Builder) Link(dir *Entry, name string, target *Entry) error {
+	if dir == nil || dir.in.typ() != TypeDir {
+		return fmt.Errorf("erofs: %s: not linked in a directory", name)
+	}
+	p := childPath(dir.path, name)
+	if err := ValidName(name); err != nil {
+		return fmt.Errorf("erofs: %s: %w", p, err)
+	}
+	if target.in.typ() == TypeDir {
+		return fmt.Errorf("erofs: %s: hardlink to a directory", p)
+	}
+	if !target.fixed {
+		target.in.nlink++
+	}
+	dir.in.dirents = append(dir.in.dirents, dirent{name: name, target: target.in, link: true})
+	return nil
+}
+
+// Write writes the image to w. The Builder cannot be used after.
+func (b *Builder) Write(w io.Writer) error {
+	if b.root == nil {
+		return fmt.Errorf("erofs: no root")
+	}
+	r := b.root.in
+	b.root = nil
+	r.setXattr(xattrOpaque, []byte("y"))
+	addStubs(r)
+	if err := finishDirs(r); err != nil {
+		return err
+	}
+	img := layout(r, b.version)
+	if err := img.check(); err != nil {
+		return err
+	}
+	e := &emitter{w: bufio.NewWriterSize(w, 1<<16)}
+	img.emit(e)
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	return e.err
+}
+
+func childPath(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
