@@ -68,15 +68,10 @@ func BuildTree(repo *composefs.Repository, diffIDs []string) (*fstree.Dir, *Merg
 
 // WriteErofs builds the V1 EROFS image of a tree and stores it.
 func WriteErofs(repo *composefs.Repository, root *fstree.Dir) ([]byte, error) {
-	// The node tree is built inside the writer and referenced by nothing
-	// else, so that it can be collected once erofs.Write has made its own
-	// inodes of it: the two together are the peak of a pull's memory.
+	// Built straight from the tree: the writer's inodes and the tree are
+	// the peak of a pull's memory, and no third copy joins them.
 	return repo.WriteImageFrom(func(w io.Writer) error {
-		node, err := fstree.ToErofs(root)
-		if err != nil {
-			return err
-		}
-		return erofs.Write(w, node, erofs.V1)
+		return fstree.WriteErofs(w, root, erofs.V1)
 	})
 }
 
