@@ -71,23 +71,41 @@ func (img *image) computeShared() {
 	}
 	// Sized for the worst case (every pair distinct), so that none of
 	// these grows by copying while the tree's inodes are all in memory.
-	head := make(map[uint64]int32, nx) // hash -> the latest distinct pair with it
-	distinct := make([]*Xattr, 0, nx)  // into the inodes' own xattrs
-	next := make([]int32, 0, nx)       // per distinct pair: the previous one with its hash, or -1
+	head := make(map[uint64]int32, nx)  // hash -> the latest distinct pair with it
+	distinct := make([]xattrRef, 0, nx) // into the inodes' own xattrs
+	next := make([]int32, 0, nx)        // per distinct pair: the previous one with its hash, or -1
 	count := make([]int32, 0, nx)
 	flat := make([]int32, 0, nx) // every inode's pair ids, in inode order
 	var h maphash.Hash
 	h.SetSeed(maphash.MakeSeed())
+	var vbuf, dbuf []byte // placeholder values are made here
 	for _, in := range img.inodes {
 		for j := range in.xattrs {
 			x := &in.xattrs[j]
+			v := x.Value
+			if in.virtual(x) != 0 {
+				v = in.xattrValue(x, vbuf)
+				vbuf = v
+			}
 			h.Reset()
 			h.WriteString(x.Name)
 			h.WriteByte(0)
-			h.Write(x.Value)
+			h.Write(v)
 			k := h.Sum64()
 			id, ok := head[k]
-			for ok && id >= 0 && (distinct[id].Name != x.Name || !bytes.Equal(distinct[id].Value, x.Value)) {
+			for ok && id >= 0 {
+				d := distinct[id]
+				dx := &d.in.xattrs[d.j]
+				if dx.Name == x.Name {
+					dv := dx.Value
+					if d.in.virtual(dx) != 0 {
+						dv = d.in.xattrValue(dx, dbuf)
+						dbuf = dv
+					}
+					if bytes.Equal(dv, v) {
+						break
+					}
+				}
 				id = next[id]
 			}
 			if !ok || id < 0 {
@@ -98,29 +116,42 @@ func (img *image) computeShared() {
 				id = int32(len(distinct))
 				head[k] = id
 				next = append(next, prev)
-				distinct = append(distinct, x)
+				distinct = append(distinct, xattrRef{in, int32(j)})
 				count = append(count, 0)
 			}
 			count[id]++
 			flat = append(flat, id)
 		}
 	}
+	// The shared pairs, with their values made: few, and each written
+	// once into the table.
 	var shared []int32
+	var sharedX []Xattr
 	for id, c := range count {
 		if c > 1 {
+			d := distinct[id]
+			x := d.in.xattrs[d.j]
+			if d.in.virtual(&x) != 0 {
+				x.Value = d.in.xattrValue(&x, nil)
+			}
 			shared = append(shared, int32(id))
+			sharedX = append(sharedX, x)
 		}
 	}
-	sort.Slice(shared, func(i, j int) bool { return sharedLess(*distinct[shared[i]], *distinct[shared[j]]) })
+	order := make([]int, len(shared))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool { return sharedLess(sharedX[order[i]], sharedX[order[j]]) })
 	offsets := make([]int64, len(distinct))
 	for i := range offsets {
 		offsets[i] = -1
 	}
 	var off uint64
 	img.shared = make([]Xattr, 0, len(shared))
-	for _, id := range shared {
-		x := *distinct[id]
-		offsets[id] = int64(off)
+	for _, i := range order {
+		x := sharedX[i]
+		offsets[shared[i]] = int64(off)
 		off += xattrEntrySize(x.Name, len(x.Value))
 		img.shared = append(img.shared, x)
 	}
@@ -145,14 +176,21 @@ func (img *image) computeShared() {
 }
 
 func (in *inode) xattrCounts() (nShared int, local uint64) {
-	for i, x := range in.xattrs {
+	for i := range in.xattrs {
 		if in.sharedOffs[i] >= 0 {
 			nShared++
 		} else {
-			local += xattrEntrySize(x.Name, len(x.Value))
+			x := &in.xattrs[i]
+			local += xattrEntrySize(x.Name, in.xattrValueLen(x))
 		}
 	}
 	return
+}
+
+// xattrRef is one of an inode's xattrs.
+type xattrRef struct {
+	in *inode
+	j  int32
 }
 
 // dirGroups splits a directory's entries into the groups that fill one

@@ -66,6 +66,8 @@ type emitter struct {
 	n   uint64
 	err error
 	buf [64]byte
+	// value holds the placeholder xattr value being written.
+	value []byte
 }
 
 func (e *emitter) write(p []byte) {
@@ -251,6 +253,10 @@ func (img *image) emitXattrBody(e *emitter, in *inode) {
 	}
 	for i, x := range in.xattrs {
 		if in.sharedOffs[i] < 0 {
+			if in.virtual(&x) != 0 {
+				e.value = in.xattrValue(&x, e.value)
+				x.Value = e.value
+			}
 			emitXattr(e, x)
 		}
 	}
