@@ -59,6 +59,18 @@ func (b *Batch[T]) Add(key string, item T) (added, full bool) {
 	return true, len(b.pending) >= b.limit
 }
 
+// Len is the number of items queued, those a running Flush has taken
+// but not yet named included.
+func (b *Batch[T]) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
+}
+
+// Limit is the number of queued items at which Add reports the batch
+// full.
+func (b *Batch[T]) Limit() int { return b.limit }
+
 // Flush takes every queued item, calls sync once and then name for each,
 // stopping at the first error; drop is then called for every item taken,
 // named or not: one left unnamed is written again by a re-run.

@@ -19,6 +19,9 @@ func TestBatch(t *testing.T) {
 	if _, full := b.Add("c", "C"); !full {
 		t.Fatal("a batch at its limit is not full")
 	}
+	if b.Len() != 3 || b.Limit() != 3 {
+		t.Fatalf("Len %d, Limit %d", b.Len(), b.Limit())
+	}
 	var seen string
 	if !b.Pending("a", func(s string) { seen = s }) || seen != "A" {
 		t.Fatalf("Pending(a) saw %q", seen)
