@@ -20,6 +20,18 @@ import (
 // timed runs a command and returns its wall time.
 func timed(b *testing.B, name string, args ...string) time.Duration {
 	b.Helper()
+	return measure(b, name, args...).wall
+}
+
+// cost is what a run took: wall time, and CPU time (user + system) of the
+// command and every child it waited for (ostree admin deploy under
+// cfs-install).
+type cost struct{ wall, cpu time.Duration }
+
+func (c cost) add(o cost) cost { return cost{c.wall + o.wall, c.cpu + o.cpu} }
+
+func measure(b *testing.B, name string, args ...string) cost {
+	b.Helper()
 	cmd := exec.Command(name, args...)
 	var errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &errb, &errb
@@ -27,7 +39,7 @@ func timed(b *testing.B, name string, args ...string) time.Duration {
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, errb.Bytes())
 	}
-	return time.Since(start)
+	return cost{time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 }
 
 // dropCaches makes every timed run start cold, so neither side profits
@@ -37,9 +49,10 @@ func dropCaches() {
 	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
 
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+// median is the run of median wall time.
+func median(d []cost) cost {
+	s := append([]cost(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i].wall < s[j].wall })
 	return s[len(s)/2]
 }
 
@@ -88,28 +101,29 @@ func BenchmarkInstallLarge(b *testing.B) {
 	os.RemoveAll(first)
 
 	for i := 0; i < b.N; i++ {
-		var ours, native, theirs []time.Duration
+		var ours, native, theirs []cost
 		for p := 0; p < pairs; p++ {
 			root := fs.Path(fmt.Sprintf("ours-%d-%d", i, p))
 			os.Mkdir(root, 0o755)
 			dropCaches()
-			ours = append(ours, timed(b, bins["cfs-install"], installArgs(root)...))
+			ours = append(ours, measure(b, bins["cfs-install"], installArgs(root)...))
 
 			peer := fs.Path(fmt.Sprintf("peer-%d-%d", i, p))
 			os.Mkdir(peer, 0o755)
 			timed(b, "ostree", "admin", "init-fs", "--modern", peer)
 			timed(b, "ostree", "admin", "os-init", "--sysroot="+peer, "default")
 			dropCaches()
-			t := timed(b, "ostree", "commit", "--repo="+peer+"/ostree/repo", "--tree=dir="+tree, "-b", "peer", "--no-bindings")
-			t += timed(b, "ostree", "admin", "deploy", "--sysroot="+peer, "--os=default", "--karg=root=UUID=00000000-0000-0000-0000-000000000000", "--karg=rw", "peer")
+			t := measure(b, "ostree", "commit", "--repo="+peer+"/ostree/repo", "--tree=dir="+tree, "-b", "peer", "--no-bindings")
+			t = t.add(measure(b, "ostree", "admin", "deploy", "--sysroot="+peer, "--os=default", "--karg=root=UUID=00000000-0000-0000-0000-000000000000", "--karg=rw", "peer"))
 			theirs = append(theirs, t)
 
 			nroot := fs.Path(fmt.Sprintf("native-%d-%d", i, p))
 			os.Mkdir(nroot, 0o755)
 			dropCaches()
-			native = append(native, timed(b, bins["cfs-install"], installArgs(nroot, "--composefs-native")...))
-			b.Logf("pair %d: cfs-install ostree %v, native %v; ostree commit + admin deploy %v; ratios %.2f, %.2f", p,
-				ours[p].Round(time.Millisecond), native[p].Round(time.Millisecond), t.Round(time.Millisecond), ours[p].Seconds()/t.Seconds(), native[p].Seconds()/t.Seconds())
+			native = append(native, measure(b, bins["cfs-install"], installArgs(nroot, "--composefs-native")...))
+			b.Logf("pair %d: cfs-install ostree %v (CPU %v), native %v (CPU %v); ostree commit + admin deploy %v (CPU %v); wall ratios %.2f, %.2f", p,
+				ours[p].wall.Round(time.Millisecond), ours[p].cpu.Round(time.Millisecond), native[p].wall.Round(time.Millisecond), native[p].cpu.Round(time.Millisecond),
+				t.wall.Round(time.Millisecond), t.cpu.Round(time.Millisecond), ours[p].wall.Seconds()/t.wall.Seconds(), native[p].wall.Seconds()/t.wall.Seconds())
 			unlockDeployments(root)
 			unlockDeployments(peer)
 			for _, d := range []string{root, peer, nroot} {
@@ -117,14 +131,20 @@ func BenchmarkInstallLarge(b *testing.B) {
 			}
 		}
 		mo, mn, mt := median(ours), median(native), median(theirs)
-		fmt.Printf("BenchmarkInstallLarge/ostree-host: cfs-install %.2fs  ostree commit --tree=dir= + admin deploy %.2fs  ratio %.2f (target <= 0.60; medians of %d pairs)\n",
-			mo.Seconds(), mt.Seconds(), mo.Seconds()/mt.Seconds(), pairs)
-		fmt.Printf("BenchmarkInstallLarge/native-host: cfs-install --composefs-native %.2fs  ostree commit --tree=dir= + admin deploy %.2fs  ratio %.2f (target <= 0.60; medians of %d pairs)\n",
-			mn.Seconds(), mt.Seconds(), mn.Seconds()/mt.Seconds(), pairs)
-		b.ReportMetric(mo.Seconds(), "cfs-ostree-s")
-		b.ReportMetric(mn.Seconds(), "cfs-native-s")
-		b.ReportMetric(mt.Seconds(), "ostree-s")
-		b.ReportMetric(mo.Seconds()/mt.Seconds(), "ratio-ostree")
-		b.ReportMetric(mn.Seconds()/mt.Seconds(), "ratio-native")
+		for _, k := range []struct {
+			name, cmd string
+			c         cost
+		}{{"ostree-host", "cfs-install", mo}, {"native-host", "cfs-install --composefs-native", mn}} {
+			fmt.Printf("BenchmarkInstallLarge/%s: %s wall %.2fs CPU %.2fs; ostree commit --tree=dir= + admin deploy wall %.2fs CPU %.2fs; ratio wall %.2f (target <= 0.60) CPU %.2f; medians of %d pairs\n",
+				k.name, k.cmd, k.c.wall.Seconds(), k.c.cpu.Seconds(), mt.wall.Seconds(), mt.cpu.Seconds(), k.c.wall.Seconds()/mt.wall.Seconds(), k.c.cpu.Seconds()/mt.cpu.Seconds(), pairs)
+		}
+		b.ReportMetric(mo.wall.Seconds(), "cfs-ostree-s")
+		b.ReportMetric(mn.wall.Seconds(), "cfs-native-s")
+		b.ReportMetric(mt.wall.Seconds(), "ostree-s")
+		b.ReportMetric(mo.wall.Seconds()/mt.wall.Seconds(), "ratio-ostree")
+		b.ReportMetric(mn.wall.Seconds()/mt.wall.Seconds(), "ratio-native")
+		b.ReportMetric(mo.cpu.Seconds(), "cfs-ostree-cpu-s")
+		b.ReportMetric(mn.cpu.Seconds(), "cfs-native-cpu-s")
+		b.ReportMetric(mt.cpu.Seconds(), "ostree-cpu-s")
 	}
 }
