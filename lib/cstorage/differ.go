@@ -54,6 +54,7 @@ type cloneDiffer struct {
 	chunks ChunkReader
 	diffID string
 	policy reflink.Policy
+	ahead  bool // clone file chunks ahead of the tar (startChunksAhead)
 	stats  CloneStats
 
 	// What verifyLayer checks the stored layer against: for each body in
@@ -83,12 +84,18 @@ func (d *cloneDiffer) Close() error { return nil }
 // the clone made from it.
 type chunkStream struct {
 	chunks  ChunkReader
+	ahead   *chunksAhead // nil: chunks are read and files opened as needed
 	inline  []byte
 	file    *os.File // current file chunk, nil between them
 	src     *os.File
 	off     int64
 	size    int64
 	pending bool // file chunk fetched but not started
+	// A file chunk cloned ahead: file is the clone (unnamed until the
+	// Differ links it), crc the CRC64 of its bytes.
+	cloned bool
+	how    reflink.Result
+	crc    uint64
 }
 
 func (c *chunkStream) Read(p []byte) (int, error) {
@@ -121,6 +128,19 @@ func (c *chunkStream) Read(p []byte) (int, error) {
 }
 
 func (c *chunkStream) fetch() error {
+	if c.ahead != nil {
+		it, err := c.ahead.next()
+		if err != nil {
+			return err
+		}
+		if it.clone != nil {
+			c.file, c.src, c.off, c.size, c.pending = it.clone, it.clone, 0, it.ch.Size, true
+			c.cloned, c.how, c.crc = true, it.how, it.crc
+			return nil
+		}
+		c.inline = it.ch.Inline
+		return nil
+	}
 	ch, err := c.chunks.Next()
 	if err != nil {
 		return err
@@ -141,7 +161,7 @@ func (c *chunkStream) closeFile() {
 	if c.file != nil {
 		c.file.Close()
 	}
-	c.file, c.src, c.pending = nil, nil, false
+	c.file, c.src, c.pending, c.cloned = nil, nil, false, false
 }
 
 // bodyFile returns the file chunk that is exactly the next size bytes, if
@@ -195,6 +215,11 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 	packer := tsstorage.NewJSONPacker(io.MultiWriter(ts, tsSum))
 
 	cs := &chunkStream{chunks: d.chunks}
+	if d.ahead {
+		cs.ahead = startChunksAhead(d.chunks, dest, d.policy)
+		defer cs.ahead.close()
+	}
+	defer cs.closeFile()
 	sum := sha256.New()
 	cnt := &counter{r: io.TeeReader(cs, sum)}
 	tr := tar.NewReader(cnt)
@@ -230,13 +255,20 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 			mode := os.FileMode(hdr.Mode & 0o7777)
 			out.RootDirMode = &mode
 		}
-		crc.Reset()
-		body := io.TeeReader(tr, crc)
 		var clone *os.File
 		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
 			if clone, err = cs.bodyFile(hdr.Size); err != nil {
 				return out, fmt.Errorf("layer %s: member %q: %w", d.diffID, hdr.Name, err)
 			}
+		}
+		crc.Reset()
+		var body io.Reader = io.TeeReader(tr, crc)
+		bodyCRC := func() uint64 { return crc.Sum64() }
+		if clone != nil && cs.cloned {
+			// The clone's CRC64 is known: the body is all of it.
+			body = tr
+			known := cs.crc
+			bodyCRC = func() uint64 { return known }
 		}
 		x.body = bodyRecord{size: hdr.Size}
 		if err := x.entry(hdr, body, clone, cs, d); err != nil {
@@ -249,8 +281,8 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		}
 		e := tsstorage.Entry{Type: tsstorage.FileType, Size: hdr.Size}
 		if hdr.Size > 0 {
-			e.Payload = binary.BigEndian.AppendUint64(nil, crc.Sum64())
-			x.body.name, x.body.crc = hdr.Name, crc.Sum64()
+			e.Payload = binary.BigEndian.AppendUint64(nil, bodyCRC())
+			x.body.name, x.body.crc = hdr.Name, bodyCRC()
 			d.bodies = append(d.bodies, x.body)
 		}
 		e.SetName(hdr.Name)
@@ -316,6 +348,7 @@ type extractor struct {
 	dirs    []*tar.Header
 	body    bodyRecord        // of the current member
 	parents map[string]string // see resolve
+	buf     []byte
 }
 
 func newExtractor(dest string, options *archive.TarOptions) *extractor {
@@ -325,6 +358,7 @@ func newExtractor(dest string, options *archive.TarOptions) *extractor {
 		ids:     idtools.NewIDMappingsFromMaps(options.UIDMaps, options.GIDMaps),
 		convert: archive.GetWhiteoutConverter(options.WhiteoutFormat, options.WhiteoutData),
 		parents: map[string]string{},
+		buf:     make([]byte, chunkReadBuf),
 	}
 }
 
@@ -409,6 +443,16 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 			}
 		}
 	case tar.TypeReg, tar.TypeRegA:
+		if cloneFrom != nil && cs.cloned {
+			// Cloned ahead: it only needs its name.
+			if err := linkInPlace(cloneFrom, path); err != nil {
+				return err
+			}
+			if err := x.readCloned(cloneFrom, body, cs, d, hdr.Size); err != nil {
+				return err
+			}
+			break
+		}
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, info.Mode())
 		if err != nil {
 			return err
@@ -543,6 +587,27 @@ func (x *extractor) writeBody(f *os.File, body io.Reader, cloneFrom *os.File, cs
 	if size > 64 {
 		d.stats.Copied++
 		d.stats.CopiedBytes += n
+	}
+	return nil
+}
+
+// readCloned reads a body cloned ahead, now named, through the tar (for
+// the layer digest) and records the file it was read from.
+func (x *extractor) readCloned(f *os.File, body io.Reader, cs *chunkStream, d *cloneDiffer, size int64) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
+	}
+	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, body, x.buf); err != nil {
+		return err
+	}
+	x.body.read, x.body.dev, x.body.ino = true, st.Dev, st.Ino
+	if cs.how == reflink.Cloned {
+		d.stats.Cloned++
+		d.stats.ClonedBytes += size
+	} else {
+		d.stats.Copied++
+		d.stats.CopiedBytes += size
 	}
 	return nil
 }

@@ -100,7 +100,7 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 				errs[i] = err
 				return
 			}
-			d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy}
+			d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy, ahead: true}
 			differs[i] = d
 			outs[i], errs[i] = s.stageLayer(d)
 			if c, ok := chunks.(io.Closer); ok {
