@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"go.podman.io/image/v5/docker/reference"
 	"golang.org/x/sys/unix"
@@ -127,35 +128,56 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 	if "sha256:"+sum.ImageID != img.ConfigDigest {
 		return sum, fmt.Errorf("object list line 1: config bytes have digest sha256:%s, the record says %s", sum.ImageID, img.ConfigDigest)
 	}
+	// The list's entries pass through while the layers are written: the
+	// end record, which makes the output a complete list, comes only
+	// after the image is recorded.
+	rec := *img
+	rec.Stores.ContainersStorage = &stream.ContainersStorageStore{Root: store.GraphRoot(), RunRoot: store.RunRoot(), ImageID: sum.ImageID}
+	gate := &gatedWriter{w: out}
+	w := stream.NewWriter(gate)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	passed := make(chan error, 1)
+	var entries int64
+	go func() {
+		passed <- func() error {
+			if err := w.WriteImage(&rec); err != nil {
+				return err
+			}
+			for {
+				if err := pctx.Err(); err != nil {
+					return err
+				}
+				e, err := r.Next()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				entries++
+				if err := w.WriteEntry(e); err != nil {
+					return err
+				}
+			}
+		}()
+	}()
 	top, ws, err := store.WriteLayers(n)
 	sum.LayersWritten, sum.LayersPresent = ws.LayersWritten, ws.LayersPresent
 	sum.Reflinked, sum.ReflinkedBytes, sum.Copied, sum.CopiedBytes = ws.Cloned, ws.ClonedBytes, ws.Copied, ws.CopiedBytes
 	if err != nil {
+		// The pass-through may be waiting for its input: it is not waited
+		// for, but it writes nothing once we return.
+		cancel()
+		gate.shut()
 		dropLayers(store, ws.Written)
 		return sum, err
 	}
 	err = func() error {
-		rec := *img
-		rec.Stores.ContainersStorage = &stream.ContainersStorageStore{Root: store.GraphRoot(), RunRoot: store.RunRoot(), ImageID: sum.ImageID}
-		w := stream.NewWriter(out)
-		if err := w.WriteImage(&rec); err != nil {
+		err := <-passed
+		sum.Entries = entries
+		if err != nil {
 			return err
-		}
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			e, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
-			sum.Entries++
-			if err := w.WriteEntry(e); err != nil {
-				return err
-			}
 		}
 		created, _ := cfg.CreatedTime()
 		if sum.ImageCreated, err = store.RecordImage(n, top, created); err != nil {
@@ -167,6 +189,28 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 		dropLayers(store, ws.Written)
 	}
 	return sum, err
+}
+
+// gatedWriter passes writes on until shut, and refuses them after.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errors.New("the export failed")
+	}
+	return g.w.Write(p)
+}
+
+func (g *gatedWriter) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // dropLayers removes layers this run wrote for an image it did not record,
