@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
+	"unsafe"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	digest "github.com/opencontainers/go-digest"
@@ -416,7 +418,15 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 			return err
 		}
 	}
-	if fi, err := os.Lstat(path); err == nil && (!fi.IsDir() || hdr.Typeflag != tar.TypeDir) {
+	// A body cloned ahead is linked into place without looking first: the
+	// name is almost always new, and an existing one (EEXIST) is removed
+	// then, as it would have been now (linkCloned). Whiteouts take the
+	// common path.
+	optimistic := cloneFrom != nil && cs.cloned &&
+		(x.convert == nil || !strings.HasPrefix(filepath.Base(path), archive.WhiteoutPrefix))
+	if optimistic {
+		// Checked below by linkCloned.
+	} else if fi, err := os.Lstat(path); err == nil && (!fi.IsDir() || hdr.Typeflag != tar.TypeDir) {
 		clear(x.parents)
 		if err := os.RemoveAll(path); err != nil {
 			return err
@@ -444,14 +454,24 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 		}
 	case tar.TypeReg, tar.TypeRegA:
 		if cloneFrom != nil && cs.cloned {
-			// Cloned ahead: it only needs its name.
-			if err := linkInPlace(cloneFrom, path); err != nil {
+			// Cloned ahead: it needs its name, and its owner, mode and
+			// times are set through the descriptor at hand rather than by
+			// walking the path three times more.
+			if err := x.linkCloned(cloneFrom, path); err != nil {
 				return err
 			}
-			if err := x.readCloned(cloneFrom, body, cs, d, hdr.Size); err != nil {
+			var st unix.Stat_t
+			if err := unix.Fstat(int(cloneFrom.Fd()), &st); err != nil {
+				return &os.PathError{Op: "fstat", Path: cloneFrom.Name(), Err: err}
+			}
+			// Before the body is read: its last byte closes the clone.
+			if err := x.fdMetadata(cloneFrom, &st, hdr, info); err != nil {
 				return err
 			}
-			break
+			if err := x.readCloned(&st, body, cs, d, hdr.Size); err != nil {
+				return err
+			}
+			return x.xattrs(path, hdr)
 		}
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, info.Mode())
 		if err != nil {
@@ -530,6 +550,17 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 			return err
 		}
 	}
+	if err := x.xattrs(path, hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		x.dirs = append(x.dirs, hdr)
+	}
+	return nil
+}
+
+// xattrs sets a member's extended attributes, but security.selinux.
+func (x *extractor) xattrs(path string, hdr *tar.Header) error {
 	for key, value := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(key, "SCHILY.xattr.")
 		if !ok || name == "security.selinux" {
@@ -542,8 +573,38 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, cloneFrom *os.File, c
 			return err
 		}
 	}
-	if hdr.Typeflag == tar.TypeDir {
-		x.dirs = append(x.dirs, hdr)
+	return nil
+}
+
+// maxTime is the latest time c/storage's system.Chtimes sets.
+var maxTime = time.Unix(0, 1<<63-1)
+
+// fdMetadata gives a regular file, through its descriptor, what entry
+// gives every member by path: owner (SafeLchown: only if it differs),
+// mode, and times clamped as system.Chtimes clamps them.
+func (x *extractor) fdMetadata(f *os.File, st *unix.Stat_t, hdr *tar.Header, info os.FileInfo) error {
+	if !x.options.NoLchown && (st.Uid != uint32(hdr.Uid) || st.Gid != uint32(hdr.Gid)) {
+		if err := unix.Fchown(int(f.Fd()), hdr.Uid, hdr.Gid); err != nil && !x.options.IgnoreChownErrors {
+			return &os.PathError{Op: "fchown", Path: f.Name(), Err: err}
+		}
+	}
+	if err := f.Chmod(info.Mode()); err != nil {
+		return err
+	}
+	atime := hdr.AccessTime
+	if atime.Before(hdr.ModTime) {
+		atime = hdr.ModTime
+	}
+	clamp := func(t time.Time) unix.Timespec {
+		if t.Before(time.Unix(0, 0)) || t.After(maxTime) {
+			t = time.Unix(0, 0)
+		}
+		return unix.NsecToTimespec(t.UnixNano())
+	}
+	ts := [2]unix.Timespec{clamp(atime), clamp(hdr.ModTime)}
+	// utimensat(fd, NULL, times, 0) is futimens.
+	if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); errno != 0 {
+		return &os.PathError{Op: "futimens", Path: f.Name(), Err: errno}
 	}
 	return nil
 }
@@ -591,18 +652,29 @@ func (x *extractor) writeBody(f *os.File, body io.Reader, cloneFrom *os.File, cs
 	return nil
 }
 
-// readCloned reads a body cloned ahead, now named, through the tar (for
-// the layer digest) and records the file it was read from.
-func (x *extractor) readCloned(f *os.File, body io.Reader, cs *chunkStream, d *cloneDiffer, size int64) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
+// linkCloned gives a body cloned ahead its name; whatever has the name
+// already is removed first, as entry removes it for any other member.
+func (x *extractor) linkCloned(f *os.File, path string) error {
+	err := linkInPlace(f, path)
+	if err == nil || !errors.Is(err, unix.EEXIST) {
+		return err
 	}
+	clear(x.parents)
+	if err := os.RemoveAll(path); err != nil {
+		return err
+	}
+	return linkInPlace(f, path)
+}
+
+// readCloned reads a body cloned ahead, now named, through the tar (for
+// the layer digest) and records the file it was read from (st).
+func (x *extractor) readCloned(st *unix.Stat_t, body io.Reader, cs *chunkStream, d *cloneDiffer, size int64) error {
+	how := cs.how
 	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, body, x.buf); err != nil {
 		return err
 	}
 	x.body.read, x.body.dev, x.body.ino = true, st.Dev, st.Ino
-	if cs.how == reflink.Cloned {
+	if how == reflink.Cloned {
 		d.stats.Cloned++
 		d.stats.ClonedBytes += size
 	} else {

@@ -8,7 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	drivers "go.podman.io/storage/drivers"
@@ -72,9 +75,29 @@ func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 		diffDir = fd
 		defer unix.Close(fd)
 	}
-	for _, rec := range d.bodies {
-		if err := checkBody(getter, diffDir, rec); err != nil {
-			return fmt.Errorf("%s: member %q: %w", where, rec.name, err)
+	// The checks are independent stats (a read for the few bodies not
+	// read from their own file): several at once, the first failing
+	// member in tar order reported.
+	errs := make([]error, len(d.bodies))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(2*runtime.GOMAXPROCS(0), len(d.bodies)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(d.bodies) {
+					return
+				}
+				errs[i] = checkBody(getter, diffDir, d.bodies[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("%s: member %q: %w", where, d.bodies[i].name, err)
 		}
 	}
 	return nil

@@ -10,11 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.podman.io/storage"
 	drivers "go.podman.io/storage/drivers"
 	"go.podman.io/storage/pkg/reexec"
+	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/lib/reflink"
@@ -33,6 +36,12 @@ type member struct {
 	name, link string
 	typ        byte
 	body       string
+	// Optional: mode (0: 0644, 0755 for directories), owner, time and
+	// PAX records (xattrs).
+	mode     int64
+	uid, gid int
+	mtime    time.Time
+	pax      map[string]string
 }
 
 // testChunks is a layer tar as chunks, each large body a file of dir.
@@ -72,9 +81,13 @@ func layerOf(t *testing.T, dir string, members []member) (string, func() *testCh
 	var pieces []piece
 	prev := 0
 	for i, m := range members {
-		hdr := &tar.Header{Name: m.name, Linkname: m.link, Typeflag: m.typ, Mode: 0o644, Format: tar.FormatPAX}
+		hdr := &tar.Header{Name: m.name, Linkname: m.link, Typeflag: m.typ, Mode: 0o644, Format: tar.FormatPAX,
+			Uid: m.uid, Gid: m.gid, ModTime: m.mtime, PAXRecords: m.pax}
 		if m.typ == tar.TypeDir {
 			hdr.Mode = 0o755
+		}
+		if m.mode != 0 {
+			hdr.Mode = m.mode
 		}
 		if m.typ == tar.TypeReg {
 			hdr.Size = int64(len(m.body))
@@ -355,6 +368,106 @@ func TestDifferLayoutMatchesPutLayer(t *testing.T) {
 	}
 	ours := treeOf(t, out.Target)
 	theirs := treeOf(t, filepath.Join(s.GraphRoot(), "overlay", ref.ID, "diff"))
+	if fmt.Sprint(ours) != fmt.Sprint(theirs) {
+		t.Fatalf("the Differ laid out\n%v\nc/storage's PutLayer\n%v", ours, theirs)
+	}
+}
+
+// TestDifferClonedMetadataMatchesPutLayer: bodies cloned ahead get their
+// owner, mode (setuid included), times (nanoseconds, and a time before the
+// epoch, which c/storage clamps) and xattrs through their descriptor, and
+// replace what has their name; they come out as c/storage's own
+// extraction (PutLayer) makes them, hardlinks included.
+func TestDifferClonedMetadataMatchesPutLayer(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	fs := testfs.XFS(t, 0)
+	src := fs.Path("src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(fs.Path("store"), fs.Path("run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	when := time.Date(2024, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	members := []member{
+		{name: "usr/", typ: tar.TypeDir, mtime: when},
+		{name: "usr/bin/", typ: tar.TypeDir, mtime: when},
+		{name: "usr/bin/su", typ: tar.TypeReg, body: big('s'), mode: 0o4755, mtime: when},
+		{name: "usr/bin/owned", typ: tar.TypeReg, body: big('o'), mode: 0o640, uid: 12, gid: 34, mtime: when.Add(time.Second)},
+		{name: "usr/bin/old", typ: tar.TypeReg, body: big('p'), mtime: time.Unix(-100, 0)},
+		{name: "usr/bin/attr", typ: tar.TypeReg, body: big('a'), mtime: when, pax: map[string]string{"SCHILY.xattr.user.cfs": "v", "SCHILY.xattr.security.selinux": "x"}},
+		{name: "usr/bin/hard", typ: tar.TypeLink, link: "usr/bin/owned", mtime: when},
+		{name: "usr/bin/small", typ: tar.TypeReg, body: "small", mode: 0o600, uid: 5, mtime: when},
+		// Names taken already, reached through a symlink: a directory and
+		// a file, each replaced by a cloned body.
+		{name: "usr/lib/", typ: tar.TypeDir, mtime: when},
+		{name: "usr/lib/x", typ: tar.TypeReg, body: big('x'), mtime: when},
+		{name: "usr/bin/lib", typ: tar.TypeSymlink, link: "..", mtime: when},
+		{name: "usr/bin/lib/lib", typ: tar.TypeReg, body: big('l'), mtime: when},
+		{name: "usr/bin/lib/bin/attr", typ: tar.TypeReg, body: big('b'), mode: 0o600, mtime: when},
+	}
+	diffID, chunks := layerOf(t, src, members)
+	d := &cloneDiffer{chunks: chunks(), diffID: diffID, policy: reflink.Always, ahead: true}
+	out, err := s.stageLayer(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.s.CleanupStagedLayer(out)
+	if d.stats.Cloned != 7 {
+		t.Fatalf("cloned %d bodies, want 7", d.stats.Cloned)
+	}
+	var buf bytes.Buffer
+	c := chunks()
+	for {
+		ch, err := c.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.File != nil {
+			io.Copy(&buf, ch.File)
+			ch.File.Close()
+		} else {
+			buf.Write(ch.Inline)
+		}
+	}
+	ref, _, err := s.Storage().PutLayer("", "", nil, "", false, nil, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe := func(root string) map[string]string {
+		out := map[string]string{}
+		err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			st := fi.Sys().(*syscall.Stat_t)
+			desc := fmt.Sprintf("%v %d uid=%d gid=%d nlink=%d", fi.Mode(), fi.Size(), st.Uid, st.Gid, st.Nlink)
+			if !fi.IsDir() {
+				desc += fmt.Sprintf(" mtime=%d", fi.ModTime().UnixNano())
+			}
+			if fi.Mode().IsRegular() {
+				data, _ := os.ReadFile(p)
+				desc += fmt.Sprintf(" sha=%x", sha256.Sum256(data))
+			}
+			if v, err := unix.Lgetxattr(p, "user.cfs", make([]byte, 16)); err == nil {
+				desc += fmt.Sprintf(" xattr=%d", v)
+			}
+			out[rel] = desc
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	ours := describe(out.Target)
+	theirs := describe(filepath.Join(s.GraphRoot(), "overlay", ref.ID, "diff"))
 	if fmt.Sprint(ours) != fmt.Sprint(theirs) {
 		t.Fatalf("the Differ laid out\n%v\nc/storage's PutLayer\n%v", ours, theirs)
 	}
