@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,20 +27,37 @@ func timed(b *testing.B, name string, args ...string) time.Duration {
 // cost is what a run took: wall time, and CPU time (user + system) of the
 // command and every child it waited for (ostree admin deploy under
 // cfs-install).
-type cost struct{ wall, cpu time.Duration }
+type cost struct {
+	wall, cpu time.Duration
+	phases    string // cfs-install's own account (--json), e.g. "pull 12.1s, deploy 0.9s"
+}
 
-func (c cost) add(o cost) cost { return cost{c.wall + o.wall, c.cpu + o.cpu} }
+func (c cost) add(o cost) cost { return cost{wall: c.wall + o.wall, cpu: c.cpu + o.cpu} }
 
 func measure(b *testing.B, name string, args ...string) cost {
 	b.Helper()
 	cmd := exec.Command(name, args...)
-	var errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &errb, &errb
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		b.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, errb.Bytes())
+		b.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out.Bytes(), errb.Bytes())
 	}
-	return cost{time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	c := cost{wall: time.Since(start), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	var res struct {
+		Phases []struct {
+			Name    string        `json:"name"`
+			Elapsed time.Duration `json:"elapsedNs"`
+		} `json:"phases"`
+	}
+	if json.Unmarshal(out.Bytes(), &res) == nil {
+		var parts []string
+		for _, p := range res.Phases {
+			parts = append(parts, fmt.Sprintf("%s %.1fs", p.Name, p.Elapsed.Seconds()))
+		}
+		c.phases = strings.Join(parts, ", ")
+	}
+	return c
 }
 
 // dropCaches makes every timed run start cold, so neither side profits
@@ -83,7 +101,7 @@ func BenchmarkInstallLarge(b *testing.B) {
 	}
 	src := "oci:" + layout + ":latest"
 	installArgs := func(root string, flags ...string) []string {
-		return append(append([]string{"to-filesystem", "--insecure-policy", "--quiet", "--root-mount-spec", "UUID=00000000-0000-0000-0000-000000000000"}, flags...), root, src)
+		return append(append([]string{"to-filesystem", "--insecure-policy", "--json", "--root-mount-spec", "UUID=00000000-0000-0000-0000-000000000000"}, flags...), root, src)
 	}
 
 	// The peer's input: the tree our commit holds, checked out once.
@@ -121,6 +139,7 @@ func BenchmarkInstallLarge(b *testing.B) {
 			os.Mkdir(nroot, 0o755)
 			dropCaches()
 			native = append(native, measure(b, bins["cfs-install"], installArgs(nroot, "--composefs-native")...))
+			b.Logf("pair %d: phases of cfs-install ostree: %s; native: %s", p, ours[p].phases, native[p].phases)
 			b.Logf("pair %d: cfs-install ostree %v (CPU %v), native %v (CPU %v); ostree commit + admin deploy %v (CPU %v); wall ratios %.2f, %.2f", p,
 				ours[p].wall.Round(time.Millisecond), ours[p].cpu.Round(time.Millisecond), native[p].wall.Round(time.Millisecond), native[p].cpu.Round(time.Millisecond),
 				t.wall.Round(time.Millisecond), t.cpu.Round(time.Millisecond), ours[p].wall.Seconds()/t.wall.Seconds(), native[p].wall.Seconds()/t.wall.Seconds())

@@ -186,6 +186,16 @@ func TestInstallOstreeHost(t *testing.T) {
 	if len(res.BootEntries) != 1 {
 		t.Fatalf("entries %v", res.BootEntries)
 	}
+	var phases []string
+	for _, p := range res.Phases {
+		if p.Elapsed <= 0 {
+			t.Errorf("phase %s took %v", p.Name, p.Elapsed)
+		}
+		phases = append(phases, p.Name)
+	}
+	if strings.Join(phases, " ") != "pull ostree-init synthesize deploy" {
+		t.Errorf("phases %v", phases)
+	}
 	cmdline, options := bootCmdline(t, res.BootEntries[0])
 	if !strings.HasPrefix(options, strings.Join(wantKargs, " ")+" ostree=/ostree/boot.") {
 		t.Errorf("entry options %q", options)

@@ -113,6 +113,29 @@ type Result struct {
 	// BootEntries are the bootloader entries written.
 	BootEntries []string      `json:"bootEntries"`
 	Elapsed     time.Duration `json:"elapsedNs"`
+	// Phases is where the time went, in order.
+	Phases []Phase `json:"phases"`
+
+	phaseStart time.Time
+}
+
+// Phase is one step of an install and its wall time.
+type Phase struct {
+	Name    string        `json:"name"`
+	Elapsed time.Duration `json:"elapsedNs"`
+}
+
+// phase ends the running phase (if any) and starts the one called name
+// ("" starts none).
+func (r *Result) phase(name string) {
+	now := time.Now()
+	if n := len(r.Phases); n > 0 && r.Phases[n-1].Elapsed == 0 {
+		r.Phases[n-1].Elapsed = now.Sub(r.phaseStart)
+	}
+	if name != "" {
+		r.Phases = append(r.Phases, Phase{Name: name})
+		r.phaseStart = now
+	}
 }
 
 // composefsDir is the composefs repository below a physical root.
@@ -212,6 +235,7 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
+	pullStart := time.Now()
 	opts.logf("pulling %s into %s", opts.Source, filepath.Join(root, composefsDir))
 	repo, err := createComposefsRepo(root)
 	if err != nil {
@@ -243,7 +267,7 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{
 		Root: root, Source: opts.Source, ImageReference: opts.TargetImgref(), ManifestDigest: src.ManifestDigest,
 		ImageVerity: fmt.Sprintf("%x", pres.ImageID), Storage: string(mode), StorageFrom: cfg.UnifiedFrom,
-		Stateroot: opts.Stateroot,
+		Stateroot: opts.Stateroot, Phases: []Phase{{Name: "pull", Elapsed: time.Since(pullStart)}},
 	}
 	// bootc's rule: an image with a sealed UKI boots only as a
 	// composefs-native host, flag or not.
@@ -272,6 +296,7 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.phase("")
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

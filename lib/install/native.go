@@ -101,10 +101,12 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 		if err := os.Symlink("../composefs/bootc", filepath.Join(root, "ostree", "bootc")); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
 		}
+		res.phase("containers-storage")
 		if err := toContainersStorage(root, repo, pull.SourceRecord(pres.Source, pres, repo), mode); err != nil {
 			return err
 		}
 	}
+	res.phase("deploy")
 	opts.logf("writing the composefs-native deployment %s", res.BootVerity)
 	dep, err := h.Install(nativehost.Image{
 		Repo: repo, ManifestDigest: pres.Source.ManifestDigest, ID: pres.BootImageID, Source: pres.ImageID,

@@ -63,6 +63,7 @@ func runTool(ctx context.Context, name string, args ...string) error {
 // deployed with bootc's origin and kernel arguments.
 func installOstree(ctx context.Context, opts *Options, repo *composefs.Repository, src *pull.Source, pres *pull.Result, mode sysroot.Unified, res *Result) error {
 	root := opts.Root
+	res.phase("ostree-init")
 	opts.logf("initializing the ostree sysroot (stateroot %s)", opts.Stateroot)
 	if err := runTool(ctx, "ostree", "admin", "init-fs", "--modern", root); err != nil {
 		return err
@@ -89,6 +90,7 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	}
 
 	originRef := OriginReference(opts.TargetImgref())
+	res.phase("synthesize")
 	opts.logf("synthesizing the ostree commit from composefs")
 	rec := pull.SourceRecord(src, pres, repo)
 	if _, _, err := pull.LabelSELinux(repo, pres.Tree); err != nil {
@@ -101,6 +103,7 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	res.Commit = commit
 
 	if mode.Enabled() {
+		res.phase("containers-storage")
 		if err := toContainersStorage(root, repo, rec, mode); err != nil {
 			return err
 		}
@@ -122,6 +125,7 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	for _, k := range res.Kargs {
 		args = append(args, "--karg-append="+k)
 	}
+	res.phase("deploy")
 	opts.logf("deploying %s", commit)
 	if err := runTool(ctx, "ostree", append(args, commit)...); err != nil {
 		return err
