@@ -15,6 +15,7 @@ import (
 // commits per image.
 type Batch[T any] struct {
 	limit   int
+	namers  int        // goroutines that name a flushed batch (SetNamers)
 	flushMu sync.Mutex // one Flush at a time
 	mu      sync.Mutex
 	pending map[string]T
@@ -31,7 +32,17 @@ func NewBatch[T any]() *Batch[T] {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < defaultBatchLimit {
 		limit = max(int(lim.Cur/4), 16)
 	}
-	return &Batch[T]{limit: limit, pending: map[string]T{}}
+	return &Batch[T]{limit: limit, namers: 1, pending: map[string]T{}}
+}
+
+// SetNamers makes Flush call name from n goroutines at once (default 1).
+// Naming is one link per file, each a filesystem transaction; for a batch
+// of a thousand files spread over many directories, a single goroutine
+// leaves the other CPUs idle while the writers wait for the batch.
+func (b *Batch[T]) SetNamers(n int) {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.namers = max(n, 1)
 }
 
 // Pending reports whether an item is queued under key and, if fn is not
@@ -71,9 +82,10 @@ func (b *Batch[T]) Len() int {
 // full.
 func (b *Batch[T]) Limit() int { return b.limit }
 
-// Flush takes every queued item, calls sync once and then name for each,
-// stopping at the first error; drop is then called for every item taken,
-// named or not: one left unnamed is written again by a re-run.
+// Flush takes every queued item, calls sync once and then name for each
+// (from SetNamers goroutines), stopping at the first error; drop is then
+// called for every item taken, named or not: one left unnamed is written
+// again by a re-run.
 func (b *Batch[T]) Flush(sync func() error, name func(T) error, drop func(T)) error {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
@@ -90,11 +102,7 @@ func (b *Batch[T]) Flush(sync func() error, name func(T) error, drop func(T)) er
 	}
 	err := sync()
 	if err == nil {
-		for _, item := range items {
-			if err = name(item); err != nil {
-				break
-			}
-		}
+		err = nameAll(items, name, b.namers)
 	}
 	// Named items leave the queue only now, so that Pending finds each
 	// one either queued or under its name.
@@ -107,4 +115,51 @@ func (b *Batch[T]) Flush(sync func() error, name func(T) error, drop func(T)) er
 		drop(item)
 	}
 	return err
+}
+
+// nameAll calls name for every item from up to n goroutines and returns
+// the first error; after an error no further item is named.
+func nameAll[T any](items []T, name func(T) error, n int) error {
+	n = min(n, len(items))
+	if n <= 1 {
+		for _, item := range items {
+			if err := name(item); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		next  int
+		first error
+	)
+	take := func() (T, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		var zero T
+		if first != nil || next == len(items) {
+			return zero, false
+		}
+		next++
+		return items[next-1], true
+	}
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for item, ok := take(); ok; item, ok = take() {
+				if err := name(item); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }

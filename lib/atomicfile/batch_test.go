@@ -3,6 +3,8 @@ package atomicfile
 import (
 	"errors"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -62,5 +64,50 @@ func TestBatch(t *testing.T) {
 	}
 	if err := b.Flush(func() error { t.Error("synced an empty batch"); return nil }, nil, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With several namers every item is named once, after the sync, and an
+// error stops the naming and is returned.
+func TestBatchNamers(t *testing.T) {
+	b := NewBatch[int]()
+	b.SetNamers(4)
+	for i := range 500 {
+		b.Add(string(rune('a'+i%26))+string(rune(i)), i)
+	}
+	var mu sync.Mutex
+	seen := map[int]int{}
+	synced := false
+	err := b.Flush(func() error { synced = true; return nil }, func(i int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !synced {
+			t.Error("named before the sync")
+		}
+		seen[i]++
+		return nil
+	}, func(int) {})
+	if err != nil || len(seen) != 500 {
+		t.Fatalf("Flush: err %v, %d of 500 named", err, len(seen))
+	}
+	for i, n := range seen {
+		if n != 1 {
+			t.Fatalf("item %d named %d times", i, n)
+		}
+	}
+
+	for i := range 500 {
+		b.Add(string(rune(i)), i)
+	}
+	var named atomic.Int32
+	dropped := 0
+	err = b.Flush(func() error { return nil }, func(i int) error {
+		if named.Add(1) == 10 {
+			return errors.New("disk gone")
+		}
+		return nil
+	}, func(int) { dropped++ })
+	if err == nil || named.Load() > 10+4 || dropped != 500 {
+		t.Fatalf("failing name: err %v, %d named after it, %d dropped", err, named.Load(), dropped)
 	}
 }
