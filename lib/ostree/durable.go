@@ -84,7 +84,12 @@ func (r *Repo) queue(tmp *tmpObject, path string, check func() error, replace bo
 		tmp.discard()
 		return false, nil
 	}
-	if full {
+	// A full batch is flushed by the writer that filled it, unless a
+	// Flush is already under way: that one syncs and names most of what
+	// is queued, and a writer waiting for it would only flush the few
+	// objects added meanwhile, one sync each. Every pending object is an
+	// open file, so at twice the limit the writer waits and flushes.
+	if full && (r.flushing.Load() == 0 || r.pending.Len() >= 2*r.pending.Limit()) {
 		return true, r.Flush()
 	}
 	return true, nil
@@ -94,6 +99,8 @@ func (r *Repo) queue(tmp *tmpObject, path string, check func() error, replace bo
 // it. SetRef calls it; a writer whose objects another process will use
 // (cfs-clone before cfs-ostree-import) calls it before it says it is done.
 func (r *Repo) Flush() error {
+	r.flushing.Add(1)
+	defer r.flushing.Add(-1)
 	return r.pending.Flush(r.Sync, func(p *pendingObject) error {
 		if err := r.nameObject(p); err != nil {
 			return fmt.Errorf("%s/%s: %w", r.path, p.path, err)

@@ -138,7 +138,7 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 	if err != nil {
 		return "", false, fmt.Errorf("file object: %w", err)
 	}
-	tmp, err := r.newTmpObject()
+	tmp, err := r.newTmpObject(r.createPerm(meta.Mode))
 	if err != nil {
 		return "", false, err
 	}
@@ -201,6 +201,18 @@ func (r *Repo) WriteFileObjectFrom(meta FileMeta, content io.Reader) (checksum s
 	}, "", 0)
 }
 
+// createPerm is the permission a file object's temporary file is created
+// with: its own bits where the repository mode stores them in the inode
+// (bare, bare-user-only), so that applyFileMeta rarely has to change them.
+// Never setuid, setgid or sticky bits: a file being filled must not carry
+// them (applyFileMeta sets them at the end).
+func (r *Repo) createPerm(mode uint32) uint32 {
+	if r.mode == ModeBareUser {
+		return 0o644
+	}
+	return mode & 0o777
+}
+
 // applyFileMeta gives a temp file object the ownership, mode and xattrs the
 // repository mode calls for; fullMode includes the file type.
 func (r *Repo) applyFileMeta(f *os.File, meta FileMeta, fullMode uint32) error {
@@ -210,12 +222,8 @@ func (r *Repo) applyFileMeta(f *os.File, meta FileMeta, fullMode uint32) error {
 	}
 	switch r.mode {
 	case ModeBare:
-		// chown before chmod: chown clears setuid/setgid.
-		if err := f.Chown(int(meta.UID), int(meta.GID)); err != nil {
-			return fmt.Errorf("fchown %d:%d: %w", meta.UID, meta.GID, err)
-		}
-		if err := unix.Fchmod(int(f.Fd()), meta.Mode); err != nil {
-			return fmt.Errorf("fchmod %#o: %w", meta.Mode, err)
+		if err := setOwnerMode(f, meta.UID, meta.GID, meta.Mode, true); err != nil {
+			return err
 		}
 		for _, x := range xs {
 			if err := unix.Fsetxattr(int(f.Fd()), x.Name, x.Value, 0); err != nil {
@@ -240,8 +248,8 @@ func (r *Repo) applyFileMeta(f *os.File, meta FileMeta, fullMode uint32) error {
 			return fmt.Errorf("fchmod %#o: %w", perm, err)
 		}
 	case ModeBareUserOnly:
-		if err := unix.Fchmod(int(f.Fd()), meta.Mode); err != nil {
-			return fmt.Errorf("fchmod %#o: %w", meta.Mode, err)
+		if err := setOwnerMode(f, 0, 0, meta.Mode, false); err != nil {
+			return err
 		}
 	}
 	return setMtimeZero(f)
@@ -280,7 +288,7 @@ func (r *Repo) WriteSymlinkObject(meta FileMeta, target string) (checksum string
 		// bare-user cannot own or label a real symlink, so the object is
 		// a regular file holding the target and a NUL, described by
 		// user.ostreemeta.
-		tmp, err := r.newTmpObject()
+		tmp, err := r.newTmpObject(0o644)
 		if err != nil {
 			return "", false, err
 		}
@@ -347,7 +355,7 @@ func (r *Repo) writeMetadataObject(typ ObjectType, data []byte) (string, error) 
 	if err := r.beginWrite(); err != nil {
 		return "", err
 	}
-	tmp, err := r.newTmpObject()
+	tmp, err := r.newTmpObject(0o644)
 	if err != nil {
 		return "", err
 	}
@@ -355,7 +363,7 @@ func (r *Repo) writeMetadataObject(typ ObjectType, data []byte) (string, error) 
 		tmp.discard()
 		return "", fmt.Errorf("%s.%s: %w", checksum, typ, err)
 	}
-	if err := unix.Fchmod(int(tmp.f.Fd()), 0o644); err != nil {
+	if err := setOwnerMode(tmp.f, 0, 0, 0o644, false); err != nil {
 		tmp.discard()
 		return "", fmt.Errorf("%s.%s: %w", checksum, typ, err)
 	}

@@ -23,8 +23,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -72,6 +74,7 @@ type Repo struct {
 	objectsFD int
 	subdirs   map[string]int
 	pending   *atomicfile.Batch[*pendingObject]
+	flushing  atomic.Int32 // Flushes under way
 }
 
 // ErrNotRepository is matched (errors.Is) by the error of Open for a path
@@ -93,6 +96,9 @@ func Open(path string) (*Repo, error) {
 	}
 	r := &Repo{path: abs, dirFD: fd, tmpFD: -1, objectsFD: -1,
 		subdirs: map[string]int{}, pending: atomicfile.NewBatch[*pendingObject]()}
+	// Objects fall into 256 objects/XX directories, so concurrent links
+	// rarely wait on the same directory.
+	r.pending.SetNamers(2 * runtime.GOMAXPROCS(0))
 	if err := r.load(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("opening ostree repo %s: %w", abs, err)

@@ -29,12 +29,15 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (r *Repo) newTmpObject() (*tmpObject, error) {
+// newTmpObject creates the temporary file with perm (through the umask):
+// the object's own permission bits where the caller can give them, so
+// that setting them afterwards is usually not needed (see setMode).
+func (r *Repo) newTmpObject(perm uint32) (*tmpObject, error) {
 	tmpFD, err := r.writeDirs()
 	if err != nil {
 		return nil, err
 	}
-	f, ok, err := atomicfile.OpenUnnamed(tmpFD, ".", 0o644)
+	f, ok, err := atomicfile.OpenUnnamed(tmpFD, ".", perm)
 	if err != nil {
 		return nil, fmt.Errorf("%s/tmp: %w", r.path, err)
 	}
@@ -42,7 +45,7 @@ func (r *Repo) newTmpObject() (*tmpObject, error) {
 		return &tmpObject{f: f, tmpFD: tmpFD}, nil
 	}
 	name := "tmpobject-" + randomSuffix()
-	fd, err := unix.Openat(tmpFD, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Openat(tmpFD, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s/tmp/%s: %w", r.path, name, err)
 	}
@@ -95,4 +98,31 @@ func (t *tmpObject) discard() {
 func setMtimeZero(f *os.File) error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 0, Nsec: 0}}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), ts, 0)
+}
+
+// setOwnerMode gives f the owner uid:gid and the permission bits mode
+// (setuid, setgid and sticky included), with a system call only for what
+// differs: each fchown or fchmod is a filesystem transaction, and a file
+// the repository's owner creates with the object's permission bits
+// usually has both already.
+func setOwnerMode(f *os.File, uid, gid, mode uint32, chown bool) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("fstat: %w", err)
+	}
+	chowned := false
+	if chown && (st.Uid != uid || st.Gid != gid) {
+		if err := unix.Fchown(int(f.Fd()), int(uid), int(gid)); err != nil {
+			return fmt.Errorf("fchown %d:%d: %w", uid, gid, err)
+		}
+		chowned = true
+	}
+	// chown clears setuid and setgid, so after one the mode is set
+	// again whatever it was.
+	if chowned || st.Mode&0o7777 != mode {
+		if err := unix.Fchmod(int(f.Fd()), mode); err != nil {
+			return fmt.Errorf("fchmod %#o: %w", mode, err)
+		}
+	}
+	return nil
 }
