@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -92,27 +93,19 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 	// An entry goes out only once its object is durable and named: the
 	// consumer (cfs-ostree-import) checks each object as the entry
 	// arrives. Entries are held back and released a batch at a time, one
-	// Flush (one syncfs) per batch.
+	// Flush (one syncfs) per batch. The flusher syncs, names and writes
+	// one batch while the workers go on with the next: waiting for it
+	// here would stall the whole window for a sync and a thousand links.
+	fl := newFlusher(repo, w)
 	held := make([]*stream.Entry, 0, releaseEvery)
-	release := func() error {
-		if err := repo.Flush(); err != nil {
-			return err
-		}
-		for _, e := range held {
-			if err := w.WriteEntry(e); err != nil {
-				return err
-			}
-		}
-		held = held[:0]
-		return nil
-	}
 	pipe := newOrdered(ctx, opts.Workers, 64*opts.Workers, func(j *job) error {
 		e := j.entry
 		sum.Entries++
 		if held = append(held, e); len(held) == releaseEvery {
-			if err := release(); err != nil {
+			if err := fl.release(held); err != nil {
 				return err
 			}
+			held = make([]*stream.Entry, 0, releaseEvery)
 		}
 		if e.Type == stream.TypeFile {
 			done += e.Size
@@ -150,18 +143,79 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 		}
 	}()
 	pipeErr := pipe.wait()
+	flushErr := fl.close()
 	if readErr != nil {
 		return sum, readErr
 	}
 	if pipeErr != nil {
 		return sum, pipeErr
 	}
+	if flushErr != nil {
+		return sum, flushErr
+	}
 	// The last objects become durable and get their names before their
 	// entries and the end record go out.
-	if err := release(); err != nil {
+	if err := repo.Flush(); err != nil {
 		return sum, err
 	}
+	for _, e := range held {
+		if err := w.WriteEntry(e); err != nil {
+			return sum, err
+		}
+	}
 	return sum, w.Close()
+}
+
+// flusher makes the objects of a batch of entries durable and named
+// (repo.Flush) and then writes the entries, in a goroutine of its own,
+// one batch at a time and in order.
+type flusher struct {
+	batches chan []*stream.Entry
+	done    chan struct{}
+	err     atomic.Pointer[error] // the first error; later batches are dropped
+}
+
+func newFlusher(repo *ostree.Repo, w *stream.Writer) *flusher {
+	f := &flusher{batches: make(chan []*stream.Entry, 1), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		for batch := range f.batches {
+			if f.err.Load() != nil {
+				continue // drain, so release never blocks
+			}
+			err := repo.Flush()
+			for _, e := range batch {
+				if err != nil {
+					break
+				}
+				err = w.WriteEntry(e)
+			}
+			if err != nil {
+				f.err.Store(&err)
+			}
+		}
+	}()
+	return f
+}
+
+// release queues a batch whose objects are all written (queued in the
+// repository); it returns the error of an earlier batch, if any.
+func (f *flusher) release(batch []*stream.Entry) error {
+	if err := f.err.Load(); err != nil {
+		return *err
+	}
+	f.batches <- batch
+	return nil
+}
+
+// close waits for the batches released so far and returns the first error.
+func (f *flusher) close() error {
+	close(f.batches)
+	<-f.done
+	if err := f.err.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // releaseEvery is how many entries are held back at most until their
