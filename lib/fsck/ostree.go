@@ -1,6 +1,7 @@
 package fsck
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -39,8 +40,11 @@ type ostreeCheck struct {
 	mu       sync.Mutex
 	byExtent map[extentKey][]*ostreeFile
 	files    []*ostreeFile
-	present  map[string]map[[32]byte]bool // object type -> checksums stored
+	// present: the checksums stored, per object type, sorted once the
+	// index is complete (32 bytes each; a map of 100k would take 4x).
+	present  map[string][][32]byte
 	problems int
+	indexed  bool // index has run
 
 	checked atomic.Int64 // objects whose checksum was verified
 	shared  atomic.Int64 // file objects hashed in a composefs object's read
@@ -54,8 +58,7 @@ type extentKey struct {
 }
 
 type ostreeFile struct {
-	name    string // objects/XX/rest.file, relative to the repository
-	sum     [32]byte
+	sum     [32]byte // its name: objects/XX/rest.file (see name)
 	size    int64
 	extents []reflink.Extent
 	h       hash.Hash // primed with the object's header
@@ -66,8 +69,23 @@ func newOstreeCheck(c *objChecker, repo *ostree.Repo) *ostreeCheck {
 	return &ostreeCheck{
 		c: c, repo: repo, path: repo.Path(),
 		byExtent: map[extentKey][]*ostreeFile{},
-		present:  map[string]map[[32]byte]bool{"file": {}, "dirtree": {}, "dirmeta": {}, "commit": {}},
+		present:  map[string][][32]byte{},
 	}
+}
+
+// name is the object's path relative to the repository.
+func (f *ostreeFile) name() string {
+	return ostree.ObjectPath(hex.EncodeToString(f.sum[:]), ostree.ObjectFile)
+}
+
+// has says whether an object of that type and checksum is stored.
+func (o *ostreeCheck) has(typ, checksum string) bool {
+	var sum [32]byte
+	if _, err := hex.Decode(sum[:], []byte(checksum)); err != nil || len(checksum) != 64 {
+		return false
+	}
+	_, ok := slices.BinarySearchFunc(o.present[typ], sum, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	return ok
 }
 
 func (o *ostreeCheck) problem(object, format string, args ...any) {
@@ -113,6 +131,9 @@ func (o *ostreeCheck) index() error {
 	}
 	close(dirs)
 	wg.Wait()
+	for _, sums := range o.present {
+		slices.SortFunc(sums, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	}
 	return nil
 }
 
@@ -134,7 +155,7 @@ func (o *ostreeCheck) indexObject(dir, name string) {
 		return // .commitmeta, tombstones, signatures: not content-addressed
 	}
 	o.mu.Lock()
-	o.present[typ][sum] = true
+	o.present[typ] = append(o.present[typ], sum)
 	o.mu.Unlock()
 }
 
@@ -184,7 +205,7 @@ func (o *ostreeCheck) indexFile(rel, checksum string, sum [32]byte) {
 		o.problem(rel, "%v", err)
 		return
 	}
-	f := &ostreeFile{name: rel, sum: sum, size: st.Size, h: h}
+	f := &ostreeFile{sum: sum, size: st.Size, h: h}
 	if st.Size > 0 {
 		if fd, err := os.Open(p); err == nil {
 			f.extents, _ = reflink.Extents(fd) // no extents: read on its own
@@ -295,7 +316,7 @@ func (o *ostreeCheck) fed(fs []*ostreeFile, n int64) {
 
 func (o *ostreeCheck) finish(f *ostreeFile) {
 	if got := f.h.Sum(nil); [32]byte(got) != f.sum {
-		o.problem(f.name, "corrupted file object, content and metadata hash to %x", got)
+		o.problem(f.name(), "corrupted file object, content and metadata hash to %x", got)
 	} else {
 		o.checked.Add(1)
 	}
@@ -333,18 +354,18 @@ func (o *ostreeCheck) hashAlone(f *ostreeFile, buf []byte) {
 			f.h, err = ostree.NewFileHash(meta)
 		}
 		if err != nil {
-			o.problem(f.name, "%v", err)
+			o.problem(f.name(), "%v", err)
 			return
 		}
 	}
-	fd, err := os.Open(filepath.Join(o.path, f.name))
+	fd, err := os.Open(filepath.Join(o.path, f.name()))
 	if err != nil {
-		o.problem(f.name, "%v", err)
+		o.problem(f.name(), "%v", err)
 		return
 	}
 	defer fd.Close()
 	if _, err := io.CopyBuffer(f.h, fd, buf); err != nil {
-		o.problem(f.name, "%v", err)
+		o.problem(f.name(), "%v", err)
 		return
 	}
 	o.finish(f)
@@ -353,13 +374,7 @@ func (o *ostreeCheck) hashAlone(f *ostreeFile, buf []byte) {
 // reachability checks that every commit's tree is complete and every ref
 // names a commit that is there, as ostree fsck's traversal does.
 func (o *ostreeCheck) reachability() {
-	has := func(typ, checksum string) bool {
-		var sum [32]byte
-		if _, err := hex.Decode(sum[:], []byte(checksum)); err != nil || len(checksum) != 64 {
-			return false
-		}
-		return o.present[typ][sum]
-	}
+	has := o.has
 	seenTree := map[string]bool{}
 	var walk func(tree, meta, where string)
 	walk = func(tree, meta, where string) {
@@ -388,7 +403,7 @@ func (o *ostreeCheck) reachability() {
 		}
 	}
 	var commits []string
-	for sum := range o.present["commit"] {
+	for _, sum := range o.present["commit"] {
 		commits = append(commits, hex.EncodeToString(sum[:]))
 	}
 	slices.Sort(commits)
