@@ -99,9 +99,13 @@ func cloneFile(dst, src *os.File, dstName, srcName string, policy Policy) (Resul
 	}
 	// FICLONE only ever extends dst, so the tail of a longer dst would
 	// survive it; and XFS/btrfs refuse to clone an unaligned source EOF into
-	// the middle of dst. Starting empty avoids both.
-	if err := unix.Ftruncate(dstFd, 0); err != nil {
-		return 0, fmt.Errorf("reflink %s from %s: truncate destination: %w", dstName, srcName, err)
+	// the middle of dst. Starting empty avoids both. A dst that is empty
+	// already (a new file) is left alone: a truncate is a filesystem
+	// transaction even when it changes nothing.
+	if dstSt.Size != 0 {
+		if err := unix.Ftruncate(dstFd, 0); err != nil {
+			return 0, fmt.Errorf("reflink %s from %s: truncate destination: %w", dstName, srcName, err)
+		}
 	}
 
 	if policy != Never {
