@@ -51,6 +51,17 @@ func checkObjects(t *testing.T, repo string, alg fsverity.Algorithm) map[string]
 // cut must have survived. Linking an object before its bytes are durable
 // (what the repository did) leaves 0-byte files under digest names here.
 func TestObjectsDurableBeforeNamed(t *testing.T) {
+	testObjectsDurableBeforeNamed(t, false)
+}
+
+// TestObjectsDurableBeforeNamedInBackground: the same with objects named
+// by background flushes (FlushInBackground), several of which run
+// before, and one possibly during, the cut.
+func TestObjectsDurableBeforeNamedInBackground(t *testing.T) {
+	testObjectsDurableBeforeNamed(t, true)
+}
+
+func testObjectsDurableBeforeNamed(t *testing.T, background bool) {
 	xfs := testfs.XFS(t, 0)
 	path := xfs.Path("composefs")
 	r, err := Create(path, fsverity.SHA512)
@@ -72,11 +83,16 @@ func TestObjectsDurableBeforeNamed(t *testing.T) {
 		}
 		return ids
 	}
-	flushed := write(300)
+	n := 300
+	if background {
+		defer r.FlushInBackground()()
+		n = r.pending.Limit() + 100
+	}
+	flushed := write(n)
 	if err := r.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	write(300) // pending at the cut
+	write(n) // pending at the cut
 	time.Sleep(200 * time.Millisecond)
 	xfs.Shutdown(t)
 	stop()

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -187,6 +188,23 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 	if !queued {
 		return false, nil
 	}
+	if r.async.Load() > 0 && !full {
+		if r.pending.Len() >= r.pending.Limit()/2 && r.flushing.CompareAndSwap(false, true) {
+			r.bg.Add(1)
+			go func() {
+				defer r.bg.Done()
+				defer r.flushing.Store(false)
+				if err := r.flushPending(); err != nil {
+					r.bgMu.Lock()
+					if r.bgErr == nil {
+						r.bgErr = err
+					}
+					r.bgMu.Unlock()
+				}
+			}()
+		}
+		return true, r.backgroundErr()
+	}
 	if full {
 		if err := r.Flush(); err != nil {
 			return true, err
@@ -195,11 +213,47 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 	return true, nil
 }
 
+// FlushInBackground lets pending objects be made durable and named on
+// another goroutine, from half a batch on, while the caller goes on
+// writing objects: the syncfs of one batch then overlaps the writing of
+// the next instead of stopping it. Nothing else changes: an object is
+// named only after the syncfs that made it durable, and Flush (which
+// every stream, image and tag writer calls first) waits for a running
+// background flush and names the rest. A full batch is still flushed by
+// the writer that filled it, so no more objects are open than before.
+// done turns it off again and waits until no background flush runs: a
+// caller that returns after done has nothing writing into the
+// repository behind its back.
+func (r *Repository) FlushInBackground() (done func()) {
+	r.async.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.async.Add(-1)
+			r.bg.Wait()
+		})
+	}
+}
+
+// backgroundErr is the error of a background flush, if one failed.
+func (r *Repository) backgroundErr() error {
+	r.bgMu.Lock()
+	defer r.bgMu.Unlock()
+	return r.bgErr
+}
+
 // Flush makes every pending object durable and then names it: one syncfs
 // for the whole batch, then a link per object. An object whose name is
 // taken by a wrong file (see CheckObject) replaces it atomically. Stream,
 // image and tag writers call it before they name anything.
 func (r *Repository) Flush() error {
+	if err := r.flushPending(); err != nil {
+		return err
+	}
+	return r.backgroundErr()
+}
+
+func (r *Repository) flushPending() error {
 	return r.pending.Flush(r.Sync, func(p *pendingObject) error {
 		if err := r.nameObject(p); err != nil {
 			return fmt.Errorf("storing object %x: %w", p.id, err)

@@ -49,6 +49,16 @@ type Repository struct {
 	subdirs map[byte]int // objects/XX, opened beneath objects/
 	// pending holds the objects written but not yet durable nor named.
 	pending *atomicfile.Batch[*pendingObject]
+
+	// Background flushing (FlushInBackground): async counts the callers
+	// that turned it on, flushing is set while a flush runs on its own
+	// goroutine (bg waits for it), and bgErr keeps its error for the
+	// next Flush or object write.
+	async    atomic.Int32
+	flushing atomic.Bool
+	bg       sync.WaitGroup
+	bgMu     sync.Mutex
+	bgErr    error
 }
 
 // ErrNotRepository is returned by Open for a directory without meta.json.
@@ -199,6 +209,7 @@ func (r *Repository) Close() error {
 		return nil
 	}
 	err := r.Flush()
+	r.bg.Wait()
 	r.mu.Lock()
 	for _, fd := range r.subdirs {
 		unix.Close(fd)

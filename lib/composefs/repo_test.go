@@ -3,6 +3,7 @@ package composefs
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,5 +239,48 @@ func TestImportFileReflinks(t *testing.T) {
 	shared, _, err := reflink.SharedBytes(obj)
 	if err != nil || shared != int64(len(data)) {
 		t.Errorf("object shares %d of %d bytes with its source (%v)", shared, len(data), err)
+	}
+}
+
+// TestFlushInBackground: with background flushing on, objects get their
+// names while the writer goes on, without a Flush; after done returns
+// nothing changes any more, and Flush names the rest.
+func TestFlushInBackground(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Create(filepath.Join(dir, "repo"), fsverity.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := r.FlushInBackground()
+	var ids [][]byte
+	for i := 0; i < r.pending.Limit()-1; i++ {
+		id, _, _, err := r.WriteObject(strings.NewReader(fmt.Sprintf("object %d with more than a few bytes in it", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	done()
+	named := 0
+	for _, id := range ids {
+		if _, err := os.Lstat(r.ObjectPath(id)); err == nil {
+			named++
+		}
+	}
+	if named == 0 || named == len(ids) {
+		t.Fatalf("%d of %d objects named before any Flush; want some, not all", named, len(ids))
+	}
+	// Off again: the writer that fills the batch flushes it, as before.
+	if r.flushing.Load() || r.async.Load() != 0 {
+		t.Fatal("a background flush is still on after done")
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := os.Lstat(r.ObjectPath(id)); err != nil {
+			t.Fatalf("object %x not named after Flush: %v", id, err)
+		}
 	}
 }
