@@ -85,6 +85,10 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 		return nil, fmt.Errorf("%s: the config lists %d diff IDs for %d layers", src.Name, len(diffIDs), len(src.Layers))
 	}
 	res := &Result{Source: src, DiffIDs: diffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
+	// Objects are made durable and named by batches on another goroutine
+	// while the layers go on; done, on every return, waits for the batch
+	// in flight, so nothing writes into the repository after this returns.
+	defer repo.FlushInBackground()()
 	// Layers are fetched in parallel; the callback is called from one of
 	// them at a time, so it needs no locking of its own.
 	var progressMu sync.Mutex
