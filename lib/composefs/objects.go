@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/beneath"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/reflink"
@@ -188,15 +189,29 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 	if !replace && r.checkStored(id, size) == nil {
 		return false, nil
 	}
-	if err := t.reopenReadOnly(size); err != nil {
-		return false, err
-	}
-	on, err := enableVerity(t.File, r.alg, id, r.secure)
-	if err != nil {
-		return false, err
-	}
-	if on {
-		r.verityOn.Store(true)
+	if r.verityOff.Load() {
+		// The filesystem has no fs-verity (an earlier object found out):
+		// the file needs no read-only descriptor for the ioctl, and the
+		// writable one, closed once the file is named, frees what XFS
+		// reserved past its end anyway; trimmed all the same, as below.
+		if t.written {
+			if err := atomicfile.TrimPreallocation(t.File, size); err != nil {
+				return false, err
+			}
+		}
+	} else {
+		if err := t.reopenReadOnly(size); err != nil {
+			return false, err
+		}
+		on, err := enableVerity(t.File, r.alg, id, r.secure)
+		if err != nil {
+			return false, err
+		}
+		if on {
+			r.verityOn.Store(true)
+		} else {
+			r.verityOff.Store(true)
+		}
 	}
 	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace})
 	if !queued {

@@ -39,6 +39,10 @@ type Repository struct {
 	// verityOn is set once an object here got fs-verity: existing objects
 	// are then checked against the kernel's measurement too.
 	verityOn atomic.Bool
+	// verityOff is set once enabling fs-verity on an object here found
+	// the filesystem without it (never in secure mode, which fails
+	// instead): later objects do not try again.
+	verityOff atomic.Bool
 
 	// objects is objects/ opened beneath the root (no symlink followed),
 	// or -1 with objectsErr saying why writes cannot happen.
