@@ -63,9 +63,29 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	seen := make(map[[2]uint64]struct{})
 	seeds := [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	var small [InlineMax + 1]byte
+	// Without a member callback or an object writer of the caller's, the
+	// bodies are stored by workers (pipeline.go) and the splitstream is
+	// assembled by asm; otherwise everything happens here, in order.
+	var bp *bodyPipeline
+	var asm *assembler
+	if objects == nil && member == nil {
+		bp = newBodyPipeline(repo)
+		asm = newAssembler(ss, &stats, diffID)
+		defer func() {
+			bp.close()
+			asm.close()
+		}()
+	}
+	write := func(b []byte) {
+		if asm != nil {
+			asm.inline(b)
+		} else {
+			ss.Write(b)
+		}
+	}
 	for {
 		hdr, err := tr.Next()
-		ss.Write(tr.RawBytes())
+		write(tr.RawBytes())
 		if err == io.EOF {
 			break
 		}
@@ -82,7 +102,16 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 		}
 		seen[key] = struct{}{}
 		stats.Members++
-		if m.Kind == fstree.Regular && m.Size > InlineMax {
+		if m.Kind == fstree.Regular && m.Size > InlineMax && bp != nil {
+			if bp.failed.Load() {
+				break // asm has the error
+			}
+			j, err := bp.start(tr, m.Size)
+			asm.external(j, hdr.Name)
+			if err != nil {
+				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
+			}
+		} else if m.Kind == fstree.Regular && m.Size > InlineMax {
 			id, n, created, err := objects(m, tr)
 			if err != nil {
 				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)
@@ -109,16 +138,23 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 			if len(body) > InlineMax {
 				return stats, fmt.Errorf("layer %s: member %q: a %v member carries a body", diffID, hdr.Name, hdr.Typeflag)
 			}
-			ss.Write(body)
+			write(body)
 			if m.Kind == fstree.Regular {
 				m.Inline = bytes.Clone(body)
 			}
 		}
-		ss.Write(tr.RawBytes())
+		write(tr.RawBytes())
 		if member != nil {
 			if err := member(m); err != nil {
 				return stats, err
 			}
+		}
+	}
+	if bp != nil {
+		// Every object stored and the stream assembled up to here.
+		bp.close()
+		if err := asm.close(); err != nil {
+			return stats, err
 		}
 	}
 	// Whatever follows the end-of-archive blocks belongs to the diffID too.

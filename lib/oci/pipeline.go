@@ -1,0 +1,231 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/splitstream"
+)
+
+// The bodies of a layer's large members are stored by workers, so that
+// the fs-verity digest and the writes of one member run beside the
+// decompression and the tar parsing of the next ones: with a single big
+// layer the import then keeps more than one core busy. The tar reader
+// copies each body into buffers taken from a byte budget (the memory in
+// flight is bounded, whatever the file sizes) and hands them to a
+// worker; the splitstream is assembled in tar order by one goroutine,
+// which waits for each object's id in turn.
+const (
+	pipelineBudget  = 8 << 20 // bytes of bodies in flight per layer
+	pipelineChunk   = 1 << 20 // largest buffer; a multiple of the fs-verity block
+	pipelineWorkers = 2
+)
+
+// chunkPools hold body buffers by size class (4 KiB to pipelineChunk).
+var chunkPools [9]sync.Pool
+
+func chunkClass(n int64) (int, int) {
+	size, c := 4096, 0
+	for int64(size) < n && size < pipelineChunk {
+		size <<= 1
+		c++
+	}
+	return c, size
+}
+
+func getChunk(n int64) []byte {
+	c, size := chunkClass(n)
+	if b, ok := chunkPools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, size)[:n]
+}
+
+func putChunk(b []byte) {
+	c, size := chunkClass(int64(cap(b)))
+	if cap(b) != size {
+		return
+	}
+	b = b[:cap(b)]
+	chunkPools[c].Put(&b)
+}
+
+// bodyJob is one body on its way to becoming an object.
+type bodyJob struct {
+	size   int64
+	chunks chan []byte // the body's buffers in order; closed after the last
+	done   chan struct{}
+	// Set by the worker before done is closed.
+	id      []byte
+	n       int64
+	created bool
+	err     error
+}
+
+// jobReader yields a job's buffers to WriteObject, giving each back to
+// the budget once written.
+type jobReader struct {
+	j      *bodyJob
+	budget *semaphore.Weighted
+}
+
+func (r jobReader) Read(p []byte) (int, error) { panic("jobReader is read with WriteTo") }
+
+func (r jobReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	var err error
+	for b := range r.j.chunks {
+		if err == nil {
+			var n int
+			n, err = w.Write(b)
+			total += int64(n)
+		}
+		r.budget.Release(int64(cap(b)))
+		putChunk(b)
+	}
+	if err == nil && total != r.j.size {
+		// The tar ended inside the body: no object of what came.
+		err = io.ErrUnexpectedEOF
+	}
+	return total, err
+}
+
+// bodyPipeline stores the bodies of one layer.
+type bodyPipeline struct {
+	repo      *composefs.Repository
+	budget    *semaphore.Weighted
+	jobs      chan *bodyJob
+	wg        sync.WaitGroup
+	failed    atomic.Bool
+	closeOnce sync.Once
+}
+
+func newBodyPipeline(repo *composefs.Repository) *bodyPipeline {
+	p := &bodyPipeline{repo: repo, budget: semaphore.NewWeighted(pipelineBudget), jobs: make(chan *bodyJob, 64)}
+	for i := 0; i < pipelineWorkers; i++ {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for j := range p.jobs {
+				j.id, j.n, j.created, j.err = p.repo.WriteObject(jobReader{j, p.budget})
+				if j.err != nil {
+					p.failed.Store(true)
+				}
+				close(j.done)
+			}
+		}()
+	}
+	return p
+}
+
+// start reads a body of size bytes from body and queues it; the job's
+// done closes once it is stored or failed. An error here is one of
+// reading body; the job then fails too.
+func (p *bodyPipeline) start(body io.Reader, size int64) (*bodyJob, error) {
+	// Room for every buffer of a body that fits in the budget; a larger
+	// one waits for its worker.
+	n := min((size+pipelineChunk-1)/pipelineChunk, pipelineBudget/pipelineChunk)
+	j := &bodyJob{size: size, chunks: make(chan []byte, n), done: make(chan struct{})}
+	p.jobs <- j
+	defer close(j.chunks)
+	for left := size; left > 0; {
+		n := min(left, pipelineChunk)
+		b := getChunk(n)
+		// Acquire by capacity: that is what the buffer holds.
+		p.budget.Acquire(context.Background(), int64(cap(b)))
+		if _, err := io.ReadFull(body, b); err != nil {
+			p.budget.Release(int64(cap(b)))
+			putChunk(b)
+			return j, err
+		}
+		j.chunks <- b
+		left -= n
+	}
+	return j, nil
+}
+
+// close stops the workers once the queued jobs are done. It may be
+// called more than once.
+func (p *bodyPipeline) close() {
+	p.closeOnce.Do(func() { close(p.jobs) })
+	p.wg.Wait()
+}
+
+// assembler writes a layer's splitstream in tar order: inline bytes as
+// they come, and each object once its worker has its id.
+type assembler struct {
+	ss      *splitstream.Writer
+	stats   *LayerStats
+	diffID  string
+	buf     []byte // inline bytes not yet sent
+	ops     chan asmOp
+	done    chan struct{}
+	err     error
+	closing sync.Once
+}
+
+type asmOp struct {
+	inline []byte
+	job    *bodyJob
+	name   string // the member, for messages
+}
+
+func newAssembler(ss *splitstream.Writer, stats *LayerStats, diffID string) *assembler {
+	a := &assembler{ss: ss, stats: stats, diffID: diffID, ops: make(chan asmOp, 256), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for op := range a.ops {
+			if a.err != nil {
+				if op.job != nil {
+					<-op.job.done
+				}
+				continue
+			}
+			a.ss.Write(op.inline)
+			if op.job == nil {
+				continue
+			}
+			<-op.job.done
+			j := op.job
+			if j.err != nil {
+				a.err = fmt.Errorf("layer %s: member %q: %w", a.diffID, op.name, j.err)
+				continue
+			}
+			if j.created {
+				a.stats.ObjectsNew++
+				a.stats.BytesNew += j.n
+			} else {
+				a.stats.ObjectsPresent++
+			}
+			a.err = a.ss.WriteExternal(j.id, j.n)
+		}
+	}()
+	return a
+}
+
+// inline queues bytes that go into the stream as they are.
+func (a *assembler) inline(b []byte) { a.buf = append(a.buf, b...) }
+
+// external queues an object, after the inline bytes before it.
+func (a *assembler) external(j *bodyJob, name string) {
+	a.ops <- asmOp{inline: a.buf, job: j, name: name}
+	a.buf = nil
+}
+
+// close writes what is left and waits; its error is the first of a
+// worker's or of the stream.
+func (a *assembler) close() error {
+	a.closing.Do(func() {
+		a.ops <- asmOp{inline: a.buf}
+		a.buf = nil
+		close(a.ops)
+	})
+	<-a.done
+	return a.err
+}

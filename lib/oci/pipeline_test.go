@@ -1,0 +1,109 @@
+package oci
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/splitstream"
+)
+
+// TestPipelinedImportIsInOrder: bodies stored by the workers (no member
+// callback) give the stream, objects and stats that storing each body in
+// turn gives (with one), for bodies from one block to more than the
+// budget in flight, repeated ones included, and the layer reassembles
+// byte for byte.
+func TestPipelinedImportIsInOrder(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	body := func(n int) string {
+		b := make([]byte, n)
+		rng.Read(b)
+		return string(b)
+	}
+	big := body(pipelineBudget + 3*pipelineChunk/2)
+	var members []tm
+	for i, n := range []int{0, 64, 65, 4095, 4096, 4097, 100000, pipelineChunk, pipelineChunk + 1, 3*pipelineChunk - 7} {
+		members = append(members, tm{name: "f" + strings.Repeat("x", i), body: body(n)})
+	}
+	members = append(members, tm{name: "big", body: big}, tm{name: "big-again", body: big}, tm{name: "d", typ: '5'})
+	for i := 0; i < 300; i++ {
+		members = append(members, tm{name: "d/s" + strings.Repeat("y", i%50) + string(rune('a'+i%26)) + string(rune('a'+i/26)), body: body(rng.Intn(20000))})
+	}
+	data := tarOf(t, members...)
+	d := digestOf(data)
+
+	piped, serial := newRepo(t), newRepo(t)
+	st1, err := ImportLayer(piped, bytes.NewReader(data), d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objects [][]byte
+	st2, err := ImportLayer(serial, bytes.NewReader(data), d, func(m *Member) error {
+		if m.Object != nil {
+			objects = append(objects, m.Object)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st1 != st2 || st1.ObjectsPresent != 1 {
+		t.Fatalf("stats %+v, serially %+v", st1, st2)
+	}
+	id1, _, _ := piped.StreamID(composefs.LayerContentID(d))
+	id2, _, _ := serial.StreamID(composefs.LayerContentID(d))
+	if !bytes.Equal(id1, id2) {
+		t.Fatalf("stream %x, serially %x", id1, id2)
+	}
+	for _, id := range objects {
+		if !piped.HasObject(id) {
+			t.Fatalf("object %x is missing", id)
+		}
+	}
+	sr, _, err := piped.OpenStream(composefs.LayerContentID(d), splitstream.ContentOCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	{
+		var out bytes.Buffer
+		open := func(id []byte) (io.ReadCloser, error) { return piped.OpenObject(id) }
+		if _, err := sr.Reassemble(&out, open); err != nil || !bytes.Equal(out.Bytes(), data) {
+			t.Fatalf("reassembled %d bytes (%v), want the %d of the tar", out.Len(), err, len(data))
+		}
+	}
+}
+
+// TestPipelinedImportTruncated: a tar that ends inside a body stored by a
+// worker fails naming the member, and leaves no object of the part that
+// came.
+func TestPipelinedImportTruncated(t *testing.T) {
+	rng := rand.New(rand.NewSource(6))
+	b := make([]byte, 3*pipelineChunk)
+	rng.Read(b)
+	data := tarOf(t, tm{name: "whole", body: string(b[:5000])}, tm{name: "cut", body: string(b)})
+	cut := data[:len(data)-2*pipelineChunk]
+	repo := newRepo(t)
+	_, err := ImportLayer(repo, bytes.NewReader(cut), digestOf(data), nil)
+	if err == nil || !strings.Contains(err.Error(), `"cut"`) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated body: %v", err)
+	}
+	if err := repo.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var objects []string
+	filepath.WalkDir(filepath.Join(repo.Path(), "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			objects = append(objects, p)
+		}
+		return err
+	})
+	if len(objects) != 1 {
+		t.Fatalf("objects after the failed import: %v, want the one whole body", objects)
+	}
+}
