@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -62,8 +64,10 @@ func usedBytes(b *testing.B, dir string) int64 {
 // fresh containers-storage store from the composefs repository (cfs-clone
 // --to containers-storage: clones, tar-split and the layer digest in one
 // read) and, as the peer, from its OCI layout with skopeo (what podman
-// does: decompress, write, tar-split), on one loop XFS, and reports both
-// side by side with peak RSS and the disk the export took.
+// does: decompress, write, tar-split), on one loop XFS, in
+// CFS_BENCH_PAIRS interleaved pairs (default 3), caches dropped before
+// each run, and reports the medians side by side with peak RSS and the
+// disk the export took.
 func BenchmarkExportContainersStorageLarge(b *testing.B) {
 	testfs.RequirePrivileged(b)
 	skopeo := testfs.RequireTool(b, "skopeo")
@@ -83,26 +87,59 @@ func BenchmarkExportContainersStorageLarge(b *testing.B) {
 		b.Fatalf("cfs-pull --from-repo: %v", err)
 	}
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	var walls, peerWalls, ratios, cpus, peerCPUs, rss, disk []float64
+	for i := 0; i < benchPairs(); i++ {
 		dir := fs.Path(fmt.Sprintf("run-%d", i))
 		peerStore := "containers-storage:[overlay@" + filepath.Join(dir, "peer") + "+" + filepath.Join(dir, "peer-run") + ":overlay.skip_mount_home=true]localhost/bench:large"
 		before := usedBytes(b, fs.Dir)
+		dropCaches()
 		cfs := timed(b, list, binary, "--to", "containers-storage", "--root", filepath.Join(dir, "cfs"), "--runroot", filepath.Join(dir, "cfs-run"), "--reflink", "always", "--quiet")
 		extra := usedBytes(b, fs.Dir) - before
+		dropCaches()
 		peer := timed(b, nil, skopeo, "--insecure-policy", "copy", "--quiet", img.Ref, peerStore)
 		ratio := cfs.wall.Seconds() / peer.wall.Seconds()
-		b.ReportMetric(cfs.wall.Seconds(), "s-cfs-clone")
-		b.ReportMetric(peer.wall.Seconds(), "s-skopeo")
-		b.ReportMetric(ratio, "ratio")
-		b.ReportMetric(cfs.cpu, "cpu-s-cfs-clone")
-		b.ReportMetric(peer.cpu, "cpu-s-skopeo")
-		b.ReportMetric(float64(cfs.maxRSS)/1024, "MiB-rss")
-		b.ReportMetric(100*float64(extra)/float64(size), "%disk")
-		b.Logf("export of %d entries, %.0f MiB into containers-storage: cfs-clone %.1f s (%.1f s CPU, peak RSS %d MiB, %.1f MiB of disk = %.2f%% of the image), skopeo copy oci: %.1f s (%.1f s CPU, peak RSS %d MiB); ratio %.2f wall, %.2f CPU (target <= 0.2, disk <= 2%%, RSS <= 150 MB)",
-			img.Stats.Entries, float64(size)/(1<<20), cfs.wall.Seconds(), cfs.cpu, cfs.maxRSS/1024, float64(extra)/(1<<20), 100*float64(extra)/float64(size),
+		walls, peerWalls, ratios = append(walls, cfs.wall.Seconds()), append(peerWalls, peer.wall.Seconds()), append(ratios, ratio)
+		cpus, peerCPUs = append(cpus, cfs.cpu), append(peerCPUs, peer.cpu)
+		rss, disk = append(rss, float64(cfs.maxRSS)/1024), append(disk, 100*float64(extra)/float64(size))
+		b.Logf("pair %d: export of %d entries, %.0f MiB into containers-storage: cfs-clone %.1f s (%.1f s CPU, peak RSS %d MiB, %.1f MiB of disk = %.2f%% of the image), skopeo copy oci: %.1f s (%.1f s CPU, peak RSS %d MiB); ratio %.2f wall, %.2f CPU",
+			i+1, img.Stats.Entries, float64(size)/(1<<20), cfs.wall.Seconds(), cfs.cpu, cfs.maxRSS/1024, float64(extra)/(1<<20), 100*float64(extra)/float64(size),
 			peer.wall.Seconds(), peer.cpu, peer.maxRSS/1024, ratio, cfs.cpu/peer.cpu)
 		if err := os.RemoveAll(dir); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(median(walls), "s-cfs-clone")
+	b.ReportMetric(median(peerWalls), "s-skopeo")
+	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(cpus), "cpu-s-cfs-clone")
+	b.ReportMetric(median(peerCPUs), "cpu-s-skopeo")
+	b.ReportMetric(median(rss), "MiB-rss")
+	b.ReportMetric(median(disk), "%disk")
+	b.Logf("medians of %d interleaved pairs, caches dropped before each run: cfs-clone --to containers-storage %.1f s (%.1f s CPU, peak RSS %.0f MiB, extra disk %.2f%%), skopeo copy oci: %.1f s (%.1f s CPU); ratio %.2f (target <= 0.2, disk <= 2%%, RSS <= 150 MB)",
+		len(ratios), median(walls), median(cpus), median(rss), median(disk), median(peerWalls), median(peerCPUs), median(ratios))
+}
+
+// benchPairs is how many interleaved (cfs-clone, skopeo) pairs the
+// benchmark runs: CFS_BENCH_PAIRS, default 3.
+func benchPairs() int {
+	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// dropCaches empties the page cache, so that each timed run reads from
+// the disk as a first import or export on a host does.
+func dropCaches() {
+	unix.Sync()
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
