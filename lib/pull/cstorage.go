@@ -63,6 +63,10 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 	}
 	res := &Result{DiffIDs: img.DiffIDs(), Layers: make([]oci.LayerStats, len(img.Layers))}
 	stats := &CStorageStats{}
+	// As a registry pull: batches of objects are made durable and named
+	// on another goroutine while the layers go on; done, on every return,
+	// waits for the batch in flight.
+	defer repo.FlushInBackground()()
 	// Decide which layers need work, and refuse an impossible "always"
 	// before anything is written.
 	todo := make([]bool, len(img.Layers))
