@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,16 +38,27 @@ func OpenUnnamed(dirfd int, dir string, perm uint32) (f *os.File, ok bool, err e
 // Link gives an unnamed file from OpenUnnamed the name dst, relative to
 // dirfd. Like link(2) it never replaces an existing file: that is EEXIST,
 // returned as the bare errno for the caller to name its paths.
+//
+// It links by descriptor (AT_EMPTY_PATH), which needs CAP_DAC_READ_SEARCH
+// and costs no path walk through /proc; without that capability (the
+// kernel then says ENOENT, remembered) through /proc/self/fd.
 func Link(f *os.File, dirfd int, dst string) error {
-	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), dirfd, dst, unix.AT_SYMLINK_FOLLOW)
-	if errors.Is(err, unix.ENOENT) {
-		// /proc is not mounted (early boot, a chroot): link by descriptor,
-		// which needs CAP_DAC_READ_SEARCH.
-		err = unix.Linkat(int(f.Fd()), "", dirfd, dst, unix.AT_EMPTY_PATH)
+	defer runtime.KeepAlive(f)
+	if !noEmptyPathLink.Load() {
+		err := unix.Linkat(int(f.Fd()), "", dirfd, dst, unix.AT_EMPTY_PATH)
+		if !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		if _, serr := os.Stat("/proc/self/fd"); serr != nil {
+			return err // no /proc either (early boot, a chroot)
+		}
+		noEmptyPathLink.Store(true)
 	}
-	runtime.KeepAlive(f)
-	return err
+	return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), dirfd, dst, unix.AT_SYMLINK_FOLLOW)
 }
+
+// noEmptyPathLink is set once linkat(AT_EMPTY_PATH) was refused.
+var noEmptyPathLink atomic.Bool
 
 // WriteFile replaces path with data so that a reader sees the old or the
 // new content and a crash cannot leave a truncated file: a temporary file
