@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -95,9 +97,17 @@ func (t *tmpObject) discard() {
 
 // setMtimeZero sets mtime to 0 and leaves atime, as ostree does for every
 // file object (checkouts hardlink them, so deployed files show mtime 0).
+//
+// utimensat with a NULL path sets the times of the descriptor itself (as
+// futimens does): no walk through /proc per file.
 func setMtimeZero(f *os.File) error {
-	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 0, Nsec: 0}}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), ts, 0)
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 0, Nsec: 0}}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	runtime.KeepAlive(f)
+	if errno != 0 {
+		return &os.PathError{Op: "futimens", Path: f.Name(), Err: errno}
+	}
+	return nil
 }
 
 // setOwnerMode gives f the owner uid:gid and the permission bits mode
