@@ -2,6 +2,7 @@ package erofs_test
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -9,7 +10,9 @@ import (
 )
 
 // FuzzRead: the reader must reject, never panic on, any input; what it
-// accepts must be writable again without a panic.
+// accepts must be writable again without a panic. ForEachExternal must
+// not panic either, must reject only what Read rejects, and must name
+// the external files of Read's tree.
 func FuzzRead(f *testing.F) {
 	seeds := [][]byte{
 		buildImage(f, erofs.NewDir("", 0o755), erofs.V1),
@@ -32,9 +35,16 @@ func FuzzRead(f *testing.F) {
 		f.Add(flipped)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		got, serr := externalsStreamed(data)
 		im, err := erofs.Read(data)
 		if err != nil {
 			return
+		}
+		if serr != nil {
+			t.Fatalf("Read accepts what ForEachExternal rejects: %v", serr)
+		}
+		if want := externalsOfTree(im.Root); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("ForEachExternal %v, Read's tree %v", got, want)
 		}
 		_ = erofs.Write(new(bytes.Buffer), im.Root, erofs.Options{Version: im.Version, MaxVersion: im.Version})
 	})

@@ -48,6 +48,9 @@ type reader struct {
 	buildNsec uint32
 	inodes    map[uint64]*rawInode
 	shared    map[uint64]Xattr
+	// noCache: inodes are decoded afresh on each visit and not kept
+	// (ForEachExternal visits each once and must not hold them all).
+	noCache bool
 	// used counts the directory and file bytes handed out. The writer
 	// never lets two inodes share data, so more than the image size means
 	// a hostile image that would otherwise cost quadratic time or memory.
@@ -59,23 +62,39 @@ type reader struct {
 // unescaped, escaped whiteouts become char devices 0:0 again, the root's
 // 00..ff whiteout stubs are dropped. It never panics on malformed input.
 func Read(data []byte) (*Image, error) {
+	r, rootNid, err := open(data)
+	if err != nil {
+		return nil, err
+	}
+	img := &Image{Version: r.version, HasACL: binary.LittleEndian.Uint32(data[8:])&headerFlagHasACL != 0}
+	root, err := r.tree(rootNid)
+	if err != nil {
+		return nil, err
+	}
+	img.Root = root
+	return img, nil
+}
+
+// open checks the composefs header and the EROFS superblock and returns a
+// reader positioned at nothing, with the root inode's nid.
+func open(data []byte) (*reader, uint64, error) {
 	le := binary.LittleEndian
 	if len(data) < superOffset+superSize {
-		return nil, formatErr("image of %d bytes is too short", len(data))
+		return nil, 0, formatErr("image of %d bytes is too short", len(data))
 	}
 	if le.Uint32(data[0:]) != composefsMagic || le.Uint32(data[4:]) != composefsVersion {
-		return nil, formatErr("bad composefs header")
+		return nil, 0, formatErr("bad composefs header")
 	}
 	cv := le.Uint32(data[12:])
 	if cv > 1 {
-		return nil, formatErr("composefs version %d is not supported", cv)
+		return nil, 0, formatErr("composefs version %d is not supported", cv)
 	}
 	sb := data[superOffset:]
 	if le.Uint32(sb[0:]) != erofsMagic || sb[12] != blockBits {
-		return nil, formatErr("bad EROFS superblock")
+		return nil, 0, formatErr("bad EROFS superblock")
 	}
 	if le.Uint32(sb[80:]) & ^uint32(1) != 0 || le.Uint32(sb[40:]) != 0 || sb[13] != 0 {
-		return nil, formatErr("unsupported EROFS features")
+		return nil, 0, formatErr("unsupported EROFS features")
 	}
 	r := &reader{
 		data: data, version: int(cv),
@@ -83,13 +102,7 @@ func Read(data []byte) (*Image, error) {
 		buildSec:  int64(le.Uint64(sb[24:])), buildNsec: le.Uint32(sb[32:]),
 		inodes: map[uint64]*rawInode{}, shared: map[uint64]Xattr{},
 	}
-	img := &Image{Version: int(cv), HasACL: le.Uint32(data[8:])&headerFlagHasACL != 0}
-	root, err := r.tree(uint64(le.Uint16(sb[14:])))
-	if err != nil {
-		return nil, err
-	}
-	img.Root = root
-	return img, nil
+	return r, uint64(le.Uint16(sb[14:])), nil
 }
 
 func (r *reader) slice(off, n uint64) ([]byte, error) {
@@ -151,7 +164,9 @@ func (r *reader) inode(nid uint64) (*rawInode, error) {
 		return nil, err
 	}
 	in.tailOff = off + isz + xsize
-	r.inodes[nid] = in
+	if !r.noCache {
+		r.inodes[nid] = in
+	}
 	return in, nil
 }
 
