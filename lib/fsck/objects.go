@@ -438,16 +438,22 @@ func (c *objChecker) checkImage(name string) {
 	}
 	// Nothing read from the image outlives this function.
 	defer unmap()
-	img, err := erofs.Read(data)
+	// The image is checked whole before its objects are: a damaged image
+	// is one problem, not a few missing objects and then a parse error.
+	var missing []Problem
+	err = erofs.ForEachExternal(data, func(obj string, size int64) error {
+		if _, err := os.Lstat(filepath.Join(c.repo.Path(), "objects", obj)); err != nil {
+			missing = append(missing, Problem{Code: CodeImageMissingObject, Store: "composefs", Path: p, Detail: "object " + obj + " is missing", object: obj, size: size})
+		}
+		return nil
+	})
 	if err != nil {
 		c.add(Problem{Code: CodeImageInvalid, Store: "composefs", Path: p, Detail: err.Error(), size: -1})
 		return
 	}
-	walkExternal(img.Root, func(obj string, size int64) {
-		if _, err := os.Lstat(filepath.Join(c.repo.Path(), "objects", obj)); err != nil {
-			c.add(Problem{Code: CodeImageMissingObject, Store: "composefs", Path: p, Detail: "object " + obj + " is missing", object: obj, size: size})
-		}
-	})
+	for _, m := range missing {
+		c.add(m)
+	}
 }
 
 // mapFile maps a file read-only: an EROFS image of 100k entries is tens
@@ -473,15 +479,6 @@ func mapFile(p string) ([]byte, func(), error) {
 		return nil, nil, &os.PathError{Op: "mmap", Path: p, Err: err}
 	}
 	return data, func() { unix.Munmap(data) }, nil
-}
-
-func walkExternal(n *erofs.Node, fn func(obj string, size int64)) {
-	if n.LinkTo == nil && n.Payload != "" && n.Mode&erofs.TypeMask == erofs.TypeRegular {
-		fn(n.Payload, int64(n.Size))
-	}
-	for _, ch := range n.Children {
-		walkExternal(ch, fn)
-	}
 }
 
 // checkRefs: every tag names a complete image (manifest and config with
@@ -607,16 +604,29 @@ func (c *objChecker) attribute() error {
 			if img.ImageID != nil {
 				name := composefs.ObjectName(img.ImageID)
 				mark(objs[name])
-				if data, err := os.ReadFile(c.repo.ObjectPath(img.ImageID)); err == nil {
-					if e, err := erofs.Read(data); err == nil {
-						walkExternal(e.Root, func(obj string, size int64) {
-							for _, i := range objs[obj] {
-								hit[i] = true
-								if c.rep.Problems[i].size < 0 {
-									c.rep.Problems[i].size = size
-								}
-							}
-						})
+				if data, unmap, err := mapFile(c.repo.ObjectPath(img.ImageID)); err == nil {
+					// A damaged image was reported by checkImage and names
+					// nothing here, as before the walk streamed.
+					type use struct {
+						i    int
+						size int64
+					}
+					var uses []use
+					werr := erofs.ForEachExternal(data, func(obj string, size int64) error {
+						for _, i := range objs[obj] {
+							uses = append(uses, use{i, size})
+						}
+						return nil
+					})
+					unmap()
+					if werr != nil {
+						uses = nil
+					}
+					for _, u := range uses {
+						hit[u.i] = true
+						if c.rep.Problems[u.i].size < 0 {
+							c.rep.Problems[u.i].size = u.size
+						}
 					}
 				}
 			}

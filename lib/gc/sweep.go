@@ -152,20 +152,15 @@ func (s *sweeper) markImage(path string) error {
 	if err != nil {
 		return err
 	}
-	img, err := erofs.Read(data)
+	// Marking before the image is known whole is safe: a damaged image
+	// fails the sweep, which then deletes nothing.
+	err = erofs.ForEachExternal(data, func(obj string, _ int64) error {
+		s.live[obj] = true
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("%s: image %s: %w", s.root, filepath.Base(path), err)
 	}
-	var walk func(n *erofs.Node)
-	walk = func(n *erofs.Node) {
-		if n.LinkTo == nil && n.Payload != "" && n.Mode&erofs.TypeMask == erofs.TypeRegular {
-			s.live[n.Payload] = true
-		}
-		for _, c := range n.Children {
-			walk(c)
-		}
-	}
-	walk(img.Root)
 	return nil
 }
 
