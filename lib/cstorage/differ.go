@@ -629,13 +629,7 @@ func (x *extractor) writeBody(f *os.File, body io.Reader, cloneFrom *os.File, cs
 			return err
 		}
 		x.body.read, x.body.dev, x.body.ino = true, st.Dev, st.Ino
-		if how == reflink.Cloned {
-			d.stats.Cloned++
-			d.stats.ClonedBytes += size
-		} else {
-			d.stats.Copied++
-			d.stats.CopiedBytes += size
-		}
+		d.count(how, size)
 		return nil
 	}
 	if d.policy == reflink.Always && size > 64 {
@@ -674,6 +668,12 @@ func (x *extractor) readCloned(st *unix.Stat_t, body io.Reader, cs *chunkStream,
 		return err
 	}
 	x.body.read, x.body.dev, x.body.ino = true, st.Dev, st.Ino
+	d.count(how, size)
+	return nil
+}
+
+// count adds a body of size bytes to what the layer cloned or copied.
+func (d *cloneDiffer) count(how reflink.Result, size int64) {
 	if how == reflink.Cloned {
 		d.stats.Cloned++
 		d.stats.ClonedBytes += size
@@ -681,7 +681,6 @@ func (x *extractor) readCloned(st *unix.Stat_t, body io.Reader, cs *chunkStream,
 		d.stats.Copied++
 		d.stats.CopiedBytes += size
 	}
-	return nil
 }
 
 // finish sets directory times last, as Unpack does: creating entries
