@@ -6,13 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/internal/benchpairs"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 )
@@ -88,7 +87,7 @@ func BenchmarkExportContainersStorageLarge(b *testing.B) {
 	}
 	b.ResetTimer()
 	var walls, peerWalls, ratios, cpus, peerCPUs, rss, disk []float64
-	for i := 0; i < benchPairs(); i++ {
+	for i := 0; i < benchpairs.Count(3); i++ {
 		dir := fs.Path(fmt.Sprintf("run-%d", i))
 		peerStore := "containers-storage:[overlay@" + filepath.Join(dir, "peer") + "+" + filepath.Join(dir, "peer-run") + ":overlay.skip_mount_home=true]localhost/bench:large"
 		before := usedBytes(b, fs.Dir)
@@ -108,33 +107,15 @@ func BenchmarkExportContainersStorageLarge(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(median(walls), "s-cfs-clone")
-	b.ReportMetric(median(peerWalls), "s-skopeo")
-	b.ReportMetric(median(ratios), "ratio")
-	b.ReportMetric(median(cpus), "cpu-s-cfs-clone")
-	b.ReportMetric(median(peerCPUs), "cpu-s-skopeo")
-	b.ReportMetric(median(rss), "MiB-rss")
-	b.ReportMetric(median(disk), "%disk")
+	b.ReportMetric(benchpairs.Median(walls), "s-cfs-clone")
+	b.ReportMetric(benchpairs.Median(peerWalls), "s-skopeo")
+	b.ReportMetric(benchpairs.Median(ratios), "ratio")
+	b.ReportMetric(benchpairs.Median(cpus), "cpu-s-cfs-clone")
+	b.ReportMetric(benchpairs.Median(peerCPUs), "cpu-s-skopeo")
+	b.ReportMetric(benchpairs.Median(rss), "MiB-rss")
+	b.ReportMetric(benchpairs.Median(disk), "%disk")
 	b.Logf("medians of %d interleaved pairs, caches dropped before each run: cfs-clone --to containers-storage %.1f s (%.1f s CPU, peak RSS %.0f MiB, extra disk %.2f%%), skopeo copy oci: %.1f s (%.1f s CPU); ratio %.2f (target <= 0.2, disk <= 2%%, RSS <= 150 MB)",
-		len(ratios), median(walls), median(cpus), median(rss), median(disk), median(peerWalls), median(peerCPUs), median(ratios))
-}
-
-// benchPairs is how many interleaved (cfs-clone, skopeo) pairs the
-// benchmark runs: CFS_BENCH_PAIRS, default 3.
-func benchPairs() int {
-	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
-		return n
-	}
-	return 3
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+		len(ratios), benchpairs.Median(walls), benchpairs.Median(cpus), benchpairs.Median(rss), benchpairs.Median(disk), benchpairs.Median(peerWalls), benchpairs.Median(peerCPUs), benchpairs.Median(ratios))
 }
 
 // dropCaches empties the page cache, so that each timed run reads from

@@ -6,11 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/cfs-project/cfs/internal/benchpairs"
 	"github.com/cfs-project/cfs/internal/testbin"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
@@ -46,15 +45,6 @@ func timed(b *testing.B, name string, args ...string) benchRun {
 	return r
 }
 
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // mkcomposefsPath is the C mkcomposefs to compare with: $MKCOMPOSEFS, or
 // mkcomposefs on PATH, or "" (Debian does not package it).
 func mkcomposefsPath() string {
@@ -85,10 +75,7 @@ func BenchmarkMkfs100k(b *testing.B) {
 	if peer == "" {
 		b.Logf("mkcomposefs not found (set MKCOMPOSEFS or put it on PATH): cfs-image mkfs figures only, no comparison")
 	}
-	pairs := 3
-	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
-		pairs = n
-	}
+	pairs := benchpairs.Count(3)
 	out := b.TempDir()
 	ours, theirs := filepath.Join(out, "cfs.img"), filepath.Join(out, "mkcomposefs.img")
 	var cfsWall, cfsCPU, cfsRSS, peerWall, peerCPU, peerRSS, ratios []float64
@@ -111,18 +98,18 @@ func BenchmarkMkfs100k(b *testing.B) {
 		}
 	}
 	entries := float64(img.Stats.Entries)
-	b.ReportMetric(median(cfsWall), "s-cfs-image")
-	b.ReportMetric(median(cfsRSS), "MiB-rss-cfs-image")
-	b.ReportMetric(entries/median(cfsRSS), "entries/MiB")
+	b.ReportMetric(benchpairs.Median(cfsWall), "s-cfs-image")
+	b.ReportMetric(benchpairs.Median(cfsRSS), "MiB-rss-cfs-image")
+	b.ReportMetric(entries/benchpairs.Median(cfsRSS), "entries/MiB")
 	if peer == "" {
 		b.Logf("%d entries; medians of %d runs: cfs-image mkfs %.1f s (cpu %.1f s), peak RSS %.0f MiB = %.0f entries/MiB; no mkcomposefs to compare with",
-			img.Stats.Entries, pairs, median(cfsWall), median(cfsCPU), median(cfsRSS), entries/median(cfsRSS))
+			img.Stats.Entries, pairs, benchpairs.Median(cfsWall), benchpairs.Median(cfsCPU), benchpairs.Median(cfsRSS), entries/benchpairs.Median(cfsRSS))
 		return
 	}
-	b.ReportMetric(median(peerWall), "s-mkcomposefs")
-	b.ReportMetric(median(peerRSS), "MiB-rss-mkcomposefs")
-	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(benchpairs.Median(peerWall), "s-mkcomposefs")
+	b.ReportMetric(benchpairs.Median(peerRSS), "MiB-rss-mkcomposefs")
+	b.ReportMetric(benchpairs.Median(ratios), "ratio")
 	b.Logf("%d entries, images identical; medians of %d interleaved pairs: cfs-image mkfs %.1f s (cpu %.1f s), mkcomposefs %.1f s (cpu %.1f s), ratio %.2f (target <= 0.7); peak RSS %.0f MiB = %.0f entries/MiB vs mkcomposefs %.0f MiB (target: at most mkcomposefs's)",
-		img.Stats.Entries, pairs, median(cfsWall), median(cfsCPU), median(peerWall), median(peerCPU), median(ratios),
-		median(cfsRSS), entries/median(cfsRSS), median(peerRSS))
+		img.Stats.Entries, pairs, benchpairs.Median(cfsWall), benchpairs.Median(cfsCPU), benchpairs.Median(peerWall), benchpairs.Median(peerCPU), benchpairs.Median(ratios),
+		benchpairs.Median(cfsRSS), entries/benchpairs.Median(cfsRSS), benchpairs.Median(peerRSS))
 }

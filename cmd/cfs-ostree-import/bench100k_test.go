@@ -5,34 +5,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cfs-project/cfs/internal/benchpairs"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/stream"
 )
-
-// benchPairs is how many interleaved (ours, peer) pairs a large benchmark
-// runs: CFS_BENCH_PAIRS, default 1. The figures reported are medians.
-func benchPairs() int {
-	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
-		return n
-	}
-	return 1
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 // requireAllShared fails unless every file object over 64 bytes shares
 // its extents (FIEMAP): a clone that silently copied would still be fast
@@ -88,7 +69,7 @@ func BenchmarkCloneImport100k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		var ours, theirs, ratios []float64
 		var rssMax int64
-		for pair := range benchPairs() {
+		for pair := range benchpairs.Count(1) {
 			dir := fsys.Path(fmt.Sprintf("run%d-%d", i, pair))
 			os.Mkdir(dir, 0o755)
 			repo, oracle := filepath.Join(dir, "repo"), filepath.Join(dir, "oracle")
@@ -118,7 +99,7 @@ func BenchmarkCloneImport100k(b *testing.B) {
 				pair, o.Seconds(), readKiB(rssClone)/1024, readKiB(rssImport)/1024, p.Seconds(), o.Seconds()/p.Seconds(), shared)
 			os.RemoveAll(dir)
 		}
-		om, pm, rm := median(ours), median(theirs), median(ratios)
+		om, pm, rm := benchpairs.Median(ours), benchpairs.Median(theirs), benchpairs.Median(ratios)
 		b.ReportMetric(om, "s-cfs")
 		b.ReportMetric(pm, "s-ostree-commit")
 		b.ReportMetric(rm, "ratio")

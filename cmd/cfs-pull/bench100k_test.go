@@ -5,35 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/internal/benchpairs"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 )
-
-// benchPairs is how many interleaved (cfs-pull, skopeo) pairs
-// BenchmarkPull100k runs: CFS_BENCH_PAIRS, default 3. The machine is
-// shared; medians of interleaved pairs are what can be compared.
-func benchPairs() int {
-	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
-		return n
-	}
-	return 3
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 // freeBytes is the free space of the filesystem holding dir.
 func freeBytes(b *testing.B, dir string) int64 {
@@ -76,7 +56,7 @@ func BenchmarkPull100k(b *testing.B) {
 	xfs := testfs.XFS(b, 16<<30)
 	var cfsWall, peerWall, ratios, cfsCPU, rss, extra, prealloc []float64
 	var peerRSS int64
-	for i := 0; i < benchPairs(); i++ {
+	for i := 0; i < benchpairs.Count(3); i++ {
 		repo := xfs.Path(fmt.Sprintf("composefs-%d", i))
 		before := freeBytes(b, xfs.Path())
 		cfs := timed(b, binary, "--repo", repo, "--insecure-policy", "--quiet", "--output", "none", img.Ref)
@@ -109,14 +89,14 @@ func BenchmarkPull100k(b *testing.B) {
 			i+1, cfs.wall.Seconds(), cfs.cpu, cfs.maxRSS/1024, 100*extra[i], prealloc[i], peer.wall.Seconds(), peer.cpu, peer.maxRSS/1024, ratios[i])
 	}
 	st := img.Stats
-	b.ReportMetric(median(cfsWall), "s-cfs-pull")
-	b.ReportMetric(median(peerWall), "s-skopeo")
-	b.ReportMetric(median(ratios), "ratio")
-	b.ReportMetric(median(rss), "MiB-rss-cfs-pull")
-	b.ReportMetric(float64(st.Entries)/median(rss), "entries/MiB")
-	b.ReportMetric(100*median(extra), "%extra-disk")
-	b.ReportMetric(median(prealloc), "MiB-prealloc")
+	b.ReportMetric(benchpairs.Median(cfsWall), "s-cfs-pull")
+	b.ReportMetric(benchpairs.Median(peerWall), "s-skopeo")
+	b.ReportMetric(benchpairs.Median(ratios), "ratio")
+	b.ReportMetric(benchpairs.Median(rss), "MiB-rss-cfs-pull")
+	b.ReportMetric(float64(st.Entries)/benchpairs.Median(rss), "entries/MiB")
+	b.ReportMetric(100*benchpairs.Median(extra), "%extra-disk")
+	b.ReportMetric(benchpairs.Median(prealloc), "MiB-prealloc")
 	b.Logf("%d entries, %.0f MiB in files, %.0f MiB of blobs; medians of %d interleaved pairs: cfs-pull %.1f s (cpu %.1f s), skopeo copy to containers-storage %.1f s, ratio %.2f (target <= 0.4); peak RSS cfs-pull %.0f MiB = %.0f entries/MiB (target <= 150 MiB), skopeo %d MiB; disk beyond the repository's blocks %.2f%% (target <= 2%%; inodes and logs included), of it XFS preallocation %.1f MiB",
-		st.Entries, float64(st.Bytes)/(1<<20), float64(st.BlobBytes)/(1<<20), len(ratios), median(cfsWall), median(cfsCPU), median(peerWall), median(ratios),
-		median(rss), float64(st.Entries)/median(rss), peerRSS/1024, 100*median(extra), median(prealloc))
+		st.Entries, float64(st.Bytes)/(1<<20), float64(st.BlobBytes)/(1<<20), len(ratios), benchpairs.Median(cfsWall), benchpairs.Median(cfsCPU), benchpairs.Median(peerWall), benchpairs.Median(ratios),
+		benchpairs.Median(rss), float64(st.Entries)/benchpairs.Median(rss), peerRSS/1024, 100*benchpairs.Median(extra), benchpairs.Median(prealloc))
 }

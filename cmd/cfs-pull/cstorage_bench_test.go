@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/internal/benchpairs"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 )
@@ -77,7 +78,7 @@ func BenchmarkImportContainersStorageLarge(b *testing.B) {
 	timedCPU(b, skopeo, "--insecure-policy", "copy", "--quiet", img.Ref, s.skopeoRef(name))
 	b.ResetTimer()
 	var walls, peerWalls, ratios, cpus, peerCPUs, rss, disk []float64
-	for i := 0; i < benchPairs(); i++ {
+	for i := 0; i < benchpairs.Count(3); i++ {
 		dir := fs.Path(fmt.Sprintf("run-%d", i))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			b.Fatal(err)
@@ -99,15 +100,15 @@ func BenchmarkImportContainersStorageLarge(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(median(walls), "s-cstorage")
-	b.ReportMetric(median(peerWalls), "s-oci")
-	b.ReportMetric(median(ratios), "ratio")
-	b.ReportMetric(median(cpus), "cpu-s-cstorage")
-	b.ReportMetric(median(peerCPUs), "cpu-s-oci")
-	b.ReportMetric(median(rss), "MiB-rss")
-	b.ReportMetric(median(disk), "%disk")
+	b.ReportMetric(benchpairs.Median(walls), "s-cstorage")
+	b.ReportMetric(benchpairs.Median(peerWalls), "s-oci")
+	b.ReportMetric(benchpairs.Median(ratios), "ratio")
+	b.ReportMetric(benchpairs.Median(cpus), "cpu-s-cstorage")
+	b.ReportMetric(benchpairs.Median(peerCPUs), "cpu-s-oci")
+	b.ReportMetric(benchpairs.Median(rss), "MiB-rss")
+	b.ReportMetric(benchpairs.Median(disk), "%disk")
 	b.Logf("medians of %d interleaved pairs, caches dropped before each run: cfs-pull containers-storage: %.1f s (%.1f s CPU, peak RSS %.0f MiB, extra disk %.2f%%), cfs-pull oci: %.1f s (%.1f s CPU); ratio %.2f (target <= 0.3, disk <= 2%%, RSS <= 150 MB)",
-		len(ratios), median(walls), median(cpus), median(rss), median(disk), median(peerWalls), median(peerCPUs), median(ratios))
+		len(ratios), benchpairs.Median(walls), benchpairs.Median(cpus), benchpairs.Median(rss), benchpairs.Median(disk), benchpairs.Median(peerWalls), benchpairs.Median(peerCPUs), benchpairs.Median(ratios))
 }
 
 // dropCaches empties the page cache, so that each timed run reads from

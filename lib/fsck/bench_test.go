@@ -5,13 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/internal/benchpairs"
 	"github.com/cfs-project/cfs/internal/testbin"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
@@ -92,10 +91,7 @@ func benchObjects(b *testing.B, fs *testfs.FS, ref string, entries int) {
 		}
 		return time.Since(start), rep
 	}
-	pairs := 1
-	if n, err := strconv.Atoi(os.Getenv("CFS_BENCH_PAIRS")); err == nil && n > 0 {
-		pairs = n
-	}
+	pairs := benchpairs.Count(1)
 	for i := 0; i < b.N; i++ {
 		var ours, theirs, ratios, alone []float64
 		var rep *fsck.ObjectsReport
@@ -111,8 +107,8 @@ func benchObjects(b *testing.B, fs *testfs.FS, ref string, entries int) {
 			b.Logf("pair: cfs-fsck objects %.2f s on composefs alone, %.2f s on all stores; ostree fsck %.2f s; ratio %.2f",
 				composefsOnly.Seconds(), all.Seconds(), t.Seconds(), all.Seconds()/t.Seconds())
 		}
-		om, pm, rm := median(ours), median(theirs), median(ratios)
-		b.ReportMetric(median(alone), "s-cfs-composefs")
+		om, pm, rm := benchpairs.Median(ours), benchpairs.Median(theirs), benchpairs.Median(ratios)
+		b.ReportMetric(benchpairs.Median(alone), "s-cfs-composefs")
 		b.ReportMetric(om, "s-cfs-all-stores")
 		b.ReportMetric(pm, "s-ostree-fsck")
 		b.ReportMetric(rm, "ratio")
@@ -122,13 +118,4 @@ func benchObjects(b *testing.B, fs *testfs.FS, ref string, entries int) {
 			entries, rep.ObjectsChecked, rep.KernelMeasured, rep.OstreeObjectsChecked, rep.OstreeSharedReads, rep.StreamsChecked, rep.ImagesChecked, len(ours),
 			om, pm, rm)
 	}
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
