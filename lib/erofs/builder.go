@@ -1,7 +1,6 @@
 package erofs
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 )
@@ -119,16 +118,7 @@ func (b *Builder) Write(w io.Writer) error {
 	if err := finishDirs(r); err != nil {
 		return err
 	}
-	img := layout(r, b.version)
-	if err := img.check(); err != nil {
-		return err
-	}
-	e := &emitter{w: bufio.NewWriterSize(w, 1<<16)}
-	img.emit(e)
-	if e.err == nil {
-		e.err = e.w.Flush()
-	}
-	return e.err
+	return emitImage(w, r, b.version)
 }
 
 func childPath(dir, name string) string {

@@ -29,6 +29,11 @@ func Write(w io.Writer, root *Node, opts Options) error {
 	if err != nil {
 		return err
 	}
+	return emitImage(w, r, version)
+}
+
+// emitImage lays out the inodes under r and writes the image to w.
+func emitImage(w io.Writer, r *inode, version int) error {
 	img := layout(r, version)
 	if err := img.check(); err != nil {
 		return err
