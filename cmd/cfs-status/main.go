@@ -41,7 +41,11 @@ The booted deployment is the one the kernel command line names (ostree= or
 composefs=). For the running host that is /proc/cmdline and the staged deployment
 is announced under /run; for any other --sysroot neither is read unless
 --cmdline / --run-dir say where, so a mounted image is never confused with the
-running system.
+running system. On a composefs-native host with a run directory, only the
+deployment /run/composefs/staged-deployment names is staged, as for bootc:
+staged entries left from before a reboot without finalize are not shown
+(cfs-gc keeps their images all the same). Without one (a disk image), the staged
+entries (loader/entries.staged, grub2/user.cfg.staged) say it.
 
 --verbose adds rows bootc shows in verbose mode (state root, deploy serial, commit,
 fs-verity) and a "Stores:" section: the path of each store, whether the filesystem

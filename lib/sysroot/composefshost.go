@@ -47,33 +47,41 @@ func loadComposefs(h *Host, cmd Cmdline, opts Options) error {
 		}
 	}
 
+	// The deployment the staged entries add (they hold it plus the
+	// booted one, demoted).
+	inStaged := ""
+	for _, e := range staged {
+		if !isBootcEntry(e) {
+			continue
+		}
+		v, err := entryVerity(e)
+		if err != nil {
+			return err
+		}
+		if h.Booted == nil || v != h.Booted.Verity {
+			inStaged = v
+			break
+		}
+	}
 	stagedID := ""
 	if opts.RunDir != "" {
+		// A running system: as bootc's status, only what /run announces
+		// is staged, and only if an entry (live or staged) names it.
+		// Staged entries without the announcement are left from before
+		// a reboot without finalize: no finalize applies them and the
+		// next staging replaces them, so they are not shown (GC keeps
+		// their state directory's image all the same).
 		path := filepath.Join(opts.RunDir, "composefs", "staged-deployment")
 		id, locked, ok, err := readStagedDeployment(path)
 		if err != nil {
 			return err
 		}
-		if ok {
+		if ok && (h.Booted == nil || id != h.Booted.Verity) && (byVerity[id] != nil || id == inStaged) {
 			stagedID, h.StagedFinalizationLocked = id, locked
 		}
-	}
-	if stagedID == "" {
-		// No /run to look at (a disk image): the staged entries still say it.
-		// They hold the new entry plus the booted one as secondary.
-		for _, e := range staged {
-			if !isBootcEntry(e) {
-				continue
-			}
-			v, err := entryVerity(e)
-			if err != nil {
-				return err
-			}
-			if h.Booted == nil || v != h.Booted.Verity {
-				stagedID = v
-				break
-			}
-		}
+	} else {
+		// No /run to look at (a disk image): the staged entries say it.
+		stagedID = inStaged
 	}
 	if stagedID != "" {
 		d := byVerity[stagedID]

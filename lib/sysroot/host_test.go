@@ -87,9 +87,15 @@ func TestComposefsHost(t *testing.T) {
 		name    string
 		boot    sysroottest.ComposefsBoot
 		runFile bool
-	}{{"bls", sysroottest.BLS, true}, {"bls-no-run", sysroottest.BLS, false}, {"uki", sysroottest.UKI, true}, {"uki-no-run", sysroottest.UKI, false}} {
+		// diskImage: no /run at all (a mounted disk), so the staged
+		// entries say what is staged.
+		diskImage bool
+	}{{"bls", sysroottest.BLS, true, false}, {"bls-disk", sysroottest.BLS, false, true}, {"uki", sysroottest.UKI, true, false}, {"uki-disk", sysroottest.UKI, false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := sysroottest.Composefs(t, t.TempDir(), []sysroottest.Deployment{{Image: imgA}, {Image: imgB}, {Image: imgC, Staged: true}}, 0, tc.boot, tc.runFile)
+			if tc.diskImage {
+				h.RunDir = ""
+			}
 			host := load(t, h, h.Cmdline)
 			if host.Kind != sysroot.KindComposefs || host.Bootloader != "grub" {
 				t.Fatalf("kind %s bootloader %s", host.Kind, host.Bootloader)
@@ -125,6 +131,42 @@ func TestComposefsHost(t *testing.T) {
 				t.Errorf("booted info %+v", info)
 			}
 		})
+	}
+}
+
+// TestComposefsStagedNotAnnounced: on a running system the staged
+// deployment is the one /run/composefs/staged-deployment names, as bootc's
+// status reads it. Staged entries without it (staged, then rebooted
+// without finalize: /run is gone) are not shown as staged, and do not
+// become the rollback.
+func TestComposefsStagedNotAnnounced(t *testing.T) {
+	for _, boot := range []sysroottest.ComposefsBoot{sysroottest.BLS, sysroottest.UKI} {
+		h := sysroottest.Composefs(t, t.TempDir(), []sysroottest.Deployment{{Image: imgA}, {Image: imgB}, {Image: imgC, Staged: true}}, 0, boot, false)
+		host := load(t, h, h.Cmdline)
+		if host.Staged != nil {
+			t.Errorf("boot %d: staged %s without /run/composefs/staged-deployment", boot, host.Staged.Verity)
+		}
+		if host.Booted == nil || host.Booted.Verity != h.Ids[0] || host.Rollback == nil || host.Rollback.Verity != h.Ids[1] || len(host.Other) != 0 {
+			t.Errorf("boot %d: booted %+v rollback %+v other %d", boot, host.Booted, host.Rollback, len(host.Other))
+		}
+		announce := func(id string) {
+			if err := os.MkdirAll(filepath.Join(h.RunDir, "composefs"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(h.RunDir, "composefs", "staged-deployment"), []byte(`{"depl_id":"`+id+`","finalization_locked":false}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// An announcement naming what no entry names is not a staging.
+		announce(sysroottest.Verity(9))
+		if host := load(t, h, h.Cmdline); host.Staged != nil {
+			t.Errorf("boot %d: staged %s, which no entry names", boot, host.Staged.Verity)
+		}
+		// Nor is one naming the booted deployment.
+		announce(h.Ids[0])
+		if host := load(t, h, h.Cmdline); host.Staged != nil || host.Booted == nil {
+			t.Errorf("boot %d: staged %+v booted %+v", boot, host.Staged, host.Booted)
+		}
 	}
 }
 
