@@ -40,11 +40,16 @@ ostree-unverified-image:TRANSPORT:NAME otherwise; of --source-imgref when
 given). The repository is bound to composefs ([composefs] unified=true) from
 the first boot, so cfs-upgrade pulls through composefs.
 
-Kernel arguments, in bootc's order: root=UUID=<uuid of ROOT's filesystem> (or
---root-mount-spec), rw, and boot=UUID=<uuid> when ROOT/boot is a filesystem of
-its own (--boot-mount-spec); [install] kargs of the install configuration; the
-image's /usr/lib/bootc/kargs.d/*.toml (kargs, skipped when
-match-architectures lacks this machine); every --karg.
+Kernel arguments, in bootc's order. Both kinds start with root=UUID=<uuid of
+ROOT's filesystem> (or --root-mount-spec), rw, and boot=UUID=<uuid> when
+ROOT/boot is a filesystem of its own (--boot-mount-spec). ostree hosts then get
+[install] kargs of the install configuration, the image's
+/usr/lib/bootc/kargs.d/*.toml (kargs, skipped when match-architectures lacks
+this machine), every --karg. composefs-native hosts, as bootc's composefs
+backend: every --karg, composefs=<id>, systemd.mount-extra=<boot>:/boot:auto:ro
+for a separate /boot, then the kargs.d arguments not already there; [install]
+kargs are not used (a warning says so). A UKI carries its own command line:
+--karg with an image that boots a UKI is refused, as bootc refuses it.
 
 Storage. The merged [install.storage] unified of the image's install
 configuration (bootc/install/*.toml under /usr/lib, /usr/local/lib, /etc and
@@ -83,7 +88,7 @@ func newApp() *cli.App {
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "composefs-native", Usage: "make a composefs-native host even without a sealed UKI in the image"},
 				&cli.StringFlag{Name: "source-imgref", Usage: "the image `REF` the host follows for upgrades (its origin) when SOURCE is another copy of it; also merges this machine's install configuration"},
-				&cli.StringSliceFlag{Name: "karg", Usage: "add kernel argument `ARG` (repeatable; after the image's kargs.d)"},
+				&cli.StringSliceFlag{Name: "karg", Usage: "add kernel argument `ARG` (repeatable; ostree hosts: after the image's kargs.d; composefs-native: before composefs= and kargs.d; refused with a UKI)"},
 				&cli.StringFlag{Name: "bootloader", Usage: "where a composefs-native host's entry goes, `BOOTLOADER` grub or systemd (default: systemd when the ESP holds systemd-boot, else grub)"},
 				&cli.PathFlag{Name: "esp", Usage: "the mounted EFI system partition `DIR` (default ROOT/boot/efi when it exists)"},
 				&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},

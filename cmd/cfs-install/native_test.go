@@ -39,8 +39,12 @@ func mountImage(t *testing.T, root, id string) string {
 // cfs-image mount, is the image's tree, and its boot image the same tree
 // with /boot and /sysroot emptied.
 func TestInstallNativeHost(t *testing.T) {
-	tg := newTarget(t, "xfs", kargsFiles())
-	res := tg.install(t, "--composefs-native", "--karg", "console=tty1")
+	files := kargsFiles()
+	// bootc's composefs backend leaves the install configuration's
+	// kargs out (ostree hosts get them).
+	files["usr/lib/bootc/install/10-kargs.toml"] = "[install]\nkargs = [\"from-config\"]\n"
+	tg := newTarget(t, "xfs", files)
+	res := tg.install(t, "--composefs-native", "--karg", "console=tty1", "--karg", "quiet")
 	if res.HostKind != install.KindComposefs || len(res.BootVerity) != 128 || res.SealedUKI || res.Commit != "" || len(res.BootEntries) != 1 {
 		t.Fatalf("summary %+v", res)
 	}
@@ -50,9 +54,14 @@ func TestInstallNativeHost(t *testing.T) {
 	}
 	cmdline, options := bootCmdline(t, entry)
 	uuid := strings.TrimSpace(run(t, "blkid", "-p", "-s", "UUID", "-o", "value", tg.fs.Loop))
-	want := "root=UUID=" + uuid + " rw console=ttyS0,115200 quiet mine=1 console=tty1 composefs=" + res.BootVerity
+	// bootc's composefs backend: root filesystem, --karg, composefs=,
+	// then the image's kargs.d, each unless already there.
+	want := "root=UUID=" + uuid + " rw console=tty1 quiet composefs=" + res.BootVerity + " console=ttyS0,115200 mine=1"
 	if options != want {
 		t.Errorf("options %q, want %q", options, want)
+	}
+	if strings.Join(res.Kargs, " ") != want {
+		t.Errorf("reported kernel arguments %q, want %q", res.Kargs, want)
 	}
 	dep := filepath.Join(tg.root, "state/deploy", res.BootVerity)
 	origin, err := os.ReadFile(filepath.Join(dep, res.BootVerity+".origin"))
@@ -195,6 +204,23 @@ func TestInstallSealedUKI(t *testing.T) {
 			if _, err := os.Lstat(p); err == nil {
 				t.Errorf("%s exists after a refused install", p)
 			}
+		}
+	})
+
+	t.Run("--karg refused", func(t *testing.T) {
+		// bootc: "Cannot use externally specified kernel arguments with
+		// UKI"; the UKI carries its command line.
+		root := filepath.Join(tg.root, "karg")
+		os.Mkdir(root, 0o755)
+		r := cfsInstall("to-filesystem", "--tls-verify=false", "--insecure-policy", "--root-mount-spec", "UUID=0000", "--esp", esp.Dir, "--bootloader", "systemd", "--karg", "console=tty1", root, good)
+		if r.code != 1 || !strings.Contains(r.stderr, "kernel arguments") || !strings.Contains(r.stderr, "UKI") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if n := checkEntries(t, root); n != 0 {
+			t.Errorf("%d entries after a refused install", n)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(esp.Dir, "loader/entries")); len(ents) != 0 {
+			t.Errorf("entries on the ESP after a refused install: %v", ents)
 		}
 	})
 

@@ -283,14 +283,17 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// bootc's order: root filesystem, install configuration, the image's
-	// kargs.d, the command line.
-	res.Kargs = append(append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...), splitAll(opts.Kargs)...)
-
 	switch kind {
 	case KindOstree:
+		// bootc's order (install.rs): root filesystem, install
+		// configuration, the image's kargs.d, the command line.
+		res.Kargs = append(append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...), splitAll(opts.Kargs)...)
 		err = installOstree(ctx, &opts, repo, src, pres, mode, res)
 	default:
+		if len(cfg.Kargs) > 0 {
+			opts.logf("warning: [install] kargs of the install configuration (%s) are not used on a composefs-native host, as bootc's composefs backend does not use them", strings.Join(cfg.Kargs, " "))
+		}
+		res.Kargs = nativeKargs(rootArgs, splitAll(opts.Kargs), imageKargs)
 		err = installNative(ctx, &opts, repo, pres, mode, res)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/bootimage"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/nativehost"
 	"github.com/cfs-project/cfs/lib/pull"
@@ -22,6 +23,48 @@ func NativeOriginReference(ref string) string {
 		return ref
 	}
 	return "ostree-unverified-image:" + ref
+}
+
+// nativeKargs is the command line of a composefs-native install, in the
+// order of bootc's composefs backend (setup_composefs_bls_boot): the root
+// filesystem's arguments (root=, rw, boot=), every --karg, composefs=<id>
+// (a placeholder here: setKarg fills it in), for a separate /boot the
+// mount systemd makes of it (no /etc/fstab: /etc is the deployment's),
+// and last the image's kargs.d, each unless the line holds it already
+// (bootc's compute_new_kargs against no previous image). bootc's
+// composefs backend does not use the install configuration's kargs.
+func nativeKargs(rootArgs, cli, kargsD []string) []string {
+	out := append(append([]string{}, rootArgs...), cli...)
+	out = append(out, "composefs=")
+	for _, a := range rootArgs {
+		if v, ok := strings.CutPrefix(a, "boot="); ok {
+			out = append(out, "systemd.mount-extra="+v+":/boot:auto:ro")
+		}
+	}
+	have := map[string]bool{}
+	for _, a := range out {
+		have[a] = true
+	}
+	for _, a := range kargsD {
+		if !have[a] {
+			out = append(out, a)
+			have[a] = true
+		}
+	}
+	return out
+}
+
+// setKarg sets key=value in args, in the place of the first key= (or
+// bare key), else at the end.
+func setKarg(args []string, key, value string) []string {
+	out := append([]string{}, args...)
+	for i, a := range out {
+		if k, _, _ := strings.Cut(a, "="); k == key {
+			out[i] = key + "=" + value
+			return out
+		}
+	}
+	return append(out, key+"="+value)
 }
 
 // sealed reports whether the pulled image carries a sealed UKI, which
@@ -79,15 +122,17 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 	res.Commit, res.Deployment, res.Stateroot = "", "", ""
 	root := opts.Root
 	esp := espFor(opts)
+	if len(opts.Kargs) > 0 && pres.Boot.Kind == bootimage.UKI {
+		// bootc's require_no_kargs_for_uki: a UKI carries its own
+		// command line.
+		return fmt.Errorf("%s boots a UKI: cannot use externally specified kernel arguments (--karg) with UKI", opts.Source)
+	}
 	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp), UKIKey: opts.UKIKey}
 	// Entries name kernels by their path as the bootloader sees /boot
-	// (nativehost: "/" on a /boot partition). bootc's kernel arguments
-	// end with composefs= and, for a separate /boot, the mount systemd
-	// makes of it (no /etc/fstab: /etc is the deployment's).
-	kargs := append(append([]string{}, res.Kargs...), "composefs="+res.BootVerity)
-	if res.BootMountSpec != "" {
-		kargs = append(kargs, "systemd.mount-extra="+res.BootMountSpec+":/boot:auto:ro")
-	}
+	// (nativehost: "/" on a /boot partition). nativeKargs made the
+	// command line; composefs= goes where bootc puts it.
+	res.Kargs = setKarg(res.Kargs, "composefs", res.BootVerity)
+	kargs := res.Kargs
 	if mode.Enabled() {
 		// bootc's containers-storage lives in composefs/bootc on native
 		// hosts, reached through ostree/bootc for the tools that look
