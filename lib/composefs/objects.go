@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -56,6 +57,16 @@ func (r *Repository) HasObject(id []byte) bool {
 
 func (r *Repository) isPending(id []byte) bool {
 	return r.pending.Pending(string(id), nil)
+}
+
+// recordPending reports whether id is pending and, if so and rec is not
+// nil, adds rec to its records: the bytes rec was computed from hash to
+// the same id as the ones this process wrote there.
+func (r *Repository) recordPending(id []byte, rec *Record) bool {
+	if rec == nil {
+		return r.isPending(id)
+	}
+	return r.pending.Pending(string(id), func(p *pendingObject) { r.addRecord(p.t.File, *rec) })
 }
 
 // OpenObject opens an object for reading, pending or named.
@@ -177,13 +188,19 @@ func enableVerity(f *os.File, alg fsverity.Algorithm, want []byte, required bool
 // is left as it is and reported as not created; replace says the stored
 // one is known to be wrong.
 func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace bool) (created bool, err error) {
+	return r.finishRecorded(t, id, size, replace, nil)
+}
+
+// finishRecorded is finishObject that also keeps rec, computed from t's
+// bytes, with the object when this process wrote it (see Record).
+func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace bool, rec *Record) (created bool, err error) {
 	queued := false
 	defer func() {
 		if !queued {
 			t.discard()
 		}
 	}()
-	if r.isPending(id) {
+	if r.recordPending(id, rec) {
 		return false, nil
 	}
 	if !replace && r.checkStored(id, size) == nil {
@@ -213,8 +230,12 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 			r.verityOff.Store(true)
 		}
 	}
+	if rec != nil {
+		r.addRecord(t.File, *rec)
+	}
 	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace})
 	if !queued {
+		r.recordPending(id, rec)
 		return false, nil
 	}
 	if r.async.Load() > 0 && !full {
@@ -374,6 +395,14 @@ func (r *Repository) EnsureObject(data []byte) ([]byte, error) {
 // bytes as they are written. It reports the id, the size, and whether the
 // object is new. The object is pending until the next Flush.
 func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created bool, err error) {
+	return r.WriteObjectWith(src, WriteOptions{})
+}
+
+// WriteObjectWith is WriteObject with WriteOptions.
+func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byte, size int64, created bool, err error) {
+	if len(opts.RecordPrefix) > MaxRecordPrefix {
+		opts.RecordPrefix = nil
+	}
 	t, err := r.newTemp()
 	if err != nil {
 		return nil, 0, false, err
@@ -383,15 +412,26 @@ func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created 
 	// MultiWriter keeps io.Copy from using copy_file_range, which would
 	// skip the hasher. The buffer is pooled: io.Copy would allocate 32
 	// KiB per object, 3 GiB of garbage for an image of 100k files.
+	var sink io.Writer = io.MultiWriter(t.File, h)
+	var rh hash.Hash
+	if opts.RecordPrefix != nil {
+		rh = NewRecordHash(opts.RecordPrefix)
+		sink = io.MultiWriter(t.File, h, rh)
+	}
 	buf := copyBuffers.Get().(*[copyBufferSize]byte)
-	size, err = io.CopyBuffer(io.MultiWriter(t.File, h), src, buf[:])
+	size, err = io.CopyBuffer(sink, src, buf[:])
 	copyBuffers.Put(buf)
 	if err != nil {
 		t.discard()
 		return nil, size, false, err
 	}
 	id = h.Sum(nil)
-	created, err = r.finishObject(t, id, size, false)
+	var rec *Record
+	if rh != nil {
+		rec = &Record{Prefix: opts.RecordPrefix}
+		rh.Sum(rec.Sum[:0])
+	}
+	created, err = r.finishRecorded(t, id, size, false, rec)
 	if err != nil {
 		return nil, size, false, fmt.Errorf("storing object %x: %w", id, err)
 	}

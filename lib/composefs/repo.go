@@ -43,6 +43,10 @@ type Repository struct {
 	// the filesystem without it (never in secure mode, which fails
 	// instead): later objects do not try again.
 	verityOff atomic.Bool
+	// recordsOff is set once a content record could not be set here (not
+	// root, no trusted xattrs on the filesystem): later objects do not
+	// try.
+	recordsOff atomic.Bool
 
 	// objects is objects/ opened beneath the root (no symlink followed),
 	// or -1 with objectsErr saying why writes cannot happen.
