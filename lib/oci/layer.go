@@ -44,6 +44,10 @@ type ObjectWriter func(m *Member, body io.Reader) (id []byte, n int64, created b
 // by objects instead of copied into the repository (nil: copied), for
 // sources whose bytes are already in files that can be cloned.
 func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error, objects ObjectWriter) (LayerStats, error) {
+	// Without a member callback or an object writer of the caller's, the
+	// bodies are stored by workers (pipeline.go) and the splitstream is
+	// assembled by asm; otherwise everything happens here, in order.
+	pipelined := objects == nil && member == nil
 	if objects == nil {
 		objects = func(_ *Member, body io.Reader) ([]byte, int64, bool, error) { return repo.WriteObject(body) }
 	}
@@ -63,12 +67,9 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	seen := make(map[[2]uint64]struct{})
 	seeds := [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	var small [InlineMax + 1]byte
-	// Without a member callback or an object writer of the caller's, the
-	// bodies are stored by workers (pipeline.go) and the splitstream is
-	// assembled by asm; otherwise everything happens here, in order.
 	var bp *bodyPipeline
 	var asm *assembler
-	if objects == nil && member == nil {
+	if pipelined {
 		bp = newBodyPipeline(repo)
 		asm = newAssembler(ss, &stats, diffID)
 		defer func() {

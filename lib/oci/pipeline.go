@@ -96,6 +96,10 @@ func (r jobReader) WriteTo(w io.Writer) (int64, error) {
 	return total, err
 }
 
+// pipelinedBodies counts the bodies handed to workers, so that a test
+// can tell the pipeline ran.
+var pipelinedBodies atomic.Int64
+
 // bodyPipeline stores the bodies of one layer.
 type bodyPipeline struct {
 	repo      *composefs.Repository
@@ -132,6 +136,7 @@ func (p *bodyPipeline) start(body io.Reader, size int64) (*bodyJob, error) {
 	// one waits for its worker.
 	n := min((size+pipelineChunk-1)/pipelineChunk, pipelineBudget/pipelineChunk)
 	j := &bodyJob{size: size, chunks: make(chan []byte, n), done: make(chan struct{})}
+	pipelinedBodies.Add(1)
 	p.jobs <- j
 	defer close(j.chunks)
 	for left := size; left > 0; {

@@ -39,10 +39,17 @@ func TestPipelinedImportIsInOrder(t *testing.T) {
 	d := digestOf(data)
 
 	piped, serial := newRepo(t), newRepo(t)
+	before := pipelinedBodies.Load()
 	st1, err := ImportLayer(piped, bytes.NewReader(data), d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every body over 64 bytes went to the workers: without a callback
+	// the pipeline is what stores them.
+	if got := pipelinedBodies.Load() - before; got != int64(st1.ObjectsNew+st1.ObjectsPresent) {
+		t.Fatalf("%d bodies pipelined, want the %d objects", got, st1.ObjectsNew+st1.ObjectsPresent)
+	}
+	serialBefore := pipelinedBodies.Load()
 	var objects [][]byte
 	st2, err := ImportLayer(serial, bytes.NewReader(data), d, func(m *Member) error {
 		if m.Object != nil {
@@ -52,6 +59,9 @@ func TestPipelinedImportIsInOrder(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := pipelinedBodies.Load() - serialBefore; n != 0 {
+		t.Fatalf("%d bodies pipelined with a member callback", n)
 	}
 	if st1 != st2 || st1.ObjectsPresent != 1 {
 		t.Fatalf("stats %+v, serially %+v", st1, st2)
