@@ -58,11 +58,26 @@ func ContentChecksum(rootTree, rootMeta string) (string, error) {
 // any, is written after.
 func newContentHash(header []byte) hash.Hash {
 	h := sha256.New()
-	var prefix [8]byte
-	binary.BigEndian.PutUint32(prefix[:4], uint32(len(header)))
-	h.Write(prefix[:])
-	h.Write(header)
+	h.Write(lengthPrefixed(header))
 	return h
+}
+
+func lengthPrefixed(header []byte) []byte {
+	b := make([]byte, 8, 8+len(header))
+	binary.BigEndian.PutUint32(b[:4], uint32(len(header)))
+	return append(b, header...)
+}
+
+// ContentPrefix is what the content checksum of a regular file with
+// metadata m hashes before the bytes: SHA-256 of it followed by the
+// content is the file object's checksum. A writer that reads the bytes
+// for another reason can compute the checksum in the same pass.
+func ContentPrefix(m FileMeta) ([]byte, error) {
+	header, err := fileHeader(m, "", false)
+	if err != nil {
+		return nil, err
+	}
+	return lengthPrefixed(header), nil
 }
 
 // FileChecksum is the content checksum of a regular file with metadata m

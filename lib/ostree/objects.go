@@ -112,6 +112,12 @@ type FileObjectOptions struct {
 	// extents fails the read instead of giving an object named after
 	// the damaged bytes.
 	HashFrom *os.File
+	// Recorded, if set, is the checksum of these bytes with this metadata
+	// as a trusted writer computed it from the bytes earlier (a content
+	// record of the composefs object fill clones): the object is named by
+	// it and its bytes are not read. Content, Verify and HashFrom are then
+	// not used, and KnownSize must be the content's size.
+	Recorded string
 }
 
 // readBackBuffer is the read size for hashing a filled object: large
@@ -151,6 +157,15 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 	if err := fill(tmp.f); err != nil {
 		return "", false, fmt.Errorf("filling file object: %w", err)
 	}
+	if opts.Recorded != "" {
+		if !ValidChecksum(opts.Recorded) {
+			return "", false, fmt.Errorf("file object: invalid recorded checksum %q", opts.Recorded)
+		}
+		if knownChecksum != "" && opts.Recorded != knownChecksum {
+			return "", false, fmt.Errorf("file object content is recorded as %s, caller expected %s", opts.Recorded, knownChecksum)
+		}
+		return r.queueFileObject(tmp, &queued, meta, opts.Recorded, opts.KnownSize)
+	}
 	h := newContentHash(header)
 	var sink io.Writer = h
 	if opts.Content != nil {
@@ -175,6 +190,12 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 			return "", false, err
 		}
 	}
+	return r.queueFileObject(tmp, &queued, meta, checksum, size)
+}
+
+// queueFileObject gives a filled file object its metadata and queues it
+// under checksum, unless an intact one is pending or stored already.
+func (r *Repo) queueFileObject(tmp *tmpObject, queued *bool, meta FileMeta, checksum string, size int64) (string, bool, error) {
 	path := ObjectPath(checksum, ObjectFile)
 	if r.isPending(path) {
 		return checksum, false, nil
@@ -187,8 +208,8 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 	if err := r.applyFileMeta(tmp.f, meta, sIFREG|meta.Mode); err != nil {
 		return "", false, fmt.Errorf("file object %s: %w", checksum, err)
 	}
-	queued = true
-	created, err = r.queue(tmp, path, check, !errors.Is(cerr, fs.ErrNotExist))
+	*queued = true
+	created, err := r.queue(tmp, path, check, !errors.Is(cerr, fs.ErrNotExist))
 	return checksum, created, err
 }
 
