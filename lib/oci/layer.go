@@ -49,7 +49,9 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	// assembled by asm; otherwise everything happens here, in order.
 	pipelined := objects == nil && member == nil
 	if objects == nil {
-		objects = func(_ *Member, body io.Reader) ([]byte, int64, bool, error) { return repo.WriteObject(body) }
+		objects = func(m *Member, body io.Reader) ([]byte, int64, bool, error) {
+			return repo.WriteObjectWith(body, composefs.WriteOptions{RecordPrefix: ostreePrefix(m)})
+		}
 	}
 	var stats LayerStats
 	sum := sha256.New()
@@ -107,7 +109,7 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 			if bp.failed.Load() {
 				break // asm has the error
 			}
-			j, err := bp.start(tr, m.Size)
+			j, err := bp.start(tr, m.Size, ostreePrefix(m))
 			asm.external(j, hdr.Name)
 			if err != nil {
 				return stats, fmt.Errorf("layer %s: member %q: %w", diffID, hdr.Name, err)

@@ -100,6 +100,11 @@ const (
 	KeepUserXattrs
 )
 
+// keeps reports whether the xattr name survives TransformForOCI.
+func (policy XattrPolicy) keeps(name string) bool {
+	return name == "security.capability" || policy == KeepUserXattrs && strings.HasPrefix(name, "user.")
+}
+
 // TransformForOCI makes the tree what composefs-rs mounts for an OCI
 // image: the root takes /usr's metadata (container runtimes ignore a
 // layer's root entry, so it cannot be trusted), /run is emptied with
@@ -116,8 +121,7 @@ func TransformForOCI(root *fstree.Dir, policy XattrPolicy) error {
 	}
 	filter := func(st *fstree.Stat) {
 		for name := range st.Xattrs {
-			keep := name == "security.capability" || policy == KeepUserXattrs && strings.HasPrefix(name, "user.")
-			if !keep {
+			if !policy.keeps(name) {
 				delete(st.Xattrs, name)
 			}
 		}

@@ -59,6 +59,7 @@ func putChunk(b []byte) {
 // bodyJob is one body on its way to becoming an object.
 type bodyJob struct {
 	size   int64
+	prefix []byte      // composefs.WriteOptions.RecordPrefix
 	chunks chan []byte // the body's buffers in order; closed after the last
 	done   chan struct{}
 	// Set by the worker before done is closed.
@@ -117,7 +118,7 @@ func newBodyPipeline(repo *composefs.Repository) *bodyPipeline {
 		go func() {
 			defer p.wg.Done()
 			for j := range p.jobs {
-				j.id, j.n, j.created, j.err = p.repo.WriteObject(jobReader{j, p.budget})
+				j.id, j.n, j.created, j.err = p.repo.WriteObjectWith(jobReader{j, p.budget}, composefs.WriteOptions{RecordPrefix: j.prefix})
 				if j.err != nil {
 					p.failed.Store(true)
 				}
@@ -131,11 +132,11 @@ func newBodyPipeline(repo *composefs.Repository) *bodyPipeline {
 // start reads a body of size bytes from body and queues it; the job's
 // done closes once it is stored or failed. An error here is one of
 // reading body; the job then fails too.
-func (p *bodyPipeline) start(body io.Reader, size int64) (*bodyJob, error) {
+func (p *bodyPipeline) start(body io.Reader, size int64, prefix []byte) (*bodyJob, error) {
 	// Room for every buffer of a body that fits in the budget; a larger
 	// one waits for its worker.
 	n := min((size+pipelineChunk-1)/pipelineChunk, pipelineBudget/pipelineChunk)
-	j := &bodyJob{size: size, chunks: make(chan []byte, n), done: make(chan struct{})}
+	j := &bodyJob{size: size, prefix: prefix, chunks: make(chan []byte, n), done: make(chan struct{})}
 	pipelinedBodies.Add(1)
 	p.jobs <- j
 	defer close(j.chunks)
