@@ -11,7 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fsverity"
+	"github.com/cfs-project/cfs/lib/ostree"
 	"github.com/cfs-project/cfs/lib/stream"
 )
 
@@ -95,6 +97,9 @@ type verifier struct {
 	// measured is src when the kernel measured it: the object's bytes are
 	// read from it, where every read is checked against the measurement.
 	measured *os.File
+	// own says src is the trusted repository's object under the entry's
+	// id: its content records (recorded) are as trusted as its name.
+	own bool
 }
 
 // verityMismatch is the error of a src that is not the entry's object.
@@ -109,6 +114,8 @@ func (m *verityMismatch) Error() string {
 
 func newVerifier(e *stream.Entry, src *os.File, st *unix.Stat_t, trustedRepo string) (*verifier, error) {
 	v := &verifier{e: e, src: e.Src}
+	// The object the trusted repository holds under the entry's own id.
+	v.own = trustedRepo != "" && len(e.Composefs) > 2 && e.Src == filepath.Join(trustedRepo, "objects", e.Composefs[:2], e.Composefs[2:])
 	var alg fsverity.Algorithm
 	switch len(e.Composefs) {
 	case 0:
@@ -133,8 +140,7 @@ func newVerifier(e *stream.Entry, src *os.File, st *unix.Stat_t, trustedRepo str
 			noVerity.Store(st.Dev, true)
 		}
 	}
-	// The object the trusted repository holds under the entry's own id.
-	if trustedRepo != "" && e.Src == filepath.Join(trustedRepo, "objects", e.Composefs[:2], e.Composefs[2:]) {
+	if v.own {
 		return v, nil
 	}
 	v.hasher = fsverity.New(alg)
@@ -157,4 +163,29 @@ func (v *verifier) verify() error {
 		return &verityMismatch{e: v.e, src: v.src, got: got}
 	}
 	return nil
+}
+
+// recorded returns the ostree checksum that cfs-pull recorded with the
+// trusted repository's object for exactly this header (composefs content
+// records, keyed by ostree.ContentPrefix), or "" when src is anything
+// else or has no record for it: the bytes are then read as before. A
+// record is as trustworthy as the object's name: cfs-pull computed both
+// from the same bytes in one pass, and only root can set either.
+func (v *verifier) recorded(src *os.File, meta ostree.FileMeta) (string, error) {
+	if !v.own {
+		return "", nil
+	}
+	rs, err := composefs.ReadRecords(src)
+	if err != nil || rs == nil {
+		return "", err
+	}
+	prefix, err := ostree.ContentPrefix(meta)
+	if err != nil {
+		return "", err
+	}
+	sum, ok := composefs.Lookup(rs, prefix)
+	if !ok {
+		return "", nil
+	}
+	return hex.EncodeToString(sum[:]), nil
 }

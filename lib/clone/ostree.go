@@ -279,12 +279,16 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, truste
 	if err != nil {
 		return err
 	}
+	recorded, err := v.recorded(src, meta)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.Path, err)
+	}
 	var result reflink.Result
 	csum, created, err := repo.WriteFileObjectWith(meta, func(tmp *os.File) error {
 		var err error
 		result, err = reflink.CloneFile(tmp, src, policy)
 		return err
-	}, ostree.FileObjectOptions{KnownChecksum: e.Ostree, KnownSize: e.Size, Content: v.content(), Verify: v.verify, HashFrom: v.measured})
+	}, ostree.FileObjectOptions{KnownChecksum: e.Ostree, KnownSize: e.Size, Content: v.content(), Verify: v.verify, HashFrom: v.measured, Recorded: recorded})
 	if err != nil {
 		var refused *reflink.RefusedError
 		if errors.As(err, &refused) {
@@ -306,6 +310,9 @@ func cloneFile(repo *ostree.Repo, e *stream.Entry, policy reflink.Policy, truste
 	default:
 		sum.add(&sum.Copied, 1)
 		sum.add(&sum.CopiedBytes, e.Size)
+	}
+	if recorded != "" {
+		sum.add(&sum.Recorded, 1)
 	}
 	if e.Ostree != "" && e.Ostree != csum {
 		return fmt.Errorf("%s: the list says ostree %s, the bytes and metadata give %s", e.Path, e.Ostree, csum)

@@ -19,6 +19,10 @@ type Summary struct {
 	PresentBytes int64 `json:"presentBytes"`
 	// Small are files of 64 bytes or less, written from the stream's
 	// inline bytes, and empty files.
+	// Recorded of the reflinked or present objects were named by the
+	// ostree checksum cfs-pull recorded with their composefs object,
+	// without reading their bytes (docs/composefs.md).
+	Recorded int64  `json:"recorded"`
 	Small    int64  `json:"small"`
 	Symlinks int64  `json:"symlinks"`
 	Entries  int64  `json:"entries"`
@@ -31,6 +35,6 @@ func (s *Summary) add(field *int64, n int64) { atomic.AddInt64(field, n) }
 
 // String is the one-line summary cfs-clone prints on stderr.
 func (s *Summary) String() string {
-	return fmt.Sprintf("%d objects reflinked (%d bytes), %d copied (%d bytes), %d already present (%d bytes), %d small files and %d symlinks written; %d entries, reflink=%s, %s repo %s",
-		s.Reflinked, s.ReflinkedBytes, s.Copied, s.CopiedBytes, s.Present, s.PresentBytes, s.Small, s.Symlinks, s.Entries, s.Policy, s.Mode, s.Repo)
+	return fmt.Sprintf("%d objects reflinked (%d bytes), %d copied (%d bytes), %d already present (%d bytes), %d named by their recorded checksum, %d small files and %d symlinks written; %d entries, reflink=%s, %s repo %s",
+		s.Reflinked, s.ReflinkedBytes, s.Copied, s.CopiedBytes, s.Present, s.PresentBytes, s.Recorded, s.Small, s.Symlinks, s.Entries, s.Policy, s.Mode, s.Repo)
 }
