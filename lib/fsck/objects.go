@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -36,6 +37,7 @@ import (
 const (
 	CodeObjectDigestMismatch = "object-digest-mismatch" // an object's fs-verity digest is not its name
 	CodeObjectUnreadable     = "object-unreadable"      // an object cannot be opened or read
+	CodeObjectRecordMismatch = "object-record-mismatch" // a content record kept with an object (the ostree checksum cfs-pull computed) does not match its bytes
 	CodeStrayFile            = "stray-file"             // a name in objects/ that is no object (a writer's leftover)
 	CodeEntryNotSymlink      = "entry-not-symlink"      // streams/ or images/ holds something else than a symlink
 	CodeBrokenSymlink        = "broken-symlink"         // a stream, image or tag names nothing
@@ -307,10 +309,28 @@ func (c *objChecker) checkObject(path, hexName string) (bool, *Problem) {
 		return false, &Problem{Code: CodeObjectUnreadable, Store: "composefs", Path: path, Detail: err.Error(), object: obj, size: -1}
 	}
 	defer f.Close()
+	// Content records (the ostree checksums cfs-pull kept with the
+	// object, which cfs-clone names ostree objects by without reading)
+	// are checked in the same read: a wrong one would name the bytes
+	// wrongly in every later clone.
+	records, recErr := composefs.ReadRecords(f)
+	if recErr != nil {
+		records = []composefs.Record{{}} // unparseable: reported below
+	}
+	recordHashes := make([]io.Writer, len(records))
+	for i, r := range records {
+		recordHashes[i] = composefs.NewRecordHash(r.Prefix)
+	}
 	var got []byte
 	kernel := false
 	if alg, d, err := fsverity.Measure(f); err == nil && alg == c.repo.Algorithm() {
 		got, kernel = d, true
+		// The kernel spares the digest, not the records' read.
+		if len(records) > 0 {
+			if _, err := io.Copy(io.MultiWriter(recordHashes...), f); err != nil {
+				return true, &Problem{Code: CodeObjectUnreadable, Store: "composefs", Path: path, Detail: err.Error(), object: obj, size: -1}
+			}
+		}
 	} else {
 		// The ostree file objects cloned from this object share its
 		// extents: this one read hashes them too.
@@ -322,9 +342,9 @@ func (c *objChecker) checkObject(path, hexName string) (bool, *Problem) {
 					shared = c.ostree.claim(extents, fi.Size())
 				}
 			}
-			if len(shared) > 0 {
-				r = io.TeeReader(f, io.MultiWriter(hashers(shared)...))
-			}
+		}
+		if sinks := append(hashers(shared), recordHashes...); len(sinks) > 0 {
+			r = io.TeeReader(f, io.MultiWriter(sinks...))
 		}
 		h := fsverity.New(c.repo.Algorithm())
 		n, err := h.ReadFrom(r)
@@ -346,6 +366,16 @@ func (c *objChecker) checkObject(path, hexName string) (bool, *Problem) {
 			size = fi.Size()
 		}
 		return kernel, &Problem{Code: CodeObjectDigestMismatch, Store: "composefs", Path: path, Detail: how + " " + hex.EncodeToString(got), object: obj, size: size}
+	}
+	for i, r := range records {
+		sum := recordHashes[i].(hash.Hash).Sum(nil)
+		if recErr != nil || !bytes.Equal(sum, r.Sum[:]) {
+			detail := fmt.Sprintf("content record %s (ostree checksum) does not match the bytes, which give %x", composefs.RecordXattr, sum)
+			if recErr != nil {
+				detail = fmt.Sprintf("content record %s does not parse: %v", composefs.RecordXattr, recErr)
+			}
+			return kernel, &Problem{Code: CodeObjectRecordMismatch, Store: "composefs", Path: path, Detail: detail, object: obj, size: -1}
+		}
 	}
 	return kernel, nil
 }
@@ -772,7 +802,7 @@ func (c *objChecker) finish() {
 			ostreeBad = true
 		case p.Store == "containers-storage":
 			cstor = true
-		case p.Code == CodeStrayFile || p.Code == CodeObjectDigestMismatch || p.Code == CodeDanglingStreamRef || p.Code == CodeImageMissingObject || p.Code == CodeBrokenSymlink:
+		case p.Code == CodeStrayFile || p.Code == CodeObjectDigestMismatch || p.Code == CodeObjectRecordMismatch || p.Code == CodeDanglingStreamRef || p.Code == CodeImageMissingObject || p.Code == CodeBrokenSymlink:
 			repairable = true
 			reimport = reimport || len(p.Images) > 0
 		default:

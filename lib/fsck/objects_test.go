@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cfs-project/cfs/internal/testhost"
 	"github.com/cfs-project/cfs/lib/clone"
 	"github.com/cfs-project/cfs/lib/composefs"
@@ -328,5 +330,60 @@ func TestObjectsRepairFromOstree(t *testing.T) {
 	}
 	if rep := f.objects(false); !rep.OK {
 		t.Errorf("after repair: %+v", rep.Problems)
+	}
+}
+
+// TestObjectsRecordDamage: the ostree checksums cfs-pull keeps with its
+// objects are checked in the read that checks the objects; a record that
+// does not match the bytes is damage (a clone would name the bytes by
+// it), and --repair drops it, after which a clone reads the bytes again.
+func TestObjectsRecordDamage(t *testing.T) {
+	f := newFixture(t, 1)
+	f.host = sysroottest.Composefs(t, f.root, []sysroottest.Deployment{{Image: f.images[0]}}, 0, sysroottest.BLS, false)
+	repoPath := filepath.Join(f.root, "composefs")
+	objs := bigObjects(t, repoPath, f.images[0].ManifestDigest(), 2)
+	var records [][]composefs.Record
+	for _, p := range objs {
+		o, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := composefs.ReadRecords(o)
+		o.Close()
+		if err != nil || len(rs) == 0 {
+			t.Fatalf("%s: the pull kept no content record (%v)", p, err)
+		}
+		records = append(records, rs)
+	}
+	if rep := f.objects(false); !rep.OK {
+		t.Fatalf("the records the pull kept do not check out: %+v", rep.Problems)
+	}
+	bad := records[0]
+	bad[0].Sum[7] ^= 1
+	if err := unix.Setxattr(objs[0], composefs.RecordXattr, composefs.EncodeRecords(bad), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(objs[1], composefs.RecordXattr, []byte{9, 9}, 0); err != nil {
+		t.Fatal(err)
+	}
+	rep := f.objects(false)
+	for _, p := range objs {
+		if rep.OK || !has(rep, fsck.CodeObjectRecordMismatch, p, "") {
+			t.Errorf("the damaged record of %s is not reported", p)
+		}
+	}
+	rep = f.objects(true)
+	for _, p := range rep.Problems {
+		if p.Code == fsck.CodeObjectRecordMismatch && !p.Repaired {
+			t.Errorf("%s: not repaired", p.Path)
+		}
+	}
+	if rep := f.objects(false); !rep.OK {
+		t.Fatalf("after the repair: %+v", rep.Problems)
+	}
+	for _, p := range objs {
+		if _, err := unix.Getxattr(p, composefs.RecordXattr, nil); err != unix.ENODATA {
+			t.Errorf("%s: the damaged record was kept (%v)", p, err)
+		}
 	}
 }
