@@ -51,6 +51,11 @@ for a separate /boot, then the kargs.d arguments not already there; [install]
 kargs are not used (a warning says so). A UKI carries its own command line:
 --karg with an image that boots a UKI is refused, as bootc refuses it.
 
+UKI addons. Only those named with --uki-addon NAME go on the ESP, into
+EFI/Linux/bootc/bootc_composefs-<id>.efi.extra.d/ where systemd-boot loads
+them; by default none, as bootc installs none unless asked (and none at
+upgrades). A name the image has no addon for is passed over with a warning.
+
 Storage. The merged [install.storage] unified of the image's install
 configuration (bootc/install/*.toml under /usr/lib, /usr/local/lib, /etc and
 /run), and of this machine's (--host-config-root) when --source-imgref is
@@ -84,13 +89,14 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{{
 			Name:      "to-filesystem",
 			Usage:     "install SOURCE onto the mounted, empty physical root ROOT",
-			UsageText: "cfs-install to-filesystem [--composefs-native] [--source-imgref REF] [--karg ARG]... [--bootloader grub|systemd] ROOT SOURCE",
+			UsageText: "cfs-install to-filesystem [--composefs-native] [--source-imgref REF] [--karg ARG]... [--bootloader grub|systemd] [--uki-addon NAME]... ROOT SOURCE",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "composefs-native", Usage: "make a composefs-native host even without a sealed UKI in the image"},
 				&cli.StringFlag{Name: "source-imgref", Usage: "the image `REF` the host follows for upgrades (its origin) when SOURCE is another copy of it; also merges this machine's install configuration"},
 				&cli.StringSliceFlag{Name: "karg", Usage: "add kernel argument `ARG` (repeatable; ostree hosts: after the image's kargs.d; composefs-native: before composefs= and kargs.d; refused with a UKI)"},
 				&cli.StringFlag{Name: "bootloader", Usage: "where a composefs-native host's entry goes, `BOOTLOADER` grub or systemd (default: systemd when the ESP holds systemd-boot, else grub)"},
 				&cli.PathFlag{Name: "esp", Usage: "the mounted EFI system partition `DIR` (default ROOT/boot/efi when it exists)"},
+				&cli.StringSliceFlag{Name: "uki-addon", Usage: "put the image's UKI addon `NAME` (its file name without .addon.efi, from a directory below /boot/EFI/Linux or /usr/lib/modules/<kver>) beside the UKI on the ESP (repeatable; none by default, as bootc; composefs-native hosts only)"},
 				&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},
 				&cli.StringFlag{Name: "root-mount-spec", Usage: "root= `SPEC` on the kernel command line (default UUID=<uuid> of ROOT's filesystem; empty: none)"},
 				&cli.StringFlag{Name: "boot-mount-spec", Usage: "`SPEC` of the /boot filesystem, given as boot= (default UUID=<uuid> when ROOT/boot is a filesystem of its own; empty: none)"},
@@ -145,6 +151,7 @@ func toFilesystem(c *cli.Context) error {
 		Bootloader:      c.String("bootloader"),
 		ESP:             c.String("esp"),
 		UKIKey:          c.String("uki-key"),
+		UKIAddons:       c.StringSlice("uki-addon"),
 		Stateroot:       c.String("stateroot"),
 		Sys:             systemContext(c),
 		InsecurePolicy:  c.Bool("insecure-policy"),
@@ -183,6 +190,9 @@ func toFilesystem(c *cli.Context) error {
 	fmt.Fprintf(w, "  Kernel arguments: %s\n", strings.Join(res.Kargs, " "))
 	for _, e := range res.BootEntries {
 		fmt.Fprintf(w, "  Entry:   %s\n", e)
+	}
+	if len(res.UKIAddons) > 0 {
+		fmt.Fprintf(w, "  UKI addons: %s\n", strings.Join(res.UKIAddons, " "))
 	}
 	return nil
 }

@@ -167,7 +167,11 @@ func TestInstallSealedUKI(t *testing.T) {
 	testfs.RequireTool(t, "objcopy")
 	tg := newTarget(t, "xfs", nil)
 	esp := newESP(t)
-	opts := testimage.Options{Seed: 15, Version: "1.0", UTF8Names: true, Bootable: true}
+	// Addons under /boot leave the boot image, and so the seal, as they are.
+	opts := testimage.Options{Seed: 15, Version: "1.0", UTF8Names: true, Bootable: true, Files: map[string]string{
+		"boot/EFI/Linux/cfs-test.efi.extra.d/console.addon.efi": "console addon",
+		"boot/EFI/Linux/cfs-test.efi.extra.d/debug.addon.efi":   "debug addon",
+	}}
 	plain, err := testimage.Generate(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -226,13 +230,23 @@ func TestInstallSealedUKI(t *testing.T) {
 
 	root := filepath.Join(tg.root, "good")
 	os.Mkdir(root, 0o755)
-	r := cfsInstall("to-filesystem", "--tls-verify=false", "--insecure-policy", "--json", "--root-mount-spec", "UUID=0000", "--esp", esp.Dir, "--bootloader", "systemd", root, good)
+	r := cfsInstall("to-filesystem", "--tls-verify=false", "--insecure-policy", "--json", "--root-mount-spec", "UUID=0000", "--esp", esp.Dir, "--bootloader", "systemd",
+		"--uki-addon", "console", "--uki-addon", "absent", root, good)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	res := decode(t, r.stdout)
 	if res.HostKind != install.KindComposefs || !res.SealedUKI || res.BootVerity != id || len(res.BootEntries) != 1 {
 		t.Fatalf("summary %+v", res)
+	}
+	// Only the addon named goes on the ESP (bootc's --uki-addon); a name
+	// without an addon is passed over, with a warning.
+	addonDir := filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+id+".efi.extra.d")
+	if ents, err := os.ReadDir(addonDir); err != nil || len(ents) != 1 || ents[0].Name() != "console.addon.efi" {
+		t.Errorf("addons on the ESP: %v (%v)", ents, err)
+	}
+	if len(res.UKIAddons) != 1 || res.UKIAddons[0] != "console.addon.efi" || !strings.Contains(r.stderr, "no UKI addon named absent") {
+		t.Errorf("reported addons %v; stderr:\n%s", res.UKIAddons, r.stderr)
 	}
 	uki := filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+id+".efi")
 	if fi, err := os.Stat(uki); err != nil || fi.Size() == 0 {

@@ -75,6 +75,10 @@ type Options struct {
 	// UKIKey is the key of a systemd-boot entry booting a UKI, "efi" or
 	// "uki"; "" decides as bootc does (nativehost).
 	UKIKey string
+	// UKIAddons names the image's UKI addons to put beside the UKI on a
+	// composefs-native host (bootc's --uki-addon: file name without
+	// .addon.efi); none by default, as with bootc.
+	UKIAddons []string
 	// Stateroot is the ostree stateroot; "" means "default".
 	Stateroot string
 	// Sys and InsecurePolicy are handed to the pull.
@@ -110,6 +114,8 @@ type Result struct {
 	// composefs-native hosts
 	BootVerity string `json:"bootVerity,omitempty"`
 	SealedUKI  bool   `json:"sealedUKI,omitempty"`
+	// UKIAddons are the UKI addons written beside the UKI (file names).
+	UKIAddons []string `json:"ukiAddons,omitempty"`
 	// BootEntries are the bootloader entries written.
 	BootEntries []string      `json:"bootEntries"`
 	Elapsed     time.Duration `json:"elapsedNs"`
@@ -285,6 +291,10 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	}
 	switch kind {
 	case KindOstree:
+		if len(opts.UKIAddons) > 0 {
+			// bootc: --uki-addon requires the composefs backend.
+			return nil, fmt.Errorf("%s installs as an ostree host: UKI addons (--uki-addon) are for composefs-native hosts", opts.Source)
+		}
 		// bootc's order (install.rs): root filesystem, install
 		// configuration, the image's kargs.d, the command line.
 		res.Kargs = append(append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...), splitAll(opts.Kargs)...)

@@ -127,7 +127,7 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 		// command line.
 		return fmt.Errorf("%s boots a UKI: cannot use externally specified kernel arguments (--karg) with UKI", opts.Source)
 	}
-	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp), UKIKey: opts.UKIKey}
+	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp), UKIKey: opts.UKIKey, UKIAddons: opts.UKIAddons}
 	// Entries name kernels by their path as the bootloader sees /boot
 	// (nativehost: "/" on a /boot partition). nativeKargs made the
 	// command line; composefs= goes where bootc puts it.
@@ -162,6 +162,11 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 	}
 	res.Deployment = dep.Dir
 	res.BootEntries = []string{dep.Entry}
+	res.UKIAddons = dep.Addons
+	if len(dep.MissingAddons) > 0 {
+		// bootc passes over them silently.
+		opts.logf("warning: the image has no UKI addon named %s", strings.Join(dep.MissingAddons, ", "))
+	}
 	if mode.Enabled() {
 		if err := sysroot.WriteBootcJSON(root, mode); err != nil {
 			return err

@@ -31,17 +31,16 @@ type bootResources struct {
 	vmlinuz *erofs.Node // BLS
 	initrd  *erofs.Node // BLS
 	uki     *erofs.Node // UKI
-	// addons go beside the UKI on the ESP: the image's global ones
-	// (/boot/loader/addons/*.addon.efi), then the UKI's own
-	// (<uki>.efi.extra.d/*.addon.efi), which win on a name both have.
+	// addons are the image's UKI addons: every *.addon.efi in a
+	// subdirectory of the directories UKIs lie in (composefs-rs's
+	// Type2Entry::load_all), in its order, /boot/EFI/Linux first.
 	addons []*erofs.Node
 }
 
-// Where an image keeps UKI addons (containers-storage.md §6.3).
+// How UKI addons are named (containers-storage.md §6.3).
 const (
-	globalAddonsDir = "/boot/loader/addons"
-	addonSuffix     = ".addon.efi"
-	addonDirSuffix  = ".extra.d" // after the UKI's file name
+	addonSuffix    = ".addon.efi"
+	addonDirSuffix = ".extra.d" // after the UKI's file name
 )
 
 func findBootResources(t *imageTree) (*bootResources, error) {
@@ -56,11 +55,12 @@ func findBootResources(t *imageTree) (*bootResources, error) {
 	}
 	// UKIs lie directly in these directories; *.efi further down are
 	// addons (lib/bootimage.Detect, composefs-rs's Type2Entry::load_all).
-	var ukis []*erofs.Node
+	var ukis, addons []*erofs.Node
 	if d, err := t.lookup(bootimage.UKIDir); err != nil {
 		return nil, err
 	} else if d != nil && d.IsDir() {
 		ukis = appendUKIs(ukis, d)
+		addons = appendAddons(addons, d, true)
 	}
 	modules, err := t.lookup(bootimage.ModulesDir)
 	if err != nil {
@@ -72,14 +72,11 @@ func findBootResources(t *imageTree) (*bootResources, error) {
 			if c.Inode().Mode&erofs.TypeMask == erofs.TypeDir {
 				kvers = append(kvers, c)
 				ukis = appendUKIs(ukis, c)
+				addons = appendAddons(addons, c, true)
 			}
 		}
 	}
 	if len(ukis) > 0 {
-		addons, err := ukiAddons(t, ukis[0])
-		if err != nil {
-			return nil, err
-		}
 		return &bootResources{typ: BootUKI, uki: ukis[0], addons: addons}, nil
 	}
 	for _, k := range kvers {
@@ -95,35 +92,56 @@ func findBootResources(t *imageTree) (*bootResources, error) {
 	return nil, fmt.Errorf("image %s is not bootable: no UKI in %s or %s/<kver>/, no %s/<kver>/vmlinuz", t.id, bootimage.UKIDir, bootimage.ModulesDir, bootimage.ModulesDir)
 }
 
-// ukiAddons are the addons that go with uki, in name order, one per name.
-func ukiAddons(t *imageTree, uki *erofs.Node) ([]*erofs.Node, error) {
-	byName := map[string]*erofs.Node{}
-	add := func(d *erofs.Node) {
-		if d == nil || !d.IsDir() {
-			return
-		}
-		for _, c := range d.Children {
-			if c.Inode().Mode&erofs.TypeMask == erofs.TypeRegular && strings.HasSuffix(c.Name, addonSuffix) {
-				byName[c.Name] = c
+// appendAddons adds the *.addon.efi files in the subdirectories of d
+// (recursively), in name order.
+func appendAddons(out []*erofs.Node, d *erofs.Node, top bool) []*erofs.Node {
+	for _, c := range d.Children {
+		switch c.Inode().Mode & erofs.TypeMask {
+		case erofs.TypeDir:
+			out = appendAddons(out, c, false)
+		case erofs.TypeRegular:
+			if !top && strings.HasSuffix(c.Name, addonSuffix) {
+				out = append(out, c)
 			}
 		}
 	}
-	global, err := t.lookup(globalAddonsDir)
-	if err != nil {
-		return nil, err
+	return out
+}
+
+// selectAddons picks the addons bootc install --uki-addon NAME names (the
+// file name without .addon.efi), one per file name, the last found
+// winning as it does when bootc writes them in turn. It returns the
+// names that matched no addon too.
+func selectAddons(all []*erofs.Node, names []string) (picked []*erofs.Node, missing []string) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
 	}
-	add(global)
-	add(uki.Parent().Lookup(uki.Name + addonDirSuffix))
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
+	found := map[string]bool{}
+	byFile := map[string]*erofs.Node{}
+	var order []string
+	for _, a := range all {
+		n := strings.TrimSuffix(a.Name, addonSuffix)
+		if !want[n] {
+			continue
+		}
+		found[n] = true
+		if byFile[a.Name] == nil {
+			order = append(order, a.Name)
+		}
+		byFile[a.Name] = a
 	}
-	sort.Strings(names)
-	out := make([]*erofs.Node, len(names))
-	for i, n := range names {
-		out[i] = byName[n]
+	sort.Strings(order)
+	for _, f := range order {
+		picked = append(picked, byFile[f])
 	}
-	return out, nil
+	for _, n := range names {
+		if !found[n] {
+			missing = append(missing, n)
+			found[n] = true
+		}
+	}
+	return picked, missing
 }
 
 func appendUKIs(out []*erofs.Node, d *erofs.Node) []*erofs.Node {

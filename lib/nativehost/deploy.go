@@ -28,10 +28,16 @@ func (h *Host) Install(img Image, kargs []string) (*Deployment, error) {
 		return nil, err
 	}
 	d := &Deployment{ID: p.id, Dir: dir, BootType: p.res.typ, BootDigest: p.digest, OS: p.os}
+	// bootc passes over a name no addon has; the caller can say so.
+	addons, missing := selectAddons(p.res.addons, h.UKIAddons)
+	for _, a := range addons {
+		d.Addons = append(d.Addons, a.Name)
+	}
+	d.MissingAddons = missing
 	options := setCmdlineArg(strings.Join(kargs, " "), "composefs", p.id)
 	switch {
 	case p.res.typ == BootUKI && h.bootloader() == Grub:
-		if err := h.writeUKI(p); err != nil {
+		if err := h.writeUKI(p, addons); err != nil {
 			return nil, err
 		}
 		cfg := filepath.Join(h.bootDir(), "grub2", "user.cfg")
@@ -53,7 +59,7 @@ func (h *Host) Install(img Image, kargs []string) (*Deployment, error) {
 		d.Entry = cfg
 		return d, nil
 	case p.res.typ == BootUKI:
-		if err := h.writeUKI(p); err != nil {
+		if err := h.writeUKI(p, addons); err != nil {
 			return nil, err
 		}
 		e := h.ukiEntry(p)
@@ -207,7 +213,7 @@ func (h *Host) stage(img Image, booted string, locked bool) (*Deployment, error)
 		if p.res.typ != BootUKI {
 			return nil, fmt.Errorf("%s boots UKIs from grub2/user.cfg; image %s has a kernel and initramfs, not a UKI", h.bootDir(), p.id)
 		}
-		if err := h.writeUKI(p); err != nil {
+		if err := h.writeUKI(p, nil); err != nil {
 			return nil, err
 		}
 		cfg := filepath.Join(h.bootDir(), "grub2", "user.cfg.staged")
@@ -219,7 +225,7 @@ func (h *Host) stage(img Image, booted string, locked bool) (*Deployment, error)
 		var e *entry
 		name := ""
 		if p.res.typ == BootUKI {
-			if err := h.writeUKI(p); err != nil {
+			if err := h.writeUKI(p, nil); err != nil {
 				return nil, err
 			}
 			e = h.ukiEntry(p)

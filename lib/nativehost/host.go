@@ -64,6 +64,11 @@ type Host struct {
 	// UKIKey is the key of a systemd-boot entry that boots a UKI: KeyEfi
 	// or KeyUKI; "" decides as bootc does (KeyUKI with systemd ≥ 258).
 	UKIKey string
+	// UKIAddons names the image's UKI addons Install puts beside the UKI
+	// (bootc install --uki-addon NAME: the file name without .addon.efi).
+	// None is the default, as with bootc; Stage writes none, as bootc's
+	// upgrade does.
+	UKIAddons []string
 	// RunDir is the running system's /run, where the staged deployment is
 	// announced (composefs/staged-deployment); "" writes no announcement
 	// (a disk image: the staged entries say it).
@@ -97,6 +102,10 @@ type Deployment struct {
 	// Entry is the bootloader file that boots it (after Install; after
 	// Stage, the staged one).
 	Entry string
+	// Addons are the UKI addons Install wrote (file names), and
+	// MissingAddons the names in Host.UKIAddons the image has no addon
+	// for (bootc passes over them).
+	Addons, MissingAddons []string
 }
 
 const (

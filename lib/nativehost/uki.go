@@ -70,11 +70,11 @@ func (h *Host) prepareUKI(p *prepared) error {
 }
 
 // writeUKI puts the UKI on the ESP as EFI/Linux/bootc/bootc_composefs-<id>.efi
-// and its addons in bootc_composefs-<id>.efi.extra.d/ beside it, where
-// systemd-boot loads them, as bootc names them. Each is complete and
-// synced under a temporary name first, the addons before the UKI: a UKI
-// on the ESP has its addons.
-func (h *Host) writeUKI(p *prepared) error {
+// and the addons given in bootc_composefs-<id>.efi.extra.d/ beside it,
+// where systemd-boot loads them, as bootc names them. Each is complete
+// and synced under a temporary name first, the addons before the UKI: a
+// UKI on the ESP has its addons.
+func (h *Host) writeUKI(p *prepared, addons []*erofs.Node) error {
 	dir := filepath.Join(h.ESP, ukiDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -85,7 +85,7 @@ func (h *Host) writeUKI(p *prepared) error {
 	if err := os.RemoveAll(addonDir); err != nil {
 		return err
 	}
-	if len(p.res.addons) > 0 {
+	if len(addons) > 0 {
 		tmp := filepath.Join(dir, ".tmp-"+ukiName(p.id)+addonDirSuffix)
 		if err := os.RemoveAll(tmp); err != nil {
 			return err
@@ -93,7 +93,7 @@ func (h *Host) writeUKI(p *prepared) error {
 		if err := os.Mkdir(tmp, 0o755); err != nil {
 			return err
 		}
-		for _, a := range p.res.addons {
+		for _, a := range addons {
 			if err := p.src.writeFileSynced(a, filepath.Join(tmp, a.Name)); err != nil {
 				os.RemoveAll(tmp)
 				return err

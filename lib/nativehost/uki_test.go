@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,13 +76,16 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	esp := espFS(t)
 	root := fs.Path("sysroot")
 	scratch := t.TempDir()
-	// Addons: global ones, and the UKI's own (which win on a name both
-	// have); other files there are not addons.
+	// Addons: *.addon.efi in the subdirectories of the UKI's directory,
+	// as composefs-rs finds them (not /boot/loader/addons, which it does
+	// not read); only those named are installed (bootc install
+	// --uki-addon NAME), none at staging (bootc's upgrade).
 	r1, uki1, spec1 := pullUKIReleaseFiles(t, root, scratch, "1.0", "", map[string]string{
 		"boot/loader/addons/console.addon.efi":                "global console 1",
 		"boot/loader/addons/debug.addon.efi":                  "global debug 1",
 		"boot/loader/addons/README":                           "not an addon",
 		"boot/EFI/Linux/cfs-test.efi.extra.d/debug.addon.efi": "uki debug 1",
+		"boot/EFI/Linux/cfs-test.efi.extra.d/quiet.addon.efi": "uki quiet 1",
 		"boot/EFI/Linux/cfs-test.efi.extra.d/notes.txt":       "not an addon",
 		"boot/EFI/Linux/other.efi.extra.d/foreign.addon.efi":  "another UKI's",
 	})
@@ -90,7 +94,8 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	})
 	repo := openRepo(t, root)
 	r1.image.Repo, r2.image.Repo = repo, repo
-	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir(), UKIKey: KeyEfi}
+	h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd, RunDir: t.TempDir(), UKIKey: KeyEfi,
+		UKIAddons: []string{"debug", "console", "foreign", "notes"}}
 	addons := func(id string) map[string]string {
 		out := map[string]string{}
 		dir := filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+id+".efi.extra.d")
@@ -105,6 +110,9 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := []string{"debug.addon.efi", "foreign.addon.efi"}; !slices.Equal(d1.Addons, want) || !slices.Equal(d1.MissingAddons, []string{"console", "notes"}) {
+		t.Errorf("addons %v missing %v, want %v and [console notes]", d1.Addons, d1.MissingAddons, want)
+	}
 	if d1.BootType != BootUKI || d1.BootDigest != ukiDigest(spec1) {
 		t.Errorf("boot type %s digest %s, want uki %s", d1.BootType, d1.BootDigest, ukiDigest(spec1))
 	}
@@ -112,7 +120,7 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	if got, err := os.ReadFile(ukiPath); err != nil || !bytes.Equal(got, uki1) {
 		t.Errorf("UKI on the ESP: %v, equal %v", err, bytes.Equal(got, uki1))
 	}
-	if got, want := addons(r1.id), map[string]string{"console.addon.efi": "global console 1", "debug.addon.efi": "uki debug 1"}; !maps.Equal(got, want) {
+	if got, want := addons(r1.id), map[string]string{"debug.addon.efi": "uki debug 1", "foreign.addon.efi": "another UKI's"}; !maps.Equal(got, want) {
 		t.Errorf("addons of 1: %v, want %v", got, want)
 	}
 	entry1 := filepath.Join(esp.Dir, "loader/entries/bootc_cfs-1.0-1.conf")
@@ -145,22 +153,22 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	if got := readFile(t, filepath.Join(staged, "bootc_cfs-2.0-1.conf")); got != want2 {
 		t.Errorf("staged entry:\n%s\nwant:\n%s", got, want2)
 	}
-	if got, want := addons(r2.id), map[string]string{"debug.addon.efi": "uki debug 2"}; !maps.Equal(got, want) {
-		t.Errorf("addons of 2: %v, want %v", got, want)
+	if got := addons(r2.id); len(got) != 0 {
+		t.Errorf("addons of 2: %v, want none (bootc's upgrade writes none)", got)
 	}
-	// A discarded staging's UKI goes with its addons; staged again, both
-	// are back.
+	// A discarded staging's UKI goes; the booted one keeps its addons;
+	// staged again, the UKI is back.
 	if err := h.discardStaged(); err != nil {
 		t.Fatal(err)
 	}
 	removed, err := h.Prune(r1.id)
-	if err != nil || len(addons(r2.id)) != 0 || len(addons(r1.id)) != 2 {
-		t.Errorf("prune: removed %v (%v); addons of 2 %v, of 1 %v", removed, err, addons(r2.id), addons(r1.id))
+	if err != nil || len(addons(r1.id)) != 2 {
+		t.Errorf("prune: removed %v (%v); addons of 1 %v", removed, err, addons(r1.id))
 	}
 	if _, err := os.Lstat(filepath.Join(esp.Dir, "EFI/Linux/bootc/bootc_composefs-"+r2.id+".efi")); !os.IsNotExist(err) {
 		t.Errorf("UKI of 2 after prune: %v", err)
 	}
-	if _, err := h.Stage(r2.image, r1.id); err != nil || len(addons(r2.id)) != 1 {
+	if _, err := h.Stage(r2.image, r1.id); err != nil || len(addons(r2.id)) != 0 {
 		t.Fatalf("staged again: %v, addons %v", err, addons(r2.id))
 	}
 	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
