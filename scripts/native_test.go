@@ -348,3 +348,127 @@ func TestNativeUpgradeUnified(t *testing.T) {
 		t.Errorf("podman run of release 2 from bootc's store printed %q", out)
 	}
 }
+
+// TestNativeUpgradeUKIKey: a sealed-UKI host with systemd-boot. The
+// staged entry's key is decided as at install (bootc's
+// EFIKey::for_bootloader on every write): "uki" when bootctl is systemd
+// 258 or later, "efi" before; --uki-key forces one. The booted entry,
+// demoted, keeps its own key.
+func TestNativeUpgradeUKIKey(t *testing.T) {
+	testfs.RequirePrivileged(t)
+	testfs.RequireTool(t, "jq")
+	testfs.RequireTool(t, "objcopy")
+	testfs.RequireFile(t, testimage.UKIStub, "systemd-boot-efi")
+	fs := testfs.XFS(t, 2<<30)
+	esp := testfs.Tmpfs(t, 64<<20)
+	root, runDir, reg := fs.Path("sysroot"), t.TempDir(), testregistry.New(t)
+	os.MkdirAll(root, 0o755)
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", reg.Host)), 0o644)
+	// A bootctl that says systemd 258.
+	fake := t.TempDir()
+	os.WriteFile(filepath.Join(fake, "bootctl"), []byte("#!/bin/sh\necho 'systemd 258 (258.1-1)'\n"), 0o755)
+	env := []string{"CONTAINERS_REGISTRIES_CONF=" + conf, "PATH=" + fake + ":" + binDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"}
+	ref := reg.Host + "/os:stable"
+
+	repoOpen := func() *composefs.Repository {
+		repo, err := composefs.Open(filepath.Join(root, "composefs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return repo
+	}
+	// sealed pushes release version with a UKI sealed for its boot
+	// image (the plain image's: /boot leaves the boot image as it is).
+	sealed := func(version string) (string, string) {
+		opts := testimage.Options{Seed: 21, Version: version, UTF8Names: true, Bootable: true}
+		plain, err := testimage.Generate(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Push(t, "os", "plain-"+version, plain)
+		must(t, sh(t, env, "cfs-pull", "--sysroot", root, "--quiet", "--output", "none", "docker://"+reg.Host+"/os:plain-"+version), "cfs-pull plain")
+		repo := repoOpen()
+		im, err := nativehost.ResolveImage(repo, plain.ManifestDigest.String(), "ostree-unverified-image:docker://"+ref)
+		repo.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("%x", im.ID)
+		if opts.UKI, err = testimage.SealedUKI(t.TempDir(), opts, id); err != nil {
+			t.Fatal(err)
+		}
+		img, err := testimage.Generate(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Push(t, "os", "stable", img)
+		return id, img.ManifestDigest.String()
+	}
+	id1, digest1 := sealed("1.0")
+	must(t, sh(t, env, "cfs-pull", "--sysroot", root, "--quiet", "--output", "none", "docker://"+ref), "cfs-pull")
+	repo := repoOpen()
+	im, err := nativehost.ResolveImage(repo, digest1, "ostree-unverified-image:docker://"+ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Installed by an older systemd: efi.
+	if _, err := (&nativehost.Host{Root: root, ESP: esp.Dir, Bootloader: nativehost.Systemd, UKIKey: nativehost.KeyEfi}).Install(im, nil); err != nil {
+		t.Fatal(err)
+	}
+	repo.Close()
+	cmdline := filepath.Join(t.TempDir(), "cmdline")
+	os.WriteFile(cmdline, []byte("composefs="+id1+" rw\n"), 0o644)
+	id2, _ := sealed("2.0")
+	args := []string{"--sysroot", root, "--cmdline", cmdline, "--run-dir", runDir, "--esp", esp.Dir}
+	entry := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(esp.Dir, "loader/entries.staged", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	demoted := "efi /EFI/Linux/bootc/bootc_composefs-" + id1 + ".efi\n"
+
+	// --uki-key wins over bootctl.
+	r := must(t, sh(t, env, "cfs-upgrade", append(args, "--uki-key", "efi")...), "cfs-upgrade --uki-key efi")
+	if strings.TrimSpace(r.stdout) != id2 {
+		t.Fatalf("staged %q, want %s", r.stdout, short(id2))
+	}
+	if e := entry("bootc_cfs-2.0-1.conf"); !strings.Contains(e, "\nefi /EFI/Linux/bootc/bootc_composefs-"+id2+".efi\n") {
+		t.Errorf("staged entry with --uki-key efi:\n%s", e)
+	}
+	// A reboot without finalize: /run forgets the staging, so (as for
+	// bootc) nothing is staged and the next upgrade stages again, now
+	// without the flag: bootctl 258 makes the key "uki"; the demoted
+	// booted entry keeps "efi".
+	if err := os.RemoveAll(filepath.Join(runDir, "composefs")); err != nil {
+		t.Fatal(err)
+	}
+	st := must(t, sh(t, nil, "cfs-status", "--sysroot", root, "--cmdline", cmdline, "--run-dir", runDir, "--esp", esp.Dir, "--json"), "cfs-status").stdout
+	if staged := stagedOf(t, st); staged != "" {
+		t.Errorf("staged %s after a reboot without finalize", short(staged))
+	}
+	r = must(t, sh(t, env, "cfs-upgrade", args...), "cfs-upgrade after the reboot")
+	if strings.TrimSpace(r.stdout) != id2 {
+		t.Fatalf("staged %q, want %s", r.stdout, short(id2))
+	}
+	if e := entry("bootc_cfs-2.0-1.conf"); !strings.Contains(e, "\nuki /EFI/Linux/bootc/bootc_composefs-"+id2+".efi\n") {
+		t.Errorf("staged entry with bootctl 258:\n%s", e)
+	}
+	if e := entry("bootc_cfs-1.0-0.conf"); !strings.Contains(e, "\n"+demoted) {
+		t.Errorf("demoted entry:\n%s", e)
+	}
+	if r := sh(t, env, "cfs-upgrade", append(args, "--uki-key", "bls")...); r.code != 2 || !strings.Contains(r.stderr, "--uki-key 'bls'") {
+		t.Errorf("--uki-key bls: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func stagedOf(t *testing.T, out string) string {
+	t.Helper()
+	var st map[string]any
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	return slot(st, "staged")
+}
