@@ -462,6 +462,8 @@ func TestNativeUpgradeUKIKey(t *testing.T) {
 	if r := sh(t, env, "cfs-upgrade", append(args, "--uki-key", "bls")...); r.code != 2 || !strings.Contains(r.stderr, "--uki-key 'bls'") {
 		t.Errorf("--uki-key bls: exit %d %s", r.code, r.stderr)
 	}
+	must(t, sh(t, env, "cfs-upgrade", append(args, "--apply-now")...), "cfs-upgrade --apply-now")
+	testfs.CheckFATSafe(t, esp.Dir)
 }
 
 func stagedOf(t *testing.T, out string) string {

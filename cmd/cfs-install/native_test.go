@@ -262,6 +262,8 @@ func TestInstallSealedUKI(t *testing.T) {
 	if !strings.Contains(human, strings.TrimPrefix(good, "docker://")) {
 		t.Errorf("cfs-status does not show the booted image:\n%s", human)
 	}
+	// The stand-in ESP holds nothing a FAT one could not.
+	testfs.CheckFATSafe(t, esp.Dir)
 }
 
 // TestInstallSeparateBoot: ROOT/boot a filesystem of its own, as bootc

@@ -172,6 +172,7 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 		t.Fatalf("staged again: %v, addons %v", err, addons(r2.id))
 	}
 	expectSlots(t, load(t, h, cmd1), r1.id, r2.id, "")
+	testfs.CheckFATSafe(t, esp.Dir)
 	if fin, err := h.Finalize(r1.id, filepath.Join(root, "state/deploy", r1.id, "etc")); err != nil || fin != r2.id {
 		t.Fatalf("finalize: %q %v", fin, err)
 	}
@@ -192,6 +193,8 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	if s := load(t, h, cmd2); !s.RollbackQueued {
 		t.Error("rollback not queued")
 	}
+	// What is on the ESP now, a FAT filesystem holds as it is.
+	testfs.CheckFATSafe(t, esp.Dir)
 }
 
 // TestUKIGrub: GRUB classic chainloads the UKI from user.cfg, in bootc's
@@ -240,6 +243,8 @@ func TestUKIGrub(t *testing.T) {
 	if got := readFile(t, cfg); got != prefix+menu("1.0", r1.id)+menu("2.0", r2.id) {
 		t.Errorf("user.cfg after rollback:\n%s", got)
 	}
+	// What is on the ESP now, a FAT filesystem holds as it is.
+	testfs.CheckFATSafe(t, esp.Dir)
 }
 
 // TestUKIWrongSeal: a UKI sealed for another boot image is refused with
@@ -304,6 +309,8 @@ func TestBLSSystemd(t *testing.T) {
 	}
 	expectSlots(t, load(t, h, "rw composefs="+r2.id), r2.id, "", r1.id)
 	checkHost(t, h)
+	// What is on the ESP now, a FAT filesystem holds as it is.
+	testfs.CheckFATSafe(t, esp.Dir)
 }
 
 // TestUKIKeyFromBootctl: without a choice, the key is bootc's: "uki" from
