@@ -68,6 +68,8 @@ type Options struct {
 	// two releases of one OS. Defaults: "cfs-test", "1.0".
 	Name    string
 	Version string
+	// OSID is os-release's ID= in layer 2 (default "cfs").
+	OSID string
 	// UTF8Names leaves out the names that are not valid UTF-8, for trees
 	// bound for stores that cannot hold them (ostree).
 	UTF8Names bool

@@ -108,7 +108,7 @@ func baseLayer(b *builder, opts Options) {
 	b.file(PathInitramfs, 0o600, b.generated(3*MiB+4321, kindMixed))
 	b.text(kdir+"/modules.dep", 0o644, "kernel/drivers/cfs/cfs.ko.xz:\n")
 	b.file(kdir+"/kernel/drivers/cfs/cfs.ko.xz", 0o644, b.generated(23456, kindRandom))
-	b.text(PathOSRelease, 0o644, osRelease("cfs base", "0"))
+	b.text(PathOSRelease, 0o644, osRelease("cfs base", "0", ""))
 	b.symlink("etc/os-release", "../usr/lib/os-release")
 	if opts.SELinux {
 		selinuxPolicy(b)
@@ -265,7 +265,7 @@ func configLayer(b *builder, opts Options) {
 	// file, and unpackers must remove the directory with its content.
 	b.text(PathReplaced, 0o600, "a file again in layer 2\n")
 
-	b.text(PathOSRelease, 0o644, osRelease(opts.Name, opts.Version))
+	b.text(PathOSRelease, 0o644, osRelease(opts.Name, opts.Version, opts.OSID))
 	b.text("etc/motd", 0o644, "Welcome to "+opts.Name+" "+opts.Version+"\n")
 	b.text("etc/sudoers", 0o440, "root ALL=(ALL) ALL\n")
 	b.dir("etc/app", 0o700, owner(1000, 1000))
@@ -283,8 +283,11 @@ func configLayer(b *builder, opts Options) {
 	}
 }
 
-func osRelease(name, version string) string {
-	return fmt.Sprintf("NAME=%q\nID=cfs\nVERSION_ID=%s\nPRETTY_NAME=\"%s %s\"\nVARIANT_ID=bootc\n", name, version, name, version)
+func osRelease(name, version, id string) string {
+	if id == "" {
+		id = "cfs"
+	}
+	return fmt.Sprintf("NAME=%q\nID=%s\nVERSION_ID=%s\nPRETTY_NAME=\"%s %s\"\nVARIANT_ID=bootc\n", name, id, version, name, version)
 }
 
 // bulkFilesPerScale is how many extra files each Scale step above 1 adds;

@@ -89,7 +89,7 @@ func UKIFor(opts Options, cmdline string) UKISpec {
 	}
 	return UKISpec{
 		Cmdline:   cmdline,
-		OSRelease: osRelease(name, version),
+		OSRelease: osRelease(name, version, opts.OSID),
 		Uname:     KernelVersion,
 		Linux:     bytes.Repeat([]byte("cfs-kernel "), 400),
 		Initrd:    bytes.Repeat([]byte("cfs-initrd "), 300),
