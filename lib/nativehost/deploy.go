@@ -271,24 +271,19 @@ func (h *Host) stage(img Image, booted string, locked bool) (*Deployment, error)
 	return d, nil
 }
 
-// demote rewrites an entry as the second one: file name ending -0.conf,
-// sort-key bootc-<os>-1 (bootc keeps the booted entry's own os ID).
-func demote(le *liveEntry, fallbackOS string) (string, []byte) {
-	osID, ok := osIDOfSortKey(le.e.SortKey)
-	if !ok {
-		osID = fallbackOS
-	}
+// demote rewrites an entry as the second one: file name
+// bootc_<osID>-<its version>-0.conf, sort-key bootc-<osID>-1. bootc names
+// the demoted booted entry after the new image's os ID at staging
+// (setup_composefs_bls_boot, write_systemd_uki_config), and both entries
+// after "bootc" at rollback (rollback_composefs_entries).
+func demote(le *liveEntry, osID string) (string, []byte) {
 	e := *le.e
 	e.SortKey = sortKey(osID, false)
 	return entryFileName(osID, e.Version, false), e.text()
 }
 
 // promote is demote's opposite, for rollback.
-func promote(le *liveEntry, fallbackOS string) (string, []byte) {
-	osID, ok := osIDOfSortKey(le.e.SortKey)
-	if !ok {
-		osID = fallbackOS
-	}
+func promote(le *liveEntry, osID string) (string, []byte) {
 	e := *le.e
 	e.SortKey = sortKey(osID, true)
 	return entryFileName(osID, e.Version, true), e.text()

@@ -170,6 +170,9 @@ func (h *Host) swapStaged() error {
 	return atomicfile.SyncDir(dir)
 }
 
+// rollbackOSID is the os ID bootc's rollback writes the entries under.
+const rollbackOSID = "bootc"
+
 // renameat2 is unix.Renameat2; a test takes RENAME_EXCHANGE away, as FAT
 // does not have it.
 var renameat2 = unix.Renameat2
@@ -244,8 +247,10 @@ func (h *Host) Rollback() (string, error) {
 			return "", err
 		}
 	} else {
-		n1, t1 := promote(second, "bootc")
-		n0, t0 := demote(first, "bootc")
+		// bootc's rollback names both entries after os ID "bootc",
+		// whatever the images' os-release says.
+		n1, t1 := promote(second, rollbackOSID)
+		n0, t0 := demote(first, rollbackOSID)
 		if n0 == n1 {
 			return "", fmt.Errorf("the two entries would both be %s", n0)
 		}

@@ -130,19 +130,6 @@ func sortKey(osID string, primary bool) string {
 	return "bootc-" + osID + "-1"
 }
 
-// osIDOfSortKey recovers the os ID of an entry bootc wrote.
-func osIDOfSortKey(k string) (string, bool) {
-	rest, ok := strings.CutPrefix(k, "bootc-")
-	if !ok {
-		return "", false
-	}
-	i := strings.LastIndexByte(rest, '-')
-	if i <= 0 {
-		return "", false
-	}
-	return rest[:i], true
-}
-
 // setCmdlineArg replaces key=... in a kernel command line, or appends it
 // (bootc's add_or_modify).
 func setCmdlineArg(cmdline, key, value string) string {

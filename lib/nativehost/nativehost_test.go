@@ -345,8 +345,13 @@ func TestUpgradeCycleBLS(t *testing.T) {
 	if back != r1.id {
 		t.Errorf("rollback boots %s next, want %s", back, r1.id)
 	}
-	if got := readFile(t, entry1); got != want {
+	// bootc's rollback writes both entries under os ID "bootc".
+	rolled := filepath.Join(root, "boot/loader/entries/bootc_bootc-1.0-1.conf")
+	if got, want := readFile(t, rolled), strings.Replace(want, "sort-key bootc-cfs-0", "sort-key bootc-bootc-0", 1); got != want {
 		t.Errorf("entry of 1 after rollback:\n%s\nwant:\n%s", got, want)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "boot/loader/entries")); len(ents) != 2 || ents[0].Name() != "bootc_bootc-1.0-1.conf" || ents[1].Name() != "bootc_bootc-2.0-0.conf" {
+		t.Errorf("entries after rollback: %v", ents)
 	}
 	s := load(t, h, cmd2)
 	expectSlots(t, s, r2.id, "", r1.id)
@@ -541,4 +546,42 @@ func TestFinalizeEtcConflict(t *testing.T) {
 		t.Error("a refused merge wrote into the new deployment's etc")
 	}
 	expectSlots(t, load(t, h, "rw composefs="+r1.id), r1.id, r2.id, "")
+}
+
+// TestStageOtherOSID: bootc names the demoted booted entry after the new
+// image's os ID (file name and sort-key), not its own.
+func TestStageOtherOSID(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	r1 := pullReleaseSeed(t, root, scratch, 41, "1.0")
+	img2, err := testimage.Generate(testimage.Options{Seed: 42, Version: "2.0", OSID: "other-os", UTF8Names: true, Bootable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := pullImage(t, root, scratch, img2, "ostree-unverified-image:docker://quay.io/example/os:2.0")
+	repo := openRepo(t, root)
+	r1.image.Repo, r2.image.Repo = repo, repo
+	h := &Host{Root: root, RunDir: t.TempDir()}
+	if _, err := h.Install(r1.image, []string{"rw"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Stage(r2.image, r1.id); err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(root, "boot/loader/entries.staged")
+	ents, _ := os.ReadDir(staged)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "bootc_other_os-1.0-0.conf bootc_other_os-2.0-1.conf" {
+		t.Fatalf("staged entries %v", names)
+	}
+	if got := readFile(t, filepath.Join(staged, "bootc_other_os-1.0-0.conf")); !strings.HasSuffix(got, "\nsort-key bootc-other-os-1\n") || !strings.Contains(got, "composefs="+r1.id) {
+		t.Errorf("demoted entry:\n%s", got)
+	}
+	if got := readFile(t, filepath.Join(staged, "bootc_other_os-2.0-1.conf")); !strings.HasSuffix(got, "\nsort-key bootc-other-os-0\n") {
+		t.Errorf("new entry:\n%s", got)
+	}
 }

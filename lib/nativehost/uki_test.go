@@ -187,7 +187,7 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	if back, err := h.Rollback(); err != nil || back != r1.id {
 		t.Fatalf("rollback: %q %v", back, err)
 	}
-	if got := readFile(t, entry1); got != want1 {
+	if got := readFile(t, filepath.Join(esp.Dir, "loader/entries/bootc_bootc-1.0-1.conf")); got != strings.Replace(want1, "bootc-cfs-0", "bootc-bootc-0", 1) {
 		t.Errorf("entry of 1 after rollback:\n%s", got)
 	}
 	if s := load(t, h, cmd2); !s.RollbackQueued {
