@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/bootimage"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/nativehost"
@@ -16,11 +17,16 @@ import (
 )
 
 // NativeOriginReference is the container-image-reference of a
-// composefs-native deployment: ostree-unverified-image: and the image
-// reference in containers/image form (docker://… kept), as bootc writes it.
+// composefs-native deployment as bootc writes it (write_composefs_state):
+// always ostree-unverified-image: and the image in containers/image form
+// (docker://NAME for registry images, TRANSPORT:NAME otherwise), whatever
+// signature an ostree-style reference asked for.
 func NativeOriginReference(ref string) string {
-	if strings.HasPrefix(ref, "ostree-") {
-		return ref
+	if r, err := bootcconv.ParseImageReference(OriginReference(ref)); err == nil {
+		if r.Transport == "registry" {
+			return "ostree-unverified-image:docker://" + r.Image
+		}
+		return "ostree-unverified-image:" + r.Transport + ":" + r.Image
 	}
 	return "ostree-unverified-image:" + ref
 }

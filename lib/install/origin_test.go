@@ -9,9 +9,14 @@ import (
 
 func TestOriginReferences(t *testing.T) {
 	for ref, want := range map[string][2]string{
-		"docker://quay.io/org/os:42":                     {"ostree-unverified-registry:quay.io/org/os:42", "ostree-unverified-image:docker://quay.io/org/os:42"},
-		"oci:/srv/os:latest":                             {"ostree-unverified-image:oci:/srv/os:latest", "ostree-unverified-image:oci:/srv/os:latest"},
-		"ostree-image-signed:docker://quay.io/org/os:42": {"ostree-image-signed:docker://quay.io/org/os:42", "ostree-image-signed:docker://quay.io/org/os:42"},
+		"docker://quay.io/org/os:42": {"ostree-unverified-registry:quay.io/org/os:42", "ostree-unverified-image:docker://quay.io/org/os:42"},
+		"oci:/srv/os:latest":         {"ostree-unverified-image:oci:/srv/os:latest", "ostree-unverified-image:oci:/srv/os:latest"},
+		// bootc's native origin is always unverified, in containers/image form.
+		"ostree-image-signed:docker://quay.io/org/os:42":  {"ostree-image-signed:docker://quay.io/org/os:42", "ostree-unverified-image:docker://quay.io/org/os:42"},
+		"ostree-unverified-registry:quay.io/org/os:42":    {"ostree-unverified-registry:quay.io/org/os:42", "ostree-unverified-image:docker://quay.io/org/os:42"},
+		"registry:quay.io/org/os:42":                      {"ostree-unverified-registry:quay.io/org/os:42", "ostree-unverified-image:docker://quay.io/org/os:42"},
+		"containers-storage:localhost/os":                 {"ostree-unverified-image:containers-storage:localhost/os", "ostree-unverified-image:containers-storage:localhost/os"},
+		"ostree-remote-registry:fedora:quay.io/org/os:42": {"ostree-remote-registry:fedora:quay.io/org/os:42", "ostree-unverified-image:docker://quay.io/org/os:42"},
 	} {
 		if got := OriginReference(ref); got != want[0] {
 			t.Errorf("OriginReference(%q) = %q, want %q", ref, got, want[0])
