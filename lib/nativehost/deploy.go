@@ -49,7 +49,8 @@ func (h *Host) Install(img Image, kargs []string) (*Deployment, error) {
 				return nil, fmt.Errorf("ESP UUID %q cannot go in grub2/efiuuid.cfg", h.ESPUUID)
 			}
 			uuid := filepath.Join(h.bootDir(), "grub2", "efiuuid.cfg")
-			if err := atomicfile.WriteFile("", uuid, []byte("set EFI_PART_UUID=\""+h.ESPUUID+"\"\n"), 0o644); err != nil {
+			// bootc writes it without a final newline.
+			if err := atomicfile.WriteFile("", uuid, []byte("set EFI_PART_UUID=\""+h.ESPUUID+"\""), 0o644); err != nil {
 				return nil, err
 			}
 		}
@@ -230,6 +231,9 @@ func (h *Host) stage(img Image, booted string, locked bool) (*Deployment, error)
 			}
 			e = h.ukiEntry(p)
 			name = entryFileName(p.os.ID, e.Version, true)
+			if err := h.ensureLoaderConf(); err != nil {
+				return nil, err
+			}
 		} else {
 			options := cur.e.Options
 			if cur.e.Efi != "" {

@@ -176,14 +176,15 @@ func SystemdVersion() (int, error) {
 	return int(v), nil
 }
 
-// ensureLoaderConf writes systemd-boot's loader.conf as bootc does when
+// ensureLoaderConf writes systemd-boot's loader.conf as bootc does (its
+// bytes: "timeout 5", no final newline), at install and at staging, when
 // there is none.
 func (h *Host) ensureLoaderConf() error {
 	p := filepath.Join(h.ESP, "loader", "loader.conf")
 	if _, err := os.Lstat(p); err == nil {
 		return nil
 	}
-	return atomicfile.WriteFile("", p, []byte("timeout 5\n"), 0o644)
+	return atomicfile.WriteFile("", p, []byte("timeout 5"), 0o644)
 }
 
 // grubMenuEntry is bootc's menuentry for a UKI chainloaded by GRUB

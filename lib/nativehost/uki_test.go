@@ -128,7 +128,7 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	if got := readFile(t, entry1); got != want1 {
 		t.Errorf("entry:\n%s\nwant:\n%s", got, want1)
 	}
-	if got := readFile(t, filepath.Join(esp.Dir, "loader/loader.conf")); got != "timeout 5\n" {
+	if got := readFile(t, filepath.Join(esp.Dir, "loader/loader.conf")); got != "timeout 5" {
 		t.Errorf("loader.conf %q", got)
 	}
 	origin := readFile(t, filepath.Join(root, "state/deploy", r1.id, r1.id+".origin"))
@@ -139,6 +139,10 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	cmd1 := spec1.Cmdline
 	expectSlots(t, load(t, h, cmd1), r1.id, "", "")
 
+	// Staging writes loader.conf too when it is missing, as bootc does.
+	if err := os.Remove(filepath.Join(esp.Dir, "loader/loader.conf")); err != nil {
+		t.Fatal(err)
+	}
 	// The next entry is written by a systemd-boot that reads "uki"; the
 	// booted one keeps its "efi", and every reader takes both.
 	h.UKIKey = KeyUKI
@@ -148,6 +152,9 @@ func TestUpgradeCycleUKISystemd(t *testing.T) {
 	staged := filepath.Join(esp.Dir, "loader/entries.staged")
 	if got := readFile(t, filepath.Join(staged, "bootc_cfs-1.0-0.conf")); got != strings.Replace(want1, "bootc-cfs-0", "bootc-cfs-1", 1) {
 		t.Errorf("demoted entry:\n%s", got)
+	}
+	if got := readFile(t, filepath.Join(esp.Dir, "loader/loader.conf")); got != "timeout 5" {
+		t.Errorf("loader.conf after staging %q", got)
 	}
 	want2 := "title cfs-test 2.0 2.0\nversion 2.0\nuki /EFI/Linux/bootc/bootc_composefs-" + r2.id + ".efi\nsort-key bootc-cfs-0\n"
 	if got := readFile(t, filepath.Join(staged, "bootc_cfs-2.0-1.conf")); got != want2 {
@@ -212,7 +219,7 @@ func TestUKIGrub(t *testing.T) {
 	if _, err := h.Install(r1.image, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(root, "boot/grub2/efiuuid.cfg")); got != "set EFI_PART_UUID=\"6A1F-03C2\"\n" {
+	if got := readFile(t, filepath.Join(root, "boot/grub2/efiuuid.cfg")); got != "set EFI_PART_UUID=\"6A1F-03C2\"" {
 		t.Errorf("efiuuid.cfg: %q", got)
 	}
 	prefix := "\nif [ -f ${config_directory}/efiuuid.cfg ]; then\n        source ${config_directory}/efiuuid.cfg\nfi\n"
