@@ -78,6 +78,13 @@ func TestInstallNativeHost(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tg.root, "ostree/repo")); err == nil {
 		t.Errorf("a native host has an ostree repository")
 	}
+	// bootc's compatibility link, made at every native install.
+	if target, err := os.Readlink(filepath.Join(tg.root, "ostree/bootc")); err != nil || target != "../composefs/bootc" {
+		t.Errorf("ostree/bootc -> %q (%v)", target, err)
+	}
+	if fi, err := os.Stat(filepath.Join(tg.root, "composefs/bootc")); err != nil || !fi.IsDir() {
+		t.Errorf("composefs/bootc: %v", err)
+	}
 	if _, err := os.Lstat(filepath.Join(tg.root, ".bootc-aleph.json")); err == nil {
 		t.Errorf("a native install wrote .bootc-aleph.json (bootc writes it on ostree hosts only)")
 	}

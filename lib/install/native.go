@@ -139,19 +139,21 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 	// command line; composefs= goes where bootc puts it.
 	res.Kargs = setKarg(res.Kargs, "composefs", res.BootVerity)
 	kargs := res.Kargs
+	// bootc's containers-storage lives in composefs/bootc on native hosts,
+	// reached through ostree/bootc for the tools that look there
+	// (/usr/lib/bootc/storage -> /sysroot/ostree/bootc/storage); bootc
+	// makes both at every native install (ensure_composefs_bootc_link),
+	// unified or not: logically bound images use them too.
+	if err := os.MkdirAll(filepath.Join(root, composefsDir, "bootc"), 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "ostree"), 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink("../composefs/bootc", filepath.Join(root, "ostree", "bootc")); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
 	if mode.Enabled() {
-		// bootc's containers-storage lives in composefs/bootc on native
-		// hosts, reached through ostree/bootc for the tools that look
-		// there.
-		if err := os.MkdirAll(filepath.Join(root, composefsDir, "bootc"), 0o700); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(root, "ostree"), 0o755); err != nil {
-			return err
-		}
-		if err := os.Symlink("../composefs/bootc", filepath.Join(root, "ostree", "bootc")); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
 		res.phase("containers-storage")
 		if err := toContainersStorage(root, repo, pull.SourceRecord(pres.Source, pres, repo), mode); err != nil {
 			return err
