@@ -45,7 +45,9 @@ ROOT's filesystem> (or --root-mount-spec), rw, and boot=UUID=<uuid> when
 ROOT/boot is a filesystem of its own (--boot-mount-spec). ostree hosts then get
 [install] kargs of the install configuration, the image's
 /usr/lib/bootc/kargs.d/*.toml (kargs, skipped when match-architectures lacks
-this machine), every --karg. composefs-native hosts, as bootc's composefs
+this machine), minus the install configuration's [install] karg-deletes
+(key=value removes that argument, a bare key every one with that key), then
+every --karg. composefs-native hosts, as bootc's composefs
 backend: every --karg, composefs=<id>, systemd.mount-extra=<boot>:/boot:auto:ro
 for a separate /boot, then the kargs.d arguments not already there; [install]
 kargs are not used (a warning says so). A UKI carries its own command line:

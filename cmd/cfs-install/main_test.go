@@ -172,14 +172,18 @@ func status(t *testing.T, root, cmdline string) (string, map[string]any) {
 // origin, kernel arguments (root=UUID, rw, kargs.d for this architecture,
 // --karg), bound to composefs; ostree and cfs-status read it.
 func TestInstallOstreeHost(t *testing.T) {
-	tg := newTarget(t, "xfs", kargsFiles())
+	files := kargsFiles()
+	// The install configuration's kargs come before kargs.d, its
+	// karg-deletes apply after kargs.d and before --karg (bootc's order).
+	files["usr/lib/bootc/install/10-kargs.toml"] = "[install]\nkargs = [\"from-config\"]\nkarg-deletes = [\"quiet\"]\n"
+	tg := newTarget(t, "xfs", files)
 	res := tg.install(t, "--karg", "console=tty1", "--karg", "extra=\"a b\"")
 
 	if res.HostKind != install.KindOstree || res.ManifestDigest != tg.img.ManifestDigest.String() || len(res.Commit) != 64 || res.Storage != "disabled" {
 		t.Fatalf("summary %+v", res)
 	}
 	uuid := strings.TrimSpace(run(t, "blkid", "-p", "-s", "UUID", "-o", "value", tg.fs.Loop))
-	wantKargs := []string{"root=UUID=" + uuid, "rw", "console=ttyS0,115200", "quiet", "mine=1", "console=tty1", `extra="a b"`}
+	wantKargs := []string{"root=UUID=" + uuid, "rw", "from-config", "console=ttyS0,115200", "mine=1", "console=tty1", `extra="a b"`}
 	if strings.Join(res.Kargs, " ") != strings.Join(wantKargs, " ") {
 		t.Errorf("kargs %q, want %q", res.Kargs, wantKargs)
 	}

@@ -296,8 +296,11 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("%s installs as an ostree host: UKI addons (--uki-addon) are for composefs-native hosts", opts.Source)
 		}
 		// bootc's order (install.rs): root filesystem, install
-		// configuration, the image's kargs.d, the command line.
-		res.Kargs = append(append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...), splitAll(opts.Kargs)...)
+		// configuration, the image's kargs.d, then the install
+		// configuration's karg-deletes applied, then the command line.
+		kargs := append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...)
+		kargs = deleteKargs(kargs, cfg.KargDeletes)
+		res.Kargs = append(kargs, splitAll(opts.Kargs)...)
 		err = installOstree(ctx, &opts, repo, src, pres, mode, res)
 	default:
 		if len(cfg.Kargs) > 0 {
@@ -398,6 +401,31 @@ func rootKargs(opts Options, bootSpec string) ([]string, error) {
 		out = append(out, "boot="+bootSpec)
 	}
 	return out, nil
+}
+
+// deleteKargs is bootc's delete_kargs: a delete with a value removes that
+// exact argument, a bare key every argument with that key.
+func deleteKargs(args, deletes []string) []string {
+	if len(deletes) == 0 {
+		return args
+	}
+	exact, keys := map[string]bool{}, map[string]bool{}
+	for _, d := range deletes {
+		if strings.Contains(d, "=") {
+			exact[d] = true
+		} else {
+			keys[d] = true
+		}
+	}
+	var out []string
+	for _, a := range args {
+		k, _, _ := strings.Cut(a, "=")
+		if exact[a] || keys[k] {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func splitAll(args []string) []string {

@@ -39,3 +39,12 @@ func TestInstallRefusesReferenceWithoutTransport(t *testing.T) {
 		t.Errorf("ROOT holds %v", ents)
 	}
 }
+
+// TestDeleteKargs: bootc's delete_kargs, as [install] karg-deletes uses it.
+func TestDeleteKargs(t *testing.T) {
+	got := deleteKargs([]string{"root=UUID=1", "rw", "console=ttyS0", "console=tty1", "quiet", "mitigations=auto"},
+		[]string{"console", "mitigations=off", "quiet", "rw"})
+	if strings.Join(got, " ") != "root=UUID=1 mitigations=auto" {
+		t.Errorf("got %q", got)
+	}
+}

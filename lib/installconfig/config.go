@@ -22,6 +22,11 @@ type Config struct {
 	// Kargs is [install] kargs of every fragment, appended in merge order
 	// (bootc appends lists): kernel arguments an install adds.
 	Kargs []string
+	// KargDeletes is [install] karg-deletes of every fragment, appended
+	// in merge order: arguments an ostree install removes after the
+	// image's kargs.d, before --karg (key=value removes that exact
+	// argument, a bare key every argument with that key).
+	KargDeletes []string
 	// Fragments are the files merged, in order; skipped ones (wrong
 	// architecture) are not listed.
 	Fragments []string
@@ -63,6 +68,7 @@ func LoadOf(roots ...string) (*Config, error) {
 			c.Unified, c.UnifiedFrom = f.Unified, p
 		}
 		c.Kargs = append(c.Kargs, f.Kargs...)
+		c.KargDeletes = append(c.KargDeletes, f.KargDeletes...)
 	}
 	return c, nil
 }
@@ -71,7 +77,9 @@ func LoadOf(roots ...string) (*Config, error) {
 type Fragment struct {
 	Unified sysroot.Unified // "" when the file does not set it
 	Kargs   []string        // [install] kargs
-	Skip    bool            // match-architectures excludes this machine
+	// KargDeletes is [install] karg-deletes.
+	KargDeletes []string
+	Skip        bool // match-architectures excludes this machine
 }
 
 // Parse reads one fragment; path is only for messages.
@@ -93,17 +101,24 @@ func Parse(path string, data []byte) (Fragment, error) {
 		f.Skip = true
 		return f, nil
 	}
-	if raw, ok := install["kargs"]; ok {
+	for _, k := range []struct {
+		key string
+		dst *[]string
+	}{{"kargs", &f.Kargs}, {"karg-deletes", &f.KargDeletes}} {
+		raw, ok := install[k.key]
+		if !ok {
+			continue
+		}
 		list, ok := raw.([]any)
 		if !ok {
-			return f, errorf(path, "install.kargs: must be an array of strings, not %s", tomlType(raw))
+			return f, errorf(path, "install.%s: must be an array of strings, not %s", k.key, tomlType(raw))
 		}
 		for i, v := range list {
 			s, ok := v.(string)
 			if !ok {
-				return f, errorf(path, "install.kargs[%d]: must be a string, not %s", i, tomlType(v))
+				return f, errorf(path, "install.%s[%d]: must be a string, not %s", k.key, i, tomlType(v))
 			}
-			f.Kargs = append(f.Kargs, s)
+			*k.dst = append(*k.dst, s)
 		}
 	}
 	raw, present := install["storage"]

@@ -184,8 +184,10 @@ func TestKargs(t *testing.T) {
 	root := t.TempDir()
 	put(t, root, "usr/lib/bootc/install/10-a.toml", "[install]\nkargs = [\"console=ttyS0\", \"quiet\"]\n")
 	put(t, root, "usr/lib/bootc/install/20-b.toml", "[install]\nkargs = [\"nosmt\"]\n")
+	put(t, root, "usr/lib/bootc/install/15-d.toml", "[install]\nkarg-deletes = [\"quiet\"]\n")
+	put(t, root, "etc/bootc/install/16-e.toml", "[install]\nkarg-deletes = [\"rhgb\"]\n")
 	c, err := Load(root)
-	if err != nil || strings.Join(c.Kargs, " ") != "console=ttyS0 quiet nosmt" {
+	if err != nil || strings.Join(c.Kargs, " ") != "console=ttyS0 quiet nosmt" || strings.Join(c.KargDeletes, " ") != "quiet rhgb" {
 		t.Fatalf("%+v %v", c, err)
 	}
 	bad := put(t, root, "usr/lib/bootc/install/30-c.toml", "[install]\nkargs = \"nosmt\"\n")
