@@ -26,10 +26,13 @@ const defaultBatchLimit = 1024
 
 // NewBatch returns an empty batch whose limit is bounded by the
 // descriptors the process may hold, since every pending file is open.
-func NewBatch[T any]() *Batch[T] {
-	limit := defaultBatchLimit
+func NewBatch[T any]() *Batch[T] { return NewBatchLimit[T](defaultBatchLimit) }
+
+// NewBatchLimit is NewBatch with another limit than the default, bounded
+// the same way by the descriptors the process may hold.
+func NewBatchLimit[T any](limit int) *Batch[T] {
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < defaultBatchLimit {
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < uint64(limit) {
 		limit = max(int(lim.Cur/4), 16)
 	}
 	return &Batch[T]{limit: limit, namers: 1, pending: map[string]T{}}
