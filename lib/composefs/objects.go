@@ -32,7 +32,22 @@ type pendingObject struct {
 	id      []byte
 	size    int64
 	replace bool // the object under this name is known to be wrong
+	// trim says the file's preallocation is to be given back once it is
+	// durable (atomicfile.TrimPreallocation), through t's writable
+	// descriptor.
+	trim bool
 }
+
+// Pending objects. A background flush (FlushInBackground) starts once
+// backgroundFlushAt objects are pending and takes all of them; writers
+// go on meanwhile and wait only when pendingLimit are pending (each holds
+// a descriptor), so that one batch's syncfs, which writes back what the
+// workers wrote since the last one, rarely stops them. Without
+// background flushing a batch is flushed when it reaches pendingLimit.
+const (
+	pendingLimit      = 4096
+	backgroundFlushAt = 512
+)
 
 // ObjectName is the path of an object below objects/: "XX/rest".
 func ObjectName(id []byte) string {
@@ -206,16 +221,16 @@ func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace b
 	if !replace && r.checkStored(id, size) == nil {
 		return false, nil
 	}
+	trim := false
 	if r.verityOff.Load() {
 		// The filesystem has no fs-verity (an earlier object found out):
 		// the file needs no read-only descriptor for the ioctl, and the
 		// writable one, closed once the file is named, frees what XFS
-		// reserved past its end anyway; trimmed all the same, as below.
-		if t.written {
-			if err := atomicfile.TrimPreallocation(t.File, size); err != nil {
-				return false, err
-			}
-		}
+		// reserved past its end anyway; trimmed all the same, but only
+		// once the batch's syncfs has written the file back (nameObject):
+		// XFS writes back and waits for a file truncated before its data
+		// reached the disk, which made every writer wait for the disk.
+		trim = t.written
 	} else {
 		if err := t.reopenReadOnly(size); err != nil {
 			return false, err
@@ -233,13 +248,13 @@ func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace b
 	if rec != nil {
 		r.addRecord(t.File, *rec)
 	}
-	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace})
+	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace, trim: trim})
 	if !queued {
 		r.recordPending(id, rec)
 		return false, nil
 	}
 	if r.async.Load() > 0 && !full {
-		if r.pending.Len() >= r.pending.Limit()/2 && r.flushing.CompareAndSwap(false, true) {
+		if r.pending.Len() >= min(backgroundFlushAt, r.pending.Limit()/2) && r.flushing.CompareAndSwap(false, true) {
 			r.bg.Add(1)
 			go func() {
 				defer r.bg.Done()
@@ -264,13 +279,14 @@ func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace b
 }
 
 // FlushInBackground lets pending objects be made durable and named on
-// another goroutine, from half a batch on, while the caller goes on
-// writing objects: the syncfs of one batch then overlaps the writing of
-// the next instead of stopping it. Nothing else changes: an object is
-// named only after the syncfs that made it durable, and Flush (which
-// every stream, image and tag writer calls first) waits for a running
-// background flush and names the rest. A full batch is still flushed by
-// the writer that filled it, so no more objects are open than before.
+// another goroutine, from backgroundFlushAt pending on, while the caller
+// goes on writing objects: the syncfs of one batch then overlaps the
+// writing of the next instead of stopping it. Nothing else changes: an
+// object is named only after the syncfs that made it durable, and Flush
+// (which every stream, image and tag writer calls first) waits for a
+// running background flush and names the rest. A full batch
+// (pendingLimit) is still flushed by the writer that filled it, so no
+// more objects are open than that.
 // done turns it off again and waits until no background flush runs: a
 // caller that returns after done has nothing writing into the
 // repository behind its back.
@@ -316,6 +332,11 @@ func (r *Repository) nameObject(p *pendingObject) error {
 	dirfd, err := r.objectDir(p.id[0])
 	if err != nil {
 		return err
+	}
+	if p.trim {
+		if err := atomicfile.TrimPreallocation(p.t.File, p.size); err != nil {
+			return err
+		}
 	}
 	rest := hex.EncodeToString(p.id[1:])
 	if !p.replace {

@@ -188,7 +188,7 @@ func Open(path string) (*Repository, error) {
 		return nil, fmt.Errorf("locking composefs repository %s: %w", path, err)
 	}
 	r := &Repository{path: path, dir: dir, alg: alg, writable: writable, objects: -1,
-		subdirs: map[byte]int{}, pending: atomicfile.NewBatch[*pendingObject]()}
+		subdirs: map[byte]int{}, pending: atomicfile.NewBatchLimit[*pendingObject](pendingLimit)}
 	if writable {
 		// Only a writer can repair; a reader of a read-only
 		// filesystem (EROFS, EACCES) needs no repair to read.
