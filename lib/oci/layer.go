@@ -217,8 +217,15 @@ func ReadLayer(repo *composefs.Repository, diffID string, member func(*Member) e
 			if _, err = io.ReadFull(tr, m.Inline); err != nil {
 				return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
 			}
-		} else if _, err := io.Copy(io.Discard, tr); err != nil {
-			return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
+		} else if hdr.Size > 0 {
+			// The first byte brings the member's chunk in (and checks its
+			// object); tr.Next skips the rest with layerBodies.Seek
+			// instead of reading zeros, gigabytes of them in a large
+			// image.
+			var first [1]byte
+			if _, err := io.ReadFull(tr, first[:]); err != nil {
+				return fmt.Errorf("stored layer %s: member %q: %w", diffID, hdr.Name, err)
+			}
 		}
 		if m.Kind == fstree.Regular && m.Size > InlineMax {
 			if body.lastObject == nil {
@@ -244,37 +251,73 @@ type layerBodies struct {
 	zeros      int64
 	expect     int64 // the size of the current member's body
 	lastObject []byte
+	pos        int64 // bytes read or skipped, for Seek
 }
 
 func (b *layerBodies) Read(p []byte) (int, error) {
+	if err := b.fill(); err != nil {
+		return 0, err
+	}
+	if len(b.inline) > 0 {
+		n := copy(p, b.inline)
+		b.inline = b.inline[n:]
+		b.pos += int64(n)
+		return n, nil
+	}
+	n := min(int64(len(p)), b.zeros)
+	clear(p[:n])
+	b.zeros -= n
+	b.pos += n
+	return int(n), nil
+}
+
+// Seek moves forward from the current position only (io.SeekCurrent, a
+// non-negative offset), which is how the tar reader skips a body: the
+// zeros standing for an object are skipped without being made.
+func (b *layerBodies) Seek(offset int64, whence int) (int64, error) {
+	if whence != io.SeekCurrent || offset < 0 {
+		return 0, errors.New("layer stream: only forward seeks from the current position")
+	}
+	for offset > 0 {
+		if err := b.fill(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return b.pos, err
+		}
+		var n int64
+		if len(b.inline) > 0 {
+			n = min(offset, int64(len(b.inline)))
+			b.inline = b.inline[n:]
+		} else {
+			n = min(offset, b.zeros)
+			b.zeros -= n
+		}
+		b.pos += n
+		offset -= n
+	}
+	return b.pos, nil
+}
+
+// fill brings the next chunk in when the current one is used up.
+func (b *layerBodies) fill() error {
 	for len(b.inline) == 0 && b.zeros == 0 {
 		c, err := b.sr.Next()
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if c.Inline != nil {
 			b.inline = c.Inline
 			continue
 		}
 		if b.lastObject != nil {
-			return 0, errors.New("two objects for one member")
+			return errors.New("two objects for one member")
 		}
 		if err := b.repo.CheckObject(c.External, b.expect); err != nil {
-			return 0, err
+			return err
 		}
 		b.lastObject = c.External
 		b.zeros = b.expect
 	}
-	if len(b.inline) > 0 {
-		n := copy(p, b.inline)
-		b.inline = b.inline[n:]
-		return n, nil
-	}
-	n := int64(len(p))
-	if n > b.zeros {
-		n = b.zeros
-	}
-	clear(p[:n])
-	b.zeros -= n
-	return int(n), nil
+	return nil
 }
