@@ -235,6 +235,29 @@ func TestInstallSealedUKI(t *testing.T) {
 		}
 	})
 
+	t.Run("GRUB chainloads", func(t *testing.T) {
+		// GRUB classic: the UKI on the ESP, a menuentry in user.cfg, and
+		// the ESP's filesystem UUID in efiuuid.cfg, read with blkid as
+		// bootc does (so the ESP is a block device here).
+		grubESP := testfs.Ext4(t, 64*testfs.MiB)
+		uuid := strings.TrimSpace(run(t, "blkid", "-p", "-s", "UUID", "-o", "value", grubESP.Loop))
+		root := filepath.Join(tg.root, "grub")
+		os.Mkdir(root, 0o755)
+		r := cfsInstall("to-filesystem", "--tls-verify=false", "--insecure-policy", "--root-mount-spec", "UUID=0000", "--esp", grubESP.Dir, "--bootloader", "grub", root, good)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if got, err := os.ReadFile(filepath.Join(root, "boot/grub2/efiuuid.cfg")); err != nil || string(got) != `set EFI_PART_UUID="`+uuid+`"` {
+			t.Errorf("efiuuid.cfg %q (%v), want the ESP's UUID %s", got, err, uuid)
+		}
+		if got, err := os.ReadFile(filepath.Join(root, "boot/grub2/user.cfg")); err != nil || !strings.Contains(string(got), "chainloader /EFI/Linux/bootc/bootc_composefs-"+id+".efi\n") {
+			t.Errorf("user.cfg:\n%s (%v)", got, err)
+		}
+		if _, err := os.Stat(filepath.Join(grubESP.Dir, "EFI/Linux/bootc/bootc_composefs-"+id+".efi")); err != nil {
+			t.Errorf("UKI on the ESP: %v", err)
+		}
+	})
+
 	root := filepath.Join(tg.root, "good")
 	os.Mkdir(root, 0o755)
 	r := cfsInstall("to-filesystem", "--tls-verify=false", "--insecure-policy", "--json", "--root-mount-spec", "UUID=0000", "--esp", esp.Dir, "--bootloader", "systemd",

@@ -134,6 +134,16 @@ func installNative(ctx context.Context, opts *Options, repo *composefs.Repositor
 		return fmt.Errorf("%s boots a UKI: cannot use externally specified kernel arguments (--karg) with UKI", opts.Source)
 	}
 	h := &nativehost.Host{Root: root, ESP: esp, Bootloader: bootloaderFor(opts, esp), UKIKey: opts.UKIKey, UKIAddons: opts.UKIAddons}
+	if pres.Boot.Kind == bootimage.UKI && h.Bootloader == nativehost.Grub && esp != "" {
+		// GRUB chainloads the UKI from the ESP it finds by filesystem
+		// UUID: bootc reads it with blkid and writes grub2/efiuuid.cfg,
+		// which user.cfg sources.
+		uuid, err := fsUUID(esp)
+		if err != nil {
+			return fmt.Errorf("GRUB finds the UKI on the ESP by its filesystem UUID: %w", err)
+		}
+		h.ESPUUID = uuid
+	}
 	// Entries name kernels by their path as the bootloader sees /boot
 	// (nativehost: "/" on a /boot partition). nativeKargs made the
 	// command line; composefs= goes where bootc puts it.
