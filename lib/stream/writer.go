@@ -67,7 +67,13 @@ func (w *Writer) WriteEntry(e *Entry) error {
 	if err := w.order.add(e); err != nil {
 		return w.fail(err)
 	}
-	return w.writeRecord(e)
+	// e.MarshalJSON's output is already compact and HTML-escaped (it is
+	// json.Marshal's): json.Marshal(e) would only validate and copy it.
+	line, err := e.MarshalJSON()
+	if err != nil {
+		return w.fail(err)
+	}
+	return w.writeLine(line)
 }
 
 // Close writes the end record and flushes. It does not close the
@@ -98,6 +104,10 @@ func (w *Writer) writeRecord(v any) error {
 	if err != nil {
 		return w.fail(err)
 	}
+	return w.writeLine(line)
+}
+
+func (w *Writer) writeLine(line []byte) error {
 	line = append(line, '\n')
 	w.sum.Write(line)
 	w.bytes += int64(len(line))
