@@ -136,6 +136,12 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 		if err := r.CheckFileObject(knownChecksum, opts.KnownSize); err == nil {
 			return knownChecksum, false, nil
 		}
+	} else if opts.Recorded != "" {
+		// Known before anything is cloned: an object stored already (an
+		// upgrade shares most of them) costs no temporary file.
+		if err := r.CheckFileObject(opts.Recorded, opts.KnownSize); err == nil {
+			return opts.Recorded, false, nil
+		}
 	}
 	if err := r.beginWrite(); err != nil {
 		return "", false, err
