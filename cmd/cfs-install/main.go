@@ -40,6 +40,16 @@ ostree-unverified-image:TRANSPORT:NAME otherwise; of --source-imgref when
 given). The repository is bound to composefs ([composefs] unified=true) from
 the first boot, so cfs-upgrade pulls through composefs.
 
+composefs-native host: ROOT/composefs (0700, SHA-512) with the image and its
+boot image, state/deploy/<boot image id>/ (etc copied from the image, var ->
+../../os/default/var, <id>.origin with container-image-reference =
+ostree-unverified-image:docker://NAME or TRANSPORT:NAME, always unverified, as
+bootc writes it), composefs/bootc and the ostree/bootc link, the kernel and
+initramfs (or the UKI on the ESP) and last the entry: a BLS entry
+bootc_<os id>-<version>-1.conf, or for a UKI a systemd-boot entry (efi or uki
+key, --uki-key) or a GRUB menuentry in boot/grub2/user.cfg with the ESP's UUID
+in grub2/efiuuid.cfg.
+
 Kernel arguments, in bootc's order. Both kinds start with root=UUID=<uuid of
 ROOT's filesystem> (or --root-mount-spec), rw, and boot=UUID=<uuid> when
 ROOT/boot is a filesystem of its own (--boot-mount-spec). ostree hosts then get
