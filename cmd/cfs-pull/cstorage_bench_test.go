@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/internal/benchpairs"
+	"github.com/cfs-project/cfs/internal/diskacct"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 )
@@ -76,6 +78,10 @@ func BenchmarkImportContainersStorageLarge(b *testing.B) {
 	s := cstore{graph: fs.Path("storage"), run: fs.Path("run")}
 	const name = "localhost/cfs-bench:large"
 	timedCPU(b, skopeo, "--insecure-policy", "copy", "--quiet", img.Ref, s.skopeoRef(name))
+	isize, err := diskacct.InodeSize(fs.Dir)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	var walls, peerWalls, ratios, cpus, peerCPUs, rss, disk []float64
 	for i := 0; i < benchpairs.Count(3); i++ {
@@ -87,8 +93,12 @@ func BenchmarkImportContainersStorageLarge(b *testing.B) {
 		dropCaches()
 		cfs := timedCPU(b, binary, "--repo", filepath.Join(dir, "composefs"), "--quiet", "--output", "none", "--reflink", "always", s.ref(name))
 		extra := usedBytes(b, fs.Dir) - before
+		b.Logf("pair %d: cfs-pull containers-storage: %s", i+1, accountRepo(b, filepath.Join(dir, "composefs"), extra, size, isize))
+		peerBefore := usedBytes(b, fs.Dir)
 		dropCaches()
 		peer := timedCPU(b, binary, "--repo", filepath.Join(dir, "oci-composefs"), "--insecure-policy", "--quiet", "--output", "none", img.Ref)
+		peerExtra := usedBytes(b, fs.Dir) - peerBefore
+		b.Logf("pair %d: cfs-pull oci: %s", i+1, accountRepo(b, filepath.Join(dir, "oci-composefs"), peerExtra, size, isize))
 		ratio := cfs.wall.Seconds() / peer.wall.Seconds()
 		walls, peerWalls, ratios = append(walls, cfs.wall.Seconds()), append(peerWalls, peer.wall.Seconds()), append(ratios, ratio)
 		cpus, peerCPUs = append(cpus, cfs.cpu), append(peerCPUs, peer.cpu)
@@ -109,6 +119,41 @@ func BenchmarkImportContainersStorageLarge(b *testing.B) {
 	b.ReportMetric(benchpairs.Median(disk), "%disk")
 	b.Logf("medians of %d interleaved pairs, caches dropped before each run: cfs-pull containers-storage: %.1f s (%.1f s CPU, peak RSS %.0f MiB, extra disk %.2f%%), cfs-pull oci: %.1f s (%.1f s CPU); ratio %.2f (target <= 0.3, disk <= 2%%, RSS <= 150 MB)",
 		len(ratios), benchpairs.Median(walls), benchpairs.Median(cpus), benchpairs.Median(rss), benchpairs.Median(disk), benchpairs.Median(peerWalls), benchpairs.Median(peerCPUs), benchpairs.Median(ratios))
+}
+
+// accountRepo splits the disk a pull into repo took (extra) by kind, the
+// EROFS image and the streams apart from the bodies (every other object),
+// and says how much of it was XFS preallocation still held.
+func accountRepo(b *testing.B, repo string, extra, size, isize int64) string {
+	b.Helper()
+	meta := map[string]bool{}
+	for _, sub := range []string{"images", "streams"} {
+		entries, err := os.ReadDir(filepath.Join(repo, sub))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range entries {
+			if target, err := os.Readlink(filepath.Join(repo, sub, e.Name())); err == nil {
+				meta[filepath.Clean(filepath.Join(sub, target))] = true
+			}
+		}
+	}
+	u, err := diskacct.Walk(repo, func(rel string) bool { return strings.HasPrefix(rel, "objects/") && !meta[rel] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return diskacct.Report(extra, size, isize, u) + preallocated(b, repo)
+}
+
+// preallocated releases what XFS still holds past the files' ends (its
+// background scan would, minutes later) and says how much that was.
+func preallocated(b *testing.B, dir string) string {
+	b.Helper()
+	before := usedBytes(b, dir)
+	if out, err := exec.Command("xfs_spaceman", "-c", "prealloc -s", dir).CombinedOutput(); err != nil {
+		b.Fatalf("xfs_spaceman: %v\n%s", err, out)
+	}
+	return fmt.Sprintf("; XFS preallocation released after it %.1f MiB", float64(before-usedBytes(b, dir))/(1<<20))
 }
 
 // dropCaches empties the page cache, so that each timed run reads from
