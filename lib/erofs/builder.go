@@ -106,6 +106,31 @@ func (b *Builder) Link(dir *Entry, name string, target *Entry) error {
 	return nil
 }
 
+// SetDigest gives e, an external regular file added with a size but
+// without a digest (its Node had neither Content nor Digest), its
+// fs-verity digest, kept without a copy: the image is then the one Write
+// makes of a node that had that digest and its object path as payload
+// (SetExternal). It lets a caller add a file as soon as it is listed and
+// hash it on another goroutine. SetDigest may run concurrently with Add
+// and Link of other entries; all calls must have returned before Write.
+func (e *Entry) SetDigest(digest []byte) error {
+	in := e.in
+	if !in.external || in.digest != nil || in.virt != 0 {
+		return fmt.Errorf("erofs: SetDigest on an entry that is not an external file without a digest")
+	}
+	if l := len(digest); l != 32 && l != 64 {
+		return fmt.Errorf("erofs: digest of %d bytes is neither SHA-256 nor SHA-512", len(digest))
+	}
+	in.digest = digest
+	in.virt = virtMetacopy | virtRedirect
+	// Add set the metacopy xattr of a file without a digest; its
+	// placeholder replaces it, and the redirect follows (layout sorts
+	// xattrs by name).
+	in.setXattr(xattrMetacopy, nil)
+	in.setXattr(xattrRedirect, nil)
+	return nil
+}
+
 // Write writes the image to w. The Builder cannot be used after.
 func (b *Builder) Write(w io.Writer) error {
 	if b.root == nil {
