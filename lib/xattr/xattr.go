@@ -15,13 +15,27 @@ import (
 // removed while it is read is left out. Errors do not repeat the path: the
 // caller names the file.
 func List(path string) (map[string][]byte, error) {
-	names, err := listNames(path)
+	return list(
+		func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Lgetxattr(path, name, buf) })
+}
+
+// ListFD is List of the file open as fd. It saves a walk of a path
+// whose file is open anyway (a directory walk that reads the file).
+func ListFD(fd int) (map[string][]byte, error) {
+	return list(
+		func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) })
+}
+
+func list(listx func([]byte) (int, error), getx func(string, []byte) (int, error)) (map[string][]byte, error) {
+	names, err := listNames(listx)
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
 	out := make(map[string][]byte, len(names))
 	for _, name := range names {
-		v, err := Get(path, name)
+		v, err := get(getx, name)
 		if errors.Is(err, unix.ENODATA) {
 			continue
 		}
@@ -33,9 +47,9 @@ func List(path string) (map[string][]byte, error) {
 	return out, nil
 }
 
-func listNames(path string) ([]string, error) {
+func listNames(listx func([]byte) (int, error)) ([]string, error) {
 	for {
-		size, err := unix.Llistxattr(path, nil)
+		size, err := listx(nil)
 		if errors.Is(err, unix.ENOTSUP) || err == nil && size == 0 {
 			return nil, nil
 		}
@@ -43,7 +57,7 @@ func listNames(path string) ([]string, error) {
 			return nil, fmt.Errorf("listing xattrs: %w", err)
 		}
 		buf := make([]byte, size)
-		size, err = unix.Llistxattr(path, buf)
+		size, err = listx(buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue // grew in between
 		}
@@ -62,13 +76,17 @@ func listNames(path string) ([]string, error) {
 
 // Get returns the value of one attribute of path, not following a symlink.
 func Get(path, name string) ([]byte, error) {
+	return get(func(name string, buf []byte) (int, error) { return unix.Lgetxattr(path, name, buf) }, name)
+}
+
+func get(getx func(string, []byte) (int, error), name string) ([]byte, error) {
 	for {
-		size, err := unix.Lgetxattr(path, name, nil)
+		size, err := getx(name, nil)
 		if err != nil {
 			return nil, err
 		}
 		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(path, name, buf)
+		n, err := getx(name, buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue // grew in between
 		}

@@ -36,6 +36,22 @@ func TestList(t *testing.T) {
 	if v, err := Get(f, "user.a"); err != nil || string(v) != "1" {
 		t.Fatalf("Get = %q, %v", v, err)
 	}
+	fd, err := unix.Open(f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if got, err := ListFD(fd); err != nil || len(got) != 2 || string(got["user.a"]) != "1" || len(got["user.big"]) != 3000 {
+		t.Fatalf("ListFD(file) = %v, %v", got, err)
+	}
+	d, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(d)
+	if got, err := ListFD(d); err != nil || len(got) != 0 {
+		t.Fatalf("ListFD(directory without xattrs) = %v, %v", got, err)
+	}
 	if _, err := List(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("List of a missing file succeeded")
 	}
