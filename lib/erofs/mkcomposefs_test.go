@@ -58,6 +58,21 @@ func TestMkcomposefsDir(t *testing.T) {
 						t.Fatal(err)
 					}
 					got := sha256Hex(buildImage(t, root, opts))
+					// WriteDir, which cfs-image mkfs uses, makes the
+					// same bytes without the tree, also where the
+					// filesystem does not tell the entry types.
+					for _, stat := range []bool{false, true} {
+						*erofs.StatEveryEntry = stat
+						var direct bytes.Buffer
+						err := erofs.WriteDir(&direct, dir, erofs.DirOptions{Algorithm: fsverity.SHA256, Hardlinks: hardlinks}, opts)
+						*erofs.StatEveryEntry = false
+						if err != nil {
+							t.Fatal(err)
+						}
+						if d := sha256Hex(direct.Bytes()); d != got {
+							t.Errorf("WriteDir (stat every entry: %v) wrote an image with sha256 %s, Write of FromDir's tree %s", stat, d, got)
+						}
+					}
 					if oracle != "" {
 						c := mkcomposefs(t, oracle, dir, v, hardlinks)
 						t.Logf("mkcomposefs: %s %s", name, c)

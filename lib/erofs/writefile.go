@@ -13,6 +13,12 @@ import (
 // renamed into place, removed on any failure) and returns the image's
 // fs-verity digest, the id composefs and bootc know it by.
 func WriteFile(path string, root *Node, opts Options, alg fsverity.Algorithm) ([]byte, error) {
+	return WriteFileWith(path, alg, func(w io.Writer) error { return Write(w, root, opts) })
+}
+
+// WriteFileWith is WriteFile of the image write writes (WriteDir, a
+// Builder's Write).
+func WriteFileWith(path string, alg fsverity.Algorithm, write func(io.Writer) error) ([]byte, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return nil, err
@@ -25,7 +31,7 @@ func WriteFile(path string, root *Node, opts Options, alg fsverity.Algorithm) ([
 		}
 	}()
 	h := fsverity.New(alg)
-	if err := Write(io.MultiWriter(tmp, h), root, opts); err != nil {
+	if err := write(io.MultiWriter(tmp, h)); err != nil {
 		return nil, err
 	}
 	if err := tmp.Chmod(0o644); err != nil {

@@ -1,0 +1,5 @@
+package erofs
+
+// StatEveryEntry makes directory walks ignore the entry types getdents
+// gives (see statEveryEntry).
+var StatEveryEntry = &statEveryEntry
