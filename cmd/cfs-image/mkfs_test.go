@@ -123,3 +123,30 @@ func TestMkfsHardlinks(t *testing.T) {
 		t.Errorf("--hardlinks with --from-dumpfile: %v", err)
 	}
 }
+
+// TestMkfsDirFailureLeavesNothing: a directory whose files cannot be
+// stored fails with the error and leaves no image, not even a temporary
+// one, beside where it would have been.
+func TestMkfsDirFailureLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
+	for _, d := range []string{src, out} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("x"), 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "objects")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := cfsImage(t, nil, "mkfs", "--objects", notDir, src, filepath.Join(out, "img"))
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "objects") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("mkfs with an objects path that is a file: status %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+}
