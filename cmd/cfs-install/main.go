@@ -78,6 +78,16 @@ objects; composefs/bootc.json written last); "disabled" or nothing leaves it
 off. "enabled" on a filesystem without reflinks is refused before anything is
 written.
 
+Other install configuration keys, from the same merge, as bootc honours them
+(an option given wins): [install] stateroot (--stateroot), root-mount-spec and
+boot-mount-spec (--root-mount-spec, --boot-mount-spec; "" leaves the argument
+out), bootloader (--bootloader; "none" is refused for a composefs-native host,
+as bootc refuses it, and changes nothing on an ostree host), and
+[install.ostree] bls-append-except-default (the ostree repository's
+sysroot.bls-append-except-default). root-fs-type, [install.filesystem], block
+and [install.bootupd] are for partitioning and bootloader installation, which
+cfs-install does not do, and are not used.
+
 Failures. The bootloader entry is the last thing written (then bootc.json):
 a failure or a kill before it leaves ROOT without an entry, never an entry
 naming something missing. Remove ROOT's contents before trying again.
@@ -101,18 +111,18 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{{
 			Name:      "to-filesystem",
 			Usage:     "install SOURCE onto the mounted, empty physical root ROOT",
-			UsageText: "cfs-install to-filesystem [--composefs-native] [--source-imgref REF] [--karg ARG]... [--bootloader grub|systemd] [--uki-addon NAME]... ROOT SOURCE",
+			UsageText: "cfs-install to-filesystem [--composefs-native] [--source-imgref REF] [--karg ARG]... [--bootloader grub|systemd|none] [--uki-addon NAME]... ROOT SOURCE",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "composefs-native", Usage: "make a composefs-native host even without a sealed UKI in the image"},
 				&cli.StringFlag{Name: "source-imgref", Usage: "the image `REF` the host follows for upgrades (its origin) when SOURCE is another copy of it; also merges this machine's install configuration"},
 				&cli.StringSliceFlag{Name: "karg", Usage: "add kernel argument `ARG` (repeatable; ostree hosts: after the image's kargs.d; composefs-native: before composefs= and kargs.d; refused with a UKI)"},
-				&cli.StringFlag{Name: "bootloader", Usage: "where a composefs-native host's entry goes, `BOOTLOADER` grub or systemd (default: systemd when the ESP holds systemd-boot, else grub)"},
+				&cli.StringFlag{Name: "bootloader", Usage: "where a composefs-native host's entry goes, `BOOTLOADER` grub or systemd; none is refused there, as bootc refuses it (default: [install] bootloader, else systemd when the ESP holds systemd-boot, else grub)"},
 				&cli.PathFlag{Name: "esp", Usage: "the mounted EFI system partition `DIR` (default ROOT/boot/efi when it exists)"},
 				&cli.StringSliceFlag{Name: "uki-addon", Usage: "put the image's UKI addon `NAME` (its file name without .addon.efi, from a directory below /boot/EFI/Linux or /usr/lib/modules/<kver>) beside the UKI on the ESP (repeatable; none by default, as bootc; composefs-native hosts only)"},
 				&cli.StringFlag{Name: "uki-key", Usage: "`KEY` of a systemd-boot entry booting a UKI: efi or uki (default: uki when bootctl --version is systemd 258 or later, as bootc decides)"},
-				&cli.StringFlag{Name: "root-mount-spec", Usage: "root= `SPEC` on the kernel command line (default UUID=<uuid> of ROOT's filesystem; empty: none)"},
-				&cli.StringFlag{Name: "boot-mount-spec", Usage: "`SPEC` of the /boot filesystem, given as boot= (default UUID=<uuid> when ROOT/boot is a filesystem of its own; empty: none)"},
-				&cli.StringFlag{Name: "stateroot", Value: "default", Usage: "ostree stateroot `NAME`"},
+				&cli.StringFlag{Name: "root-mount-spec", Usage: "root= `SPEC` on the kernel command line (default: [install] root-mount-spec, else UUID=<uuid> of ROOT's filesystem; empty: none)"},
+				&cli.StringFlag{Name: "boot-mount-spec", Usage: "`SPEC` of the /boot filesystem, given as boot= (default: [install] boot-mount-spec, else UUID=<uuid> when ROOT/boot is a filesystem of its own; empty: none)"},
+				&cli.StringFlag{Name: "stateroot", Usage: "ostree stateroot `NAME` (default: [install] stateroot of the install configuration, else default)"},
 				&cli.PathFlag{Name: "host-config-root", Value: "/", Usage: "root `DIR` whose bootc/install/*.toml are merged over the image's when --source-imgref is given"},
 				&cli.BoolFlag{Name: "insecure-policy", Usage: "accept any image regardless of the signature policy (explicit only)"},
 				&cli.PathFlag{Name: "signature-policy", Usage: "signature policy `FILE` instead of /etc/containers/policy.json"},
@@ -136,8 +146,12 @@ func toFilesystem(c *cli.Context) error {
 	}
 	switch c.String("bootloader") {
 	case "", "grub", "systemd":
+	case "none":
+		if c.Bool("composefs-native") {
+			return cliutil.Usage("--bootloader none is not supported for a composefs-native host (bootc refuses it too)")
+		}
 	default:
-		return cliutil.Usage("--bootloader %q: want grub or systemd", c.String("bootloader"))
+		return cliutil.Usage("--bootloader %q: want grub, systemd or none", c.String("bootloader"))
 	}
 	switch c.String("uki-key") {
 	case "", nativehost.KeyEfi, nativehost.KeyUKI:

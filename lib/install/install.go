@@ -67,7 +67,11 @@ type Options struct {
 	// filesystem of its own, and "" leaves it out.
 	BootMountSpec *string
 	// Bootloader is "grub" or "systemd" (native hosts: where the entry
-	// goes); "" picks systemd when ESP holds systemd-boot, else grub.
+	// goes); "" takes [install] bootloader, else picks systemd when ESP
+	// holds systemd-boot, else grub. "none" (bootc: no bootloader managed
+	// by bootc) is refused for a native host, as bootc refuses it with
+	// the composefs backend; ostree hosts get ostree's BLS entries either
+	// way, cfs installing no bootloader.
 	Bootloader string
 	// ESP is the mounted EFI system partition (native hosts with
 	// systemd-boot or a UKI); "" means Root/boot/efi when that exists.
@@ -79,7 +83,10 @@ type Options struct {
 	// composefs-native host (bootc's --uki-addon: file name without
 	// .addon.efi); none by default, as with bootc.
 	UKIAddons []string
-	// Stateroot is the ostree stateroot; "" means "default".
+	// Stateroot is the ostree stateroot; "" takes [install] stateroot,
+	// else "default". RootMountSpec and BootMountSpec, when nil, likewise
+	// take [install] root-mount-spec and boot-mount-spec: bootc's
+	// command line wins over its install configuration.
 	Stateroot string
 	// Sys and InsecurePolicy are handed to the pull.
 	Sys            *types.SystemContext
@@ -91,6 +98,9 @@ type Options struct {
 	// Progress, if set, reports the pull (human lines and bootc's
 	// --progress-fd events).
 	Progress *progress.Reporter
+
+	// blsAppendExceptDefault is [install.ostree] bls-append-except-default.
+	blsAppendExceptDefault *string
 }
 
 // Result describes the installed host (cfs-install --json).
@@ -192,9 +202,6 @@ func OriginReference(ref string) string {
 // Install installs opts.Source onto opts.Root.
 func Install(ctx context.Context, opts Options) (*Result, error) {
 	start := time.Now()
-	if opts.Stateroot == "" {
-		opts.Stateroot = "default"
-	}
 	root, err := filepath.Abs(opts.Root)
 	if err != nil {
 		return nil, err
@@ -266,6 +273,7 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		// The layers' symlinked fragments could only be judged now.
 		return nil, fmt.Errorf("%s (%s says %q): %w", root, cfg.UnifiedFrom, mode, ErrReflinksRequired)
 	}
+	applyConfig(&opts, cfg)
 	imageKargs, err := img.kargs()
 	if err != nil {
 		return nil, err
@@ -282,6 +290,16 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		kind = KindComposefs
 	}
 	res.HostKind = kind
+	if kind == KindComposefs {
+		switch opts.Bootloader {
+		case "none":
+			// bootc: "Bootloader set to none is not supported with the
+			// composefs backend".
+			return nil, fmt.Errorf("%s installs as a composefs-native host: bootloader %q is not supported there (bootc refuses it too); use grub or systemd", opts.Source, opts.Bootloader)
+		case "grub-cc":
+			return nil, fmt.Errorf("%s installs as a composefs-native host: bootloader %q is not supported by cfs-install; use grub or systemd", opts.Source, opts.Bootloader)
+		}
+	}
 	if res.BootMountSpec, err = bootMountSpec(opts); err != nil {
 		return nil, err
 	}
@@ -315,6 +333,27 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 	res.phase("")
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// applyConfig fills the options not given from the install configuration,
+// as bootc's install does (the command line wins), and bootc's defaults.
+func applyConfig(opts *Options, cfg *installconfig.Config) {
+	if opts.Stateroot == "" && cfg.Stateroot != nil {
+		opts.Stateroot = *cfg.Stateroot
+	}
+	if opts.Stateroot == "" {
+		opts.Stateroot = "default"
+	}
+	if opts.RootMountSpec == nil {
+		opts.RootMountSpec = cfg.RootMountSpec
+	}
+	if opts.BootMountSpec == nil {
+		opts.BootMountSpec = cfg.BootMountSpec
+	}
+	if opts.Bootloader == "" && cfg.Bootloader != nil {
+		opts.Bootloader = *cfg.Bootloader
+	}
+	opts.blsAppendExceptDefault = cfg.BLSAppendExceptDefault
 }
 
 // refuseWithoutReflinks reads the install configuration from the layers

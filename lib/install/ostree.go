@@ -73,7 +73,12 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	if err != nil {
 		return err
 	}
-	for _, kv := range repoConfig {
+	conf := repoConfig
+	if v := opts.blsAppendExceptDefault; v != nil {
+		// bootc sets [install.ostree] after its defaults.
+		conf = append(conf[:len(conf):len(conf)], [3]string{"sysroot", "bls-append-except-default", *v})
+	}
+	for _, kv := range conf {
 		if err := orepo.SetConfig(kv[0], kv[1], kv[2]); err != nil {
 			orepo.Close()
 			return err

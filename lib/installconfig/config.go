@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -27,6 +28,18 @@ type Config struct {
 	// image's kargs.d, before --karg (key=value removes that exact
 	// argument, a bare key every argument with that key).
 	KargDeletes []string
+	// Stateroot, RootMountSpec, BootMountSpec and Bootloader are
+	// [install] stateroot, root-mount-spec, boot-mount-spec and
+	// bootloader, nil when no fragment sets them; the last value wins.
+	// A command-line option given wins over them, as in bootc. An empty
+	// mount spec means "no such argument".
+	Stateroot     *string
+	RootMountSpec *string
+	BootMountSpec *string
+	Bootloader    *string
+	// BLSAppendExceptDefault is [install.ostree] bls-append-except-default,
+	// set as the ostree repository's sysroot.bls-append-except-default.
+	BLSAppendExceptDefault *string
 	// Fragments are the files merged, in order; skipped ones (wrong
 	// architecture) are not listed.
 	Fragments []string
@@ -67,6 +80,14 @@ func LoadOf(roots ...string) (*Config, error) {
 		if f.Unified != "" { // scalars: the last value wins
 			c.Unified, c.UnifiedFrom = f.Unified, p
 		}
+		for _, sc := range []struct{ dst, src **string }{
+			{&c.Stateroot, &f.Stateroot}, {&c.RootMountSpec, &f.RootMountSpec}, {&c.BootMountSpec, &f.BootMountSpec},
+			{&c.Bootloader, &f.Bootloader}, {&c.BLSAppendExceptDefault, &f.BLSAppendExceptDefault},
+		} {
+			if *sc.src != nil {
+				*sc.dst = *sc.src
+			}
+		}
 		c.Kargs = append(c.Kargs, f.Kargs...)
 		c.KargDeletes = append(c.KargDeletes, f.KargDeletes...)
 	}
@@ -79,8 +100,13 @@ type Fragment struct {
 	Kargs   []string        // [install] kargs
 	// KargDeletes is [install] karg-deletes.
 	KargDeletes []string
-	Skip        bool // match-architectures excludes this machine
+	// The scalars of Config, nil when the file does not set them.
+	Stateroot, RootMountSpec, BootMountSpec, Bootloader, BLSAppendExceptDefault *string
+	Skip                                                                        bool // match-architectures excludes this machine
 }
+
+// Bootloaders are the values bootc's [install] bootloader takes.
+var Bootloaders = []string{"grub", "grub-cc", "systemd", "none"}
 
 // Parse reads one fragment; path is only for messages.
 func Parse(path string, data []byte) (Fragment, error) {
@@ -121,6 +147,42 @@ func Parse(path string, data []byte) (Fragment, error) {
 			*k.dst = append(*k.dst, s)
 		}
 	}
+	for _, k := range []struct {
+		key string
+		dst **string
+	}{{"stateroot", &f.Stateroot}, {"root-mount-spec", &f.RootMountSpec}, {"boot-mount-spec", &f.BootMountSpec}, {"bootloader", &f.Bootloader}} {
+		raw, ok := install[k.key]
+		if !ok {
+			continue
+		}
+		s, ok := raw.(string)
+		if !ok {
+			return f, errorf(path, "install.%s: must be a string, not %s", k.key, tomlType(raw))
+		}
+		*k.dst = &s
+	}
+	if f.Bootloader != nil && !slices.Contains(Bootloaders, *f.Bootloader) {
+		return f, errorf(path, "install.bootloader: %q is not one of %s", *f.Bootloader, strings.Join(Bootloaders, ", "))
+	}
+	if f.Stateroot != nil && !validStateroot(*f.Stateroot) {
+		return f, errorf(path, "install.stateroot: %q is not a valid stateroot name", *f.Stateroot)
+	}
+	if raw, ok := install["ostree"]; ok {
+		ot, ok := raw.(map[string]any)
+		if !ok {
+			return f, errorf(path, "install.ostree: must be a table, not %s", tomlType(raw))
+		}
+		for key, val := range ot {
+			if key != "bls-append-except-default" {
+				return f, errorf(path, "install.ostree.%s: unknown key", key)
+			}
+			s, ok := val.(string)
+			if !ok {
+				return f, errorf(path, "install.ostree.%s: must be a string, not %s", key, tomlType(val))
+			}
+			f.BLSAppendExceptDefault = &s
+		}
+	}
 	raw, present := install["storage"]
 	if !present {
 		return f, nil
@@ -146,6 +208,13 @@ func Parse(path string, data []byte) (Fragment, error) {
 		f.Unified = u
 	}
 	return f, nil
+}
+
+// validStateroot: ostree admin os-init makes ostree/deploy/NAME, so a
+// name must be one path component (bootc hands it to ostree unchecked,
+// which fails half-way; refusing it here fails before anything is written).
+func validStateroot(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
 }
 
 // archMatches: bootc skips a fragment whose match-architectures lacks

@@ -195,3 +195,48 @@ func TestKargs(t *testing.T) {
 		t.Fatalf("want an error naming %s: %v", bad, err)
 	}
 }
+
+// The scalars bootc's install to-filesystem honours: the last fragment
+// setting one wins, an empty mount spec is kept (it means "no argument"),
+// a skipped fragment does not count.
+func TestScalars(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/10-a.toml", "[install]\nstateroot = \"first\"\nroot-mount-spec = \"LABEL=r\"\nbootloader = \"grub\"\n[install.ostree]\nbls-append-except-default = \"grub_users=\\\"\\\"\"\n")
+	put(t, root, "etc/bootc/install/20-b.toml", "[install]\nstateroot = \"second\"\nboot-mount-spec = \"\"\nbootloader = \"systemd\"\n")
+	put(t, root, "etc/bootc/install/30-c.toml", "[install]\nmatch-architectures = [\"no-such-arch\"]\nstateroot = \"skipped\"\n")
+	c, err := Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return *p
+	}
+	got := strings.Join([]string{str(c.Stateroot), str(c.RootMountSpec), str(c.BootMountSpec), str(c.Bootloader), str(c.BLSAppendExceptDefault)}, "|")
+	if want := `second|LABEL=r||systemd|grub_users=""`; got != want {
+		t.Errorf("merged %q, want %q", got, want)
+	}
+	if c, err := Load(t.TempDir()); err != nil || c.Stateroot != nil || c.RootMountSpec != nil || c.Bootloader != nil || c.BLSAppendExceptDefault != nil {
+		t.Errorf("empty: %+v %v", c, err)
+	}
+}
+
+func TestScalarErrors(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"[install]\nbootloader = \"lilo\"\n", `install.bootloader: "lilo" is not one of grub, grub-cc, systemd, none`},
+		{"[install]\nstateroot = 3\n", "install.stateroot: must be a string, not an integer"},
+		{"[install]\nstateroot = \"a/b\"\n", `install.stateroot: "a/b" is not a valid stateroot name`},
+		{"[install]\nroot-mount-spec = true\n", "install.root-mount-spec: must be a string, not a boolean"},
+		{"[install.ostree]\nbls-append = \"x\"\n", "install.ostree.bls-append: unknown key"},
+		{"[install]\nostree = 1\n", "install.ostree: must be a table, not an integer"},
+	} {
+		root := t.TempDir()
+		p := put(t, root, "usr/lib/bootc/install/00.toml", tc.body)
+		_, err := Load(root)
+		if err == nil || err.Error() != p+": "+tc.want {
+			t.Errorf("%q: %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}

@@ -1,7 +1,12 @@
 // Package installconfig reads bootc's install configuration: TOML fragments
 // in bootc/install/ under /usr/lib, /usr/local/lib, /etc and /run, merged
-// with bootc's rules (liboverdrop). cfs only interprets [install.storage];
-// everything else in the files is bootc's to judge and is ignored here.
+// with bootc's rules (liboverdrop). cfs interprets what bootc's
+// "install to-filesystem" honours: [install] kargs, karg-deletes,
+// match-architectures, stateroot, root-mount-spec, boot-mount-spec,
+// bootloader, [install.ostree] and [install.storage]; the keys for
+// install to-disk (root-fs-type, [install.filesystem], block) and for
+// bootloader installation ([install.bootupd]) are bootc's to judge and are
+// ignored here.
 package installconfig
 
 import (
