@@ -5,16 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"time"
-	"unicode/utf16"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/bootcconv"
+	"github.com/cfs-project/cfs/lib/canonjson"
 	"github.com/cfs-project/cfs/lib/fstree"
 )
 
@@ -140,86 +138,25 @@ func selinuxState(image, host bool) string {
 // canonicalJSON is the aleph as bootc's canon_json (RFC 8785) writes it:
 // keys sorted by UTF-16 code units, compact, null for what is absent.
 func (a *Aleph) canonicalJSON() []byte {
-	fields := map[string]string{"digest": jsonString(a.Digest), "target-image": jsonString(a.TargetImage),
-		"kernel": jsonString(a.Kernel), "selinux": jsonString(a.SELinux), "version": "null", "timestamp": "null"}
+	doc := map[string]any{"digest": a.Digest, "target-image": a.TargetImage,
+		"kernel": a.Kernel, "selinux": a.SELinux, "version": nil, "timestamp": nil}
 	if a.Image != nil {
-		fields["image"] = jsonString(*a.Image)
+		doc["image"] = *a.Image
 	}
 	if a.Version != nil {
-		fields["version"] = jsonString(*a.Version)
+		doc["version"] = *a.Version
 	}
 	if a.Timestamp != nil {
-		fields["timestamp"] = jsonString(*a.Timestamp)
+		doc["timestamp"] = *a.Timestamp
 	}
 	if len(a.Labels) > 0 {
-		var b strings.Builder
-		b.WriteByte('{')
-		for i, k := range sortedUTF16(a.Labels) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(jsonString(k) + ":" + jsonString(a.Labels[k]))
-		}
-		b.WriteByte('}')
-		fields["labels"] = b.String()
+		doc["labels"] = a.Labels
 	}
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, k := range sortedUTF16(fields) {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(jsonString(k) + ":" + fields[k])
+	out, err := canonjson.Marshal(doc)
+	if err != nil {
+		panic(err) // only strings and string maps above
 	}
-	b.WriteByte('}')
-	return []byte(b.String())
-}
-
-// sortedUTF16 returns m's keys in RFC 8785 order: by their UTF-16 code
-// units (which differs from byte order above U+FFFF).
-func sortedUTF16(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return slices.Compare(utf16.Encode([]rune(keys[i])), utf16.Encode([]rune(keys[j]))) < 0
-	})
-	return keys
-}
-
-// jsonString escapes as RFC 8785 does: '"' and '\\', the control
-// characters (\b \t \n \f \r short, the rest \u00xx); everything else
-// literal.
-func jsonString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\f':
-			b.WriteString(`\f`)
-		case '\r':
-			b.WriteString(`\r`)
-		default:
-			if r < 0x20 {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			} else {
-				b.WriteRune(r)
-			}
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	return out
 }
 
 // writeAleph writes ROOT/.bootc-aleph.json atomically (bootc's
