@@ -68,3 +68,34 @@ func TestInstallConfigKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestPrintConfiguration: cfs-install print-configuration prints the
+// merged install configuration of --root as bootc's print-configuration
+// does; kargs only with --all.
+func TestPrintConfiguration(t *testing.T) {
+	root := t.TempDir()
+	for rel, body := range map[string]string{
+		"usr/lib/bootc/install/00-a.toml": "[install]\nstateroot = \"a\"\nkargs = [\"k=1\"]\n",
+		"etc/bootc/install/10-b.toml":     "[install]\nbootloader = \"systemd\"\n",
+	} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(rel)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, rel), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `{"block":["direct"],"boot-mount-spec":null,"bootloader":"systemd","bootupd":null,"discoverable-partitions":null,"enforce-container-sigpolicy":null,"filesystem":null,` +
+		`%s"match-architectures":null,"ostree":null,"root-fs-type":null,"root-mount-spec":null,"stateroot":"a","storage":null}`
+	for _, tc := range []struct {
+		args  []string
+		kargs string
+	}{{nil, ""}, {[]string{"--all"}, `"kargs":["k=1"],`}} {
+		r := cfsInstall(append(append([]string{"print-configuration"}, tc.args...), "--root", root)...)
+		if w := strings.Replace(want, "%s", tc.kargs, 1); r.code != 0 || r.stdout != w {
+			t.Errorf("%v: exit %d %s\n got %s\nwant %s", tc.args, r.code, r.stderr, r.stdout, w)
+		}
+	}
+	os.WriteFile(filepath.Join(root, "etc/bootc/install/10-b.toml"), []byte("[install]\nbootloader = \"lilo\"\n"), 0o644)
+	if r := cfsInstall("print-configuration", "--root", root); r.code == 0 || !strings.Contains(r.stderr, "10-b.toml: install.bootloader:") {
+		t.Errorf("bad fragment: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

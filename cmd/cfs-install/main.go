@@ -14,6 +14,7 @@ import (
 
 	"github.com/cfs-project/cfs/internal/cliutil"
 	"github.com/cfs-project/cfs/lib/install"
+	"github.com/cfs-project/cfs/lib/installconfig"
 	"github.com/cfs-project/cfs/lib/nativehost"
 	"github.com/cfs-project/cfs/lib/pull"
 	"github.com/cfs-project/cfs/lib/reflink"
@@ -106,7 +107,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:        "cfs-install",
 		Usage:       "install a bootable container image onto a mounted root as an ostree or composefs-native host",
-		UsageText:   "cfs-install to-filesystem [options] ROOT SOURCE",
+		UsageText:   "cfs-install to-filesystem [options] ROOT SOURCE\n   cfs-install print-configuration [--all] [--root DIR]",
 		Description: description,
 		Commands: []*cli.Command{{
 			Name:      "to-filesystem",
@@ -134,6 +135,26 @@ func newApp() *cli.App {
 				cliutil.QuietFlag,
 			},
 			Action: toFilesystem,
+		}, {
+			Name:      "print-configuration",
+			Usage:     "print the merged install configuration as canonical JSON, as bootc install print-configuration does",
+			UsageText: "cfs-install print-configuration [--all] [--root DIR]",
+			Description: `Prints the install configuration that bootc/install/*.toml under DIR's
+/usr/lib, /usr/local/lib, /etc and /run make when merged as bootc merges them,
+as one line of canonical JSON (keys sorted, no final newline): every key of
+bootc's [install] table, null when unset, [install.filesystem.root] type and
+root-fs-type made the same and block defaulting to ["direct"] when any
+fragment has an [install] table, as bootc canonicalizes it. kargs and
+karg-deletes are left out unless --all is given, as bootc leaves them out
+(install to-filesystem applies them itself). Run in the image (DIR /, the
+default) or on an unpacked image tree.
+
+  cfs-install print-configuration | jq -r .stateroot`,
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "all", Usage: "also print kargs and karg-deletes"},
+				&cli.PathFlag{Name: "root", Value: "/", Usage: "root `DIR` whose install configuration is merged"},
+			},
+			Action: printConfiguration,
 		}},
 	}
 }
@@ -221,6 +242,22 @@ func toFilesystem(c *cli.Context) error {
 		fmt.Fprintf(w, "  UKI addons: %s\n", strings.Join(res.UKIAddons, " "))
 	}
 	return nil
+}
+
+func printConfiguration(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return cliutil.Usage("print-configuration takes no arguments (see --help)")
+	}
+	cfg, err := installconfig.Load(c.Path("root"))
+	if err != nil {
+		return err
+	}
+	out, err := cfg.PrintJSON(c.Bool("all"))
+	if err != nil {
+		return err
+	}
+	_, err = c.App.Writer.Write(out)
+	return err
 }
 
 func storageLine(res *install.Result) string {

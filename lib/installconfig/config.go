@@ -43,6 +43,10 @@ type Config struct {
 	// Fragments are the files merged, in order; skipped ones (wrong
 	// architecture) are not listed.
 	Fragments []string
+
+	// merged is every fragment's [install] merged as bootc merges them,
+	// for PrintJSON; nil when no fragment has an [install] table.
+	merged map[string]any
 }
 
 // Effective is Unified with bootc's default applied.
@@ -77,6 +81,15 @@ func LoadOf(roots ...string) (*Config, error) {
 			continue
 		}
 		c.Fragments = append(c.Fragments, p)
+		if f.install != nil {
+			if c.merged == nil {
+				c.merged = map[string]any{}
+				if a, ok := f.install["match-architectures"]; ok {
+					c.merged["match-architectures"] = a
+				}
+			}
+			merge(c.merged, f.install)
+		}
 		if f.Unified != "" { // scalars: the last value wins
 			c.Unified, c.UnifiedFrom = f.Unified, p
 		}
@@ -103,6 +116,8 @@ type Fragment struct {
 	// The scalars of Config, nil when the file does not set them.
 	Stateroot, RootMountSpec, BootMountSpec, Bootloader, BLSAppendExceptDefault *string
 	Skip                                                                        bool // match-architectures excludes this machine
+
+	install map[string]any // the [install] table, validated
 }
 
 // Bootloaders are the values bootc's [install] bootloader takes.
@@ -123,10 +138,14 @@ func Parse(path string, data []byte) (Fragment, error) {
 	if !ok {
 		return f, nil // no [install] (or not a table): nothing for us
 	}
+	if err := checkOther(path, install); err != nil {
+		return f, err
+	}
 	if archs, ok := install["match-architectures"].([]any); ok && !archMatches(archs) {
 		f.Skip = true
 		return f, nil
 	}
+	f.install = install
 	for _, k := range []struct {
 		key string
 		dst *[]string

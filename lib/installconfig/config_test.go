@@ -3,6 +3,7 @@ package installconfig
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -231,6 +232,70 @@ func TestScalarErrors(t *testing.T) {
 		{"[install]\nroot-mount-spec = true\n", "install.root-mount-spec: must be a string, not a boolean"},
 		{"[install.ostree]\nbls-append = \"x\"\n", "install.ostree.bls-append: unknown key"},
 		{"[install]\nostree = 1\n", "install.ostree: must be a table, not an integer"},
+	} {
+		root := t.TempDir()
+		p := put(t, root, "usr/lib/bootc/install/00.toml", tc.body)
+		_, err := Load(root)
+		if err == nil || err.Error() != p+": "+tc.want {
+			t.Errorf("%q: %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+// TestPrintJSON: bootc's install print-configuration: every key, null
+// when unset; merged as bootc merges (kargs appended, tables field by
+// field, match-architectures the first fragment's, a skipped fragment
+// left out); canonicalized (filesystem.root.type wins over root-fs-type,
+// block defaults to direct); kargs and karg-deletes only with all.
+func TestPrintJSON(t *testing.T) {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if arch == "" {
+		t.Skip("test written for x86_64 and aarch64")
+	}
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/00-a.toml", "[install]\nroot-fs-type = \"xfs\"\nkargs = [\"a\"]\nmatch-architectures = [\""+arch+"\"]\n[install.bootupd]\n")
+	put(t, root, "usr/lib/bootc/install/10-b.toml", "[install]\nstateroot = \"s\"\nkargs = [\"b\"]\nkarg-deletes = [\"c\"]\nenforce-container-sigpolicy = true\n"+
+		"[install.filesystem.root]\ntype = \"btrfs\"\n[install.storage]\nunified = \"enabled\"\n[install.ostree]\nbls-append-except-default = \"x\\\"y\"\n")
+	put(t, root, "etc/bootc/install/20-skip.toml", "[install]\nmatch-architectures = [\"no-such-arch\"]\nstateroot = \"no\"\n")
+	put(t, root, "etc/bootc/install/30-none.toml", "# nothing\n")
+	c, err := Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := `"block":["direct"],"boot-mount-spec":null,"bootloader":null,"bootupd":{"skip-boot-uuid":null},"discoverable-partitions":null,"enforce-container-sigpolicy":true,"filesystem":{"root":{"type":"btrfs"}},`
+	rest := `"match-architectures":["` + arch + `"],"ostree":{"bls-append-except-default":"x\"y"},"root-fs-type":"btrfs","root-mount-spec":null,"stateroot":"s","storage":{"unified":"enabled"}}`
+	for all, want := range map[bool]string{false: "{" + base + rest, true: "{" + base + `"karg-deletes":["c"],"kargs":["a","b"],` + rest} {
+		got, err := c.PrintJSON(all)
+		if err != nil || string(got) != want {
+			t.Errorf("all=%v:\n got %s (%v)\nwant %s", all, got, err, want)
+		}
+	}
+
+	// root-fs-type alone fills filesystem.root.type.
+	root = t.TempDir()
+	put(t, root, "usr/lib/bootc/install/00.toml", "[install]\nroot-fs-type = \"ext4\"\nblock = [\"tpm2-luks\"]\n")
+	c, _ = Load(root)
+	if got, _ := c.PrintJSON(true); !strings.Contains(string(got), `"block":["tpm2-luks"],`) || !strings.Contains(string(got), `"filesystem":{"root":{"type":"ext4"}},`) || strings.Contains(string(got), "kargs") {
+		t.Errorf("got %s", got)
+	}
+	// Nothing at all: bootc's default, not canonicalized.
+	c, _ = Load(t.TempDir())
+	want := `{"block":null,"boot-mount-spec":null,"bootloader":null,"bootupd":null,"discoverable-partitions":null,"enforce-container-sigpolicy":null,"filesystem":null,"match-architectures":null,"ostree":null,"root-fs-type":null,"root-mount-spec":null,"stateroot":null,"storage":null}`
+	if got, _ := c.PrintJSON(true); string(got) != want {
+		t.Errorf("empty:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestOtherKeyErrors: the keys cfs only prints are checked as bootc's
+// types check them.
+func TestOtherKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"[install]\nroot-fs-type = \"zfs\"\n", `install.root-fs-type: "zfs" is not one of [xfs ext4 btrfs]`},
+		{"[install]\nblock = [\"raid\"]\n", `install.block: "raid" is not one of [direct tpm2-luks]`},
+		{"[install]\ndiscoverable-partitions = \"yes\"\n", "install.discoverable-partitions: must be a boolean, not a string"},
+		{"[install.bootupd]\nskip = true\n", "install.bootupd.skip: unknown key"},
+		{"[install.filesystem.root]\ntype = 1\n", "install.filesystem.root.type: must be a string, not an integer"},
+		{"[install]\nmatch-architectures = \"x86_64\"\n", "install.match-architectures: must be an array of strings, not a string"},
 	} {
 		root := t.TempDir()
 		p := put(t, root, "usr/lib/bootc/install/00.toml", tc.body)
