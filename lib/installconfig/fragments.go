@@ -5,8 +5,8 @@
 // match-architectures, stateroot, root-mount-spec, boot-mount-spec,
 // bootloader, [install.ostree] and [install.storage]; the keys for
 // install to-disk (root-fs-type, [install.filesystem], block) and for
-// bootloader installation ([install.bootupd]) are bootc's to judge and are
-// ignored here.
+// bootloader installation ([install.bootupd]) are only type-checked, as
+// bootc's parse checks them, and printed (Config.PrintJSON).
 package installconfig
 
 import (
