@@ -227,8 +227,10 @@ func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, bl
 	if err != nil {
 		return oci.LayerStats{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
-	defer blobReader.Close()
-	rc := &countingReader{r: blobReader, report: onBytes}
+	// Read (and digested) on a goroutine of its own, beside the inflating.
+	ahead := newReadAhead(blobReader)
+	defer ahead.Close()
+	rc := &countingReader{r: ahead, report: onBytes}
 	tarStream, _, err := compression.AutoDecompress(rc)
 	if err != nil {
 		return oci.LayerStats{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
