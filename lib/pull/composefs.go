@@ -165,7 +165,8 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 // tree, the EROFS image, the config and manifest streams, and the tag,
 // each named only after what it refers to.
 func finishImage(repo *composefs.Repository, res *Result, name string, manifest []byte, manifestDigest string, config []byte, tag string, progress func(Event)) error {
-	tree, merger, err := oci.BuildTree(repo, res.DiffIDs)
+	// Every layer was written by this pull or checked by HaveLayer.
+	tree, merger, err := oci.BuildCheckedTree(repo, res.DiffIDs)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
