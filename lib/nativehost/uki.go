@@ -58,9 +58,16 @@ func (h *Host) prepareUKI(p *prepared) error {
 	if info.ComposefsID != p.id {
 		return &bootimage.MismatchError{Path: path, Sealed: info.ComposefsID, Boot: p.id}
 	}
-	if info.OSRel != nil {
-		p.os = osReleaseFrom(info.OSRel, p.id)
+	// bootc labels the entry with composefs-rs's get_boot_label, which
+	// fails without a .osrel or a name in it: refuse as bootc does,
+	// rather than title the entry with the id.
+	if info.OSRel == nil {
+		return fmt.Errorf("image %s: UKI %s has no .osrel section, so no name for its entry (bootc refuses it too)", p.id, path)
 	}
+	if info.OSRel.PrettyName() == "" {
+		return fmt.Errorf("image %s: UKI %s: its .osrel has no PRETTY_NAME, NAME or ID to name its entry (bootc refuses it too)", p.id, path)
+	}
+	p.os = osReleaseFrom(info.OSRel, p.id)
 	p.ukiLabel = p.os.Title
 	if v := p.os.Version; v != p.id {
 		p.ukiLabel += " " + v

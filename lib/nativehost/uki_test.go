@@ -29,6 +29,13 @@ func pullUKIRelease(t *testing.T, root, scratch string, version, sealFor string)
 // (under /boot they leave the boot image, and so the seal, as they are).
 func pullUKIReleaseFiles(t *testing.T, root, scratch string, version, sealFor string, files map[string]string) (release, []byte, testimage.UKISpec) {
 	t.Helper()
+	return pullUKIReleaseSpec(t, root, scratch, version, sealFor, files, "uki", nil)
+}
+
+// pullUKIReleaseSpec is pullUKIReleaseFiles with the UKI's sections
+// edited before it is built, tagged uki-name:VERSION.
+func pullUKIReleaseSpec(t *testing.T, root, scratch string, version, sealFor string, files map[string]string, name string, edit func(*testimage.UKISpec)) (release, []byte, testimage.UKISpec) {
+	t.Helper()
 	testfs.RequireFile(t, testimage.UKIStub, "systemd-boot-efi")
 	opts := testimage.Options{Seed: 31, Version: version, UTF8Names: true, Bootable: true, Files: files}
 	if sealFor == "" {
@@ -39,6 +46,9 @@ func pullUKIReleaseFiles(t *testing.T, root, scratch string, version, sealFor st
 		sealFor = pullImage(t, root, scratch, plain, "ostree-unverified-image:docker://quay.io/example/plain:"+version).id
 	}
 	spec := testimage.UKIFor(opts, "composefs="+sealFor+" rw")
+	if edit != nil {
+		edit(&spec)
+	}
 	uki, err := testimage.BuildUKI(scratch, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +58,7 @@ func pullUKIReleaseFiles(t *testing.T, root, scratch string, version, sealFor st
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pullImage(t, root, scratch, img, "ostree-unverified-image:docker://quay.io/example/uki:"+version), uki, spec
+	return pullImage(t, root, scratch, img, "ostree-unverified-image:docker://quay.io/example/"+name+":"+version), uki, spec
 }
 
 // espFS is the ESP of a test: FAT where the kernel has it (this
@@ -277,6 +287,40 @@ func TestUKIWrongSeal(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(root, "state/deploy", r.id)); !os.IsNotExist(err) {
 		t.Errorf("state directory written for a refused image (%v)", err)
+	}
+}
+
+// TestUKIWithoutName: a UKI whose .osrel names nothing (no PRETTY_NAME,
+// NAME or ID), or that has no .osrel, is refused as bootc refuses it,
+// with one line naming the UKI, before anything is on the ESP.
+func TestUKIWithoutName(t *testing.T) {
+	fs := testfs.XFS(t, 0)
+	esp := espFS(t)
+	root := fs.Path("sysroot")
+	scratch := t.TempDir()
+	var id string
+	for _, tc := range []struct {
+		name, osrel, want string
+	}{
+		{"noname", "VERSION_ID=1.0\nVARIANT_ID=bootc\n", "its .osrel has no PRETTY_NAME, NAME or ID"},
+		{"noosrel", "", "has no .osrel section"},
+	} {
+		r, _, _ := pullUKIReleaseSpec(t, root, scratch, "1.0", id, nil, tc.name, func(s *testimage.UKISpec) { s.OSRelease = tc.osrel })
+		id = r.id // the boot image does not depend on the UKI
+		r.image.Repo = openRepo(t, root)
+		h := &Host{Root: root, ESP: esp.Dir, Bootloader: Systemd}
+		_, err := h.Install(r.image, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "boot/EFI/Linux/") || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, p := range []string{"loader", "EFI"} {
+			if _, err := os.Lstat(filepath.Join(esp.Dir, p)); !os.IsNotExist(err) {
+				t.Errorf("%s: ESP has %s after the refusal (%v)", tc.name, p, err)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(root, "state/deploy", r.id)); !os.IsNotExist(err) {
+			t.Errorf("%s: state directory written for a refused image (%v)", tc.name, err)
+		}
 	}
 }
 
