@@ -217,8 +217,11 @@ func (h *Host) stage(img Image, booted string, locked bool) (*Deployment, error)
 		if err := h.writeUKI(p, nil); err != nil {
 			return nil, err
 		}
+		// The second menuentry is user.cfg's first, as bootc writes it
+		// (write_grub_uki_menuentry keeps entries[0]): the booted one,
+		// unless a rollback is queued, which then stays the fallback.
 		cfg := filepath.Join(h.bootDir(), "grub2", "user.cfg.staged")
-		if err := atomicfile.WriteFile("", cfg, grubUserCfg([]string{grubMenuEntry(p.ukiLabel, p.id), cur.menu}), 0o644); err != nil {
+		if err := atomicfile.WriteFile("", cfg, grubUserCfg([]string{grubMenuEntry(p.ukiLabel, p.id), live[0].menu}), 0o644); err != nil {
 			return nil, err
 		}
 		d.Entry = cfg

@@ -260,6 +260,19 @@ func TestUKIGrub(t *testing.T) {
 	if got := readFile(t, cfg); got != prefix+menu("1.0", r1.id)+menu("2.0", r2.id) {
 		t.Errorf("user.cfg after rollback:\n%s", got)
 	}
+	// Staging with the rollback queued: bootc keeps user.cfg's first
+	// menuentry (the rollback target) as the second, not the booted one.
+	r3, _, _ := pullUKIRelease(t, root, scratch, "3.0", "")
+	r3.image.Repo = repo
+	if _, err := h.Stage(r3.image, r2.id); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, cfg+".staged"); got != prefix+menu("3.0", r3.id)+menu("1.0", r1.id) {
+		t.Errorf("user.cfg.staged with a rollback queued:\n%s", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "state/deploy", r2.id)); err != nil {
+		t.Errorf("the booted deployment's state: %v", err)
+	}
 	// What is on the ESP now, a FAT filesystem holds as it is.
 	testfs.CheckFATSafe(t, esp.Dir)
 }
