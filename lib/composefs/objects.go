@@ -246,7 +246,7 @@ func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace b
 		}
 	}
 	if rec != nil {
-		r.addRecord(t.File, *rec)
+		r.setRecords(t.File, []Record{*rec})
 	}
 	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace, trim: trim})
 	if !queued {

@@ -138,9 +138,9 @@ func NewRecordHash(prefix []byte) hash.Hash {
 	return h
 }
 
-// addRecord adds rec to the records of the file f (new or pending, see
-// above). Failing to record is not an error: a record only spares a
-// later reader a read.
+// addRecord adds rec to the records of the pending object f (see above).
+// Failing to record is not an error: a record only spares a later reader
+// a read.
 func (r *Repository) addRecord(f *os.File, rec Record) {
 	if r.recordsOff.Load() {
 		return
@@ -157,7 +157,16 @@ func (r *Repository) addRecord(f *os.File, rec Record) {
 	if len(rs) >= maxRecords {
 		rs = rs[len(rs)-maxRecords+1:]
 	}
-	rs = append(rs, rec)
+	r.setRecords(f, append(rs, rec))
+}
+
+// setRecords replaces the records of f; a new object's temporary file,
+// which cannot have any yet, is given its first one this way without
+// the read addRecord does.
+func (r *Repository) setRecords(f *os.File, rs []Record) {
+	if r.recordsOff.Load() {
+		return
+	}
 	if err := unix.Fsetxattr(int(f.Fd()), RecordXattr, EncodeRecords(rs), 0); err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
 			r.recordsOff.Store(true)
