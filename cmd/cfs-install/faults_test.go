@@ -129,9 +129,13 @@ func testInstallKilled(t *testing.T, flags ...string) {
 		t.Fatalf("a complete install left no entry")
 	}
 	withEntry := 0
+	// A killed install cannot remove its scratch directory: keep it in
+	// the test's own.
+	scratch := t.TempDir()
 	for _, frac := range []float64{0.1, 0.3, 0.5, 0.7, 0.85, 0.95} {
 		emptyRoot(t, root)
 		cmd := exec.Command(bins["cfs-install"], args...)
+		cmd.Env = append(os.Environ(), "TMPDIR="+scratch)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
