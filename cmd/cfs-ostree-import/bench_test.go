@@ -7,15 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/internal/diskacct"
 	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
-	"github.com/cfs-project/cfs/lib/reflink"
 	"github.com/cfs-project/cfs/lib/stream"
 )
 
@@ -45,42 +44,11 @@ func usedBytes(b *testing.B, dir string) int64 {
 // on top of the composefs objects. Inode tables are not in it; the statfs
 // difference beside it counts those too.
 func unsharedBytes(b *testing.B, root string) int64 {
-	var total int64
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		allocated := st.Blocks * 512
-		if fi.Mode().IsRegular() && allocated > 0 {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			extents, err := reflink.Extents(f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			// Whole extents, not bytes up to the file size: a 100-byte
-			// file shares its whole block.
-			for _, e := range extents {
-				if e.Shared() {
-					allocated -= int64(e.Length)
-				}
-			}
-			allocated = max(allocated, 0)
-		}
-		total += allocated
-		return nil
-	})
+	u, err := diskacct.Walk(root, func(string) bool { return true })
 	if err != nil {
 		b.Fatal(err)
 	}
-	return total
+	return u.DirBytes + u.BodyBytes + u.MetaBytes + u.PastExtents
 }
 
 func readKiB(path string) int64 {
