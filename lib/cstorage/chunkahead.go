@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/crc64iso"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
 
@@ -114,7 +115,7 @@ func cloneAhead(ch Chunk, dir string, policy reflink.Policy, buf []byte) (*os.Fi
 		f.Close()
 		return nil, 0, 0, err
 	}
-	crc := newCRC()
+	crc := crc64iso.New()
 	var off int64
 	for off < ch.Size {
 		p := buf

@@ -25,6 +25,7 @@ import (
 	"go.podman.io/storage/pkg/system"
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/crc64iso"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
 
@@ -234,7 +235,7 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 		_, err := packer.AddEntry(tsstorage.Entry{Type: tsstorage.SegmentType, Payload: b})
 		return err
 	}
-	crc := newCRC()
+	crc := crc64iso.New()
 	uids, gids := map[uint32]bool{}, map[uint32]bool{}
 	for {
 		hdr, err := tr.Next()

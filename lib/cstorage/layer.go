@@ -16,6 +16,8 @@ import (
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	drivers "go.podman.io/storage/drivers"
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/crc64iso"
 )
 
 // LayerTar is a layer's tar rebuilt from its tar-split and the files of its
@@ -51,7 +53,7 @@ type LayerTar struct {
 	src      *os.File // diffFile, or the clone it was redirected to
 	off      int64
 	size     int64
-	crc      *crcISO
+	crc      *crc64iso.Digest
 	want     []byte
 	verified bool // the body was checked against its CRC64 when prefetched
 
@@ -72,7 +74,7 @@ func (s *Store) OpenLayer(img *Image, i int) (*LayerTar, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: tar-split %s: %w", where, f.Name(), err)
 	}
-	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: tsstorage.NewJSONUnpacker(gz), crc: newCRC(),
+	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: tsstorage.NewJSONUnpacker(gz), crc: crc64iso.New(),
 		prefix: filepath.Join(s.graphRoot, "overlay") + "/", diffDir: -1}
 	if fd, err := unix.Open(filepath.Join(t.prefix, l.ID, "diff"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		t.diffDir = fd

@@ -12,6 +12,8 @@ import (
 
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/crc64iso"
 )
 
 // BodyPrep readies the bodies a LayerTar prefetches.
@@ -106,7 +108,7 @@ func (t *LayerTar) Prefetch(min int64, workers, ahead int, prep BodyPrep) {
 		go func() {
 			defer p.wg.Done()
 			buf := make([]byte, prefetchBuf)
-			crc := newCRC()
+			crc := crc64iso.New()
 			for it := range jobs {
 				it.src, it.token, it.err = t.prepare(it.e, prep, buf, crc)
 				close(it.done)
@@ -117,7 +119,7 @@ func (t *LayerTar) Prefetch(min int64, workers, ahead int, prep BodyPrep) {
 
 // prepare opens one body, hands it to prep and reads what prep returns
 // once, checking it against the CRC64 tar-split recorded.
-func (t *LayerTar) prepare(e *tsstorage.Entry, prep BodyPrep, buf []byte, crc *crcISO) (*os.File, any, error) {
+func (t *LayerTar) prepare(e *tsstorage.Entry, prep BodyPrep, buf []byte, crc *crc64iso.Digest) (*os.File, any, error) {
 	diff, err := t.openDiff(e)
 	if err != nil {
 		return nil, nil, err

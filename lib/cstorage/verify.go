@@ -16,6 +16,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	drivers "go.podman.io/storage/drivers"
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-project/cfs/lib/crc64iso"
 )
 
 // verifyLayer checks that the store gives back, for the layer d just
@@ -144,7 +146,7 @@ func checkBody(getter drivers.FileGetCloser, diffDir int, rec bodyRecord) error 
 		}
 		return nil
 	}
-	crc := newCRC()
+	crc := crc64iso.New()
 	if _, err := io.Copy(crc, f); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package cstorage
+package crc64iso
 
 import (
 	"hash/crc64"
@@ -17,13 +17,13 @@ func TestCRCISO(t *testing.T) {
 	for n := 0; n < 300; n++ {
 		for off := 0; off < 8; off++ {
 			p := buf[off : off+n]
-			want := crc64.Checksum(p, crcTable)
-			if got := crcUpdate(0, p); got != want {
+			want := crc64.Checksum(p, table)
+			if got := Update(0, p); got != want {
 				t.Fatalf("len %d offset %d: %x, want %x", n, off, got, want)
 			}
 		}
 	}
-	h, want := newCRC(), crc64.New(crcTable)
+	h, want := New(), crc64.New(table)
 	for range 2000 {
 		k := r.IntN(70)
 		p := buf[r.IntN(len(buf)-k):][:k]
@@ -34,7 +34,7 @@ func TestCRCISO(t *testing.T) {
 		}
 	}
 	h.Reset()
-	if h.Write(buf); h.Sum64() != crc64.Checksum(buf, crcTable) {
+	if h.Write(buf); h.Sum64() != crc64.Checksum(buf, table) || Checksum(buf) != h.Sum64() {
 		t.Fatal("after Reset")
 	}
 }
@@ -44,12 +44,12 @@ func BenchmarkCRCISO(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	b.Run("words", func(b *testing.B) {
 		for b.Loop() {
-			crcUpdate(0, buf)
+			Update(0, buf)
 		}
 	})
 	b.Run("crc64", func(b *testing.B) {
 		for b.Loop() {
-			crc64.Update(0, crcTable, buf)
+			crc64.Update(0, table, buf)
 		}
 	})
 }
