@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/beneath"
+	"github.com/cfs-project/cfs/lib/crc64iso"
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
@@ -77,7 +78,7 @@ func (r *Repository) isPending(id []byte) bool {
 // recordPending reports whether id is pending and, if so and rec is not
 // nil, adds rec to its records: the bytes rec was computed from hash to
 // the same id as the ones this process wrote there.
-func (r *Repository) recordPending(id []byte, rec *Record) bool {
+func (r *Repository) recordPending(id []byte, rec *ObjectRecords) bool {
 	if rec == nil {
 		return r.isPending(id)
 	}
@@ -208,7 +209,7 @@ func (r *Repository) finishObject(t *tmpFile, id []byte, size int64, replace boo
 
 // finishRecorded is finishObject that also keeps rec, computed from t's
 // bytes, with the object when this process wrote it (see Record).
-func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace bool, rec *Record) (created bool, err error) {
+func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace bool, rec *ObjectRecords) (created bool, err error) {
 	queued := false
 	defer func() {
 		if !queued {
@@ -246,7 +247,7 @@ func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace b
 		}
 	}
 	if rec != nil {
-		r.setRecords(t.File, []Record{*rec})
+		r.setRecords(t.File, *rec)
 	}
 	queued, full := r.pending.Add(string(id), &pendingObject{t: t, id: id, size: size, replace: replace, trim: trim})
 	if !queued {
@@ -433,24 +434,35 @@ func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byt
 	// MultiWriter keeps io.Copy from using copy_file_range, which would
 	// skip the hasher. The buffer is pooled: io.Copy would allocate 32
 	// KiB per object, 3 GiB of garbage for an image of 100k files.
-	var sink io.Writer = io.MultiWriter(t.File, h)
+	sinks := []io.Writer{t.File, h}
 	var rh hash.Hash
 	if opts.RecordPrefix != nil {
 		rh = NewRecordHash(opts.RecordPrefix)
-		sink = io.MultiWriter(t.File, h, rh)
+		sinks = append(sinks, rh)
+	}
+	var crc *crc64iso.Digest
+	if opts.CRC64 {
+		crc = crc64iso.New()
+		sinks = append(sinks, crc)
 	}
 	buf := copyBuffers.Get().(*[copyBufferSize]byte)
-	size, err = io.CopyBuffer(sink, src, buf[:])
+	size, err = io.CopyBuffer(io.MultiWriter(sinks...), src, buf[:])
 	copyBuffers.Put(buf)
 	if err != nil {
 		t.discard()
 		return nil, size, false, err
 	}
 	id = h.Sum(nil)
-	var rec *Record
-	if rh != nil {
-		rec = &Record{Prefix: opts.RecordPrefix}
-		rh.Sum(rec.Sum[:0])
+	var rec *ObjectRecords
+	if rh != nil || crc != nil {
+		rec = &ObjectRecords{}
+		if rh != nil {
+			rec.Content = []Record{{Prefix: opts.RecordPrefix}}
+			rh.Sum(rec.Content[0].Sum[:0])
+		}
+		if crc != nil {
+			rec.CRC64, rec.HasCRC64 = crc.Sum64(), true
+		}
 	}
 	created, err = r.finishRecorded(t, id, size, false, rec)
 	if err != nil {

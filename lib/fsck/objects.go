@@ -22,6 +22,7 @@ import (
 
 	"github.com/cfs-project/cfs/lib/bootcconv"
 	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/crc64iso"
 	"github.com/cfs-project/cfs/lib/cstorage"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/fsverity"
@@ -37,7 +38,7 @@ import (
 const (
 	CodeObjectDigestMismatch = "object-digest-mismatch" // an object's fs-verity digest is not its name
 	CodeObjectUnreadable     = "object-unreadable"      // an object cannot be opened or read
-	CodeObjectRecordMismatch = "object-record-mismatch" // a content record kept with an object (the ostree checksum cfs-pull computed) does not match its bytes
+	CodeObjectRecordMismatch = "object-record-mismatch" // a record kept with an object (an ostree checksum or the CRC-64 cfs-pull computed) does not match its bytes
 	CodeStrayFile            = "stray-file"             // a name in objects/ that is no object (a writer's leftover)
 	CodeEntryNotSymlink      = "entry-not-symlink"      // streams/ or images/ holds something else than a symlink
 	CodeBrokenSymlink        = "broken-symlink"         // a stream, image or tag names nothing
@@ -313,20 +314,28 @@ func (c *objChecker) checkObject(path, hexName string) (bool, *Problem) {
 	// object, which cfs-clone names ostree objects by without reading)
 	// are checked in the same read: a wrong one would name the bytes
 	// wrongly in every later clone.
-	records, recErr := composefs.ReadRecords(f)
+	// The CRC-64/ISO kept beside them (what cfs-clone --to
+	// containers-storage writes into tar-split without reading) too.
+	objRecords, recErr := composefs.ReadObjectRecords(f)
+	records := objRecords.Content
 	if recErr != nil {
 		records = []composefs.Record{{}} // unparseable: reported below
 	}
-	recordHashes := make([]io.Writer, len(records))
+	recordHashes := make([]io.Writer, len(records), len(records)+1)
 	for i, r := range records {
 		recordHashes[i] = composefs.NewRecordHash(r.Prefix)
+	}
+	var crc *crc64iso.Digest
+	if objRecords.HasCRC64 {
+		crc = crc64iso.New()
+		recordHashes = append(recordHashes, crc)
 	}
 	var got []byte
 	kernel := false
 	if alg, d, err := fsverity.Measure(f); err == nil && alg == c.repo.Algorithm() {
 		got, kernel = d, true
 		// The kernel spares the digest, not the records' read.
-		if len(records) > 0 {
+		if len(recordHashes) > 0 {
 			if _, err := io.Copy(io.MultiWriter(recordHashes...), f); err != nil {
 				return true, &Problem{Code: CodeObjectUnreadable, Store: "composefs", Path: path, Detail: err.Error(), object: obj, size: -1}
 			}
@@ -376,6 +385,10 @@ func (c *objChecker) checkObject(path, hexName string) (bool, *Problem) {
 			}
 			return kernel, &Problem{Code: CodeObjectRecordMismatch, Store: "composefs", Path: path, Detail: detail, object: obj, size: -1}
 		}
+	}
+	if crc != nil && crc.Sum64() != objRecords.CRC64 {
+		detail := fmt.Sprintf("CRC-64 record in %s (%016x) does not match the bytes, which give %016x", composefs.RecordXattr, objRecords.CRC64, crc.Sum64())
+		return kernel, &Problem{Code: CodeObjectRecordMismatch, Store: "composefs", Path: path, Detail: detail, object: obj, size: -1}
 	}
 	return kernel, nil
 }

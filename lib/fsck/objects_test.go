@@ -337,23 +337,27 @@ func TestObjectsRepairFromOstree(t *testing.T) {
 // objects are checked in the read that checks the objects; a record that
 // does not match the bytes is damage (a clone would name the bytes by
 // it), and --repair drops it, after which a clone reads the bytes again.
+// The CRC-64 kept beside them (which an export writes into tar-split
+// unread) likewise.
 func TestObjectsRecordDamage(t *testing.T) {
 	f := newFixture(t, 1)
 	f.host = sysroottest.Composefs(t, f.root, []sysroottest.Deployment{{Image: f.images[0]}}, 0, sysroottest.BLS, false)
 	repoPath := filepath.Join(f.root, "composefs")
-	objs := bigObjects(t, repoPath, f.images[0].ManifestDigest(), 2)
+	objs := bigObjects(t, repoPath, f.images[0].ManifestDigest(), 3)
 	var records [][]composefs.Record
+	var all []composefs.ObjectRecords
 	for _, p := range objs {
 		o, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs, err := composefs.ReadRecords(o)
+		or, err := composefs.ReadObjectRecords(o)
 		o.Close()
-		if err != nil || len(rs) == 0 {
-			t.Fatalf("%s: the pull kept no content record (%v)", p, err)
+		if err != nil || len(or.Content) == 0 || !or.HasCRC64 {
+			t.Fatalf("%s: the pull kept no content record or no CRC (%+v, %v)", p, or, err)
 		}
-		records = append(records, rs)
+		records = append(records, or.Content)
+		all = append(all, or)
 	}
 	if rep := f.objects(false); !rep.OK {
 		t.Fatalf("the records the pull kept do not check out: %+v", rep.Problems)
@@ -364,6 +368,11 @@ func TestObjectsRecordDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := unix.Setxattr(objs[1], composefs.RecordXattr, []byte{9, 9}, 0); err != nil {
+		t.Fatal(err)
+	}
+	badCRC := all[2]
+	badCRC.CRC64 ^= 1 << 40
+	if err := unix.Setxattr(objs[2], composefs.RecordXattr, composefs.EncodeObjectRecords(badCRC), 0); err != nil {
 		t.Fatal(err)
 	}
 	rep := f.objects(false)
