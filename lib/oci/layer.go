@@ -49,8 +49,12 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	// assembled by asm; otherwise everything happens here, in order.
 	pipelined := objects == nil && member == nil
 	if objects == nil {
+		// Each new object also records its CRC-64/ISO, what tar-split
+		// records for the body: cfs-clone --to containers-storage then
+		// writes a layer's tar-split without reading the bodies
+		// (composefs.ObjectRecords). The body workers do the same.
 		objects = func(m *Member, body io.Reader) ([]byte, int64, bool, error) {
-			return repo.WriteObjectWith(body, composefs.WriteOptions{RecordPrefix: ostreePrefix(m)})
+			return repo.WriteObjectWith(body, composefs.WriteOptions{RecordPrefix: ostreePrefix(m), CRC64: true})
 		}
 	}
 	var stats LayerStats

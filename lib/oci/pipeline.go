@@ -118,7 +118,7 @@ func newBodyPipeline(repo *composefs.Repository) *bodyPipeline {
 		go func() {
 			defer p.wg.Done()
 			for j := range p.jobs {
-				j.id, j.n, j.created, j.err = p.repo.WriteObjectWith(jobReader{j, p.budget}, composefs.WriteOptions{RecordPrefix: j.prefix})
+				j.id, j.n, j.created, j.err = p.repo.WriteObjectWith(jobReader{j, p.budget}, composefs.WriteOptions{RecordPrefix: j.prefix, CRC64: true})
 				if j.err != nil {
 					p.failed.Store(true)
 				}
