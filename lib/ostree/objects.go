@@ -132,16 +132,29 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 		return "", false, err
 	}
 	knownChecksum := opts.KnownChecksum
+	// checked is the object looked up before filling and what its check
+	// said: queueFileObject need not look it up again moments later (a
+	// writer storing it meanwhile is caught when the object is named).
+	var checked string
+	var checkedErr error
 	if knownChecksum != "" {
-		if err := r.CheckFileObject(knownChecksum, opts.KnownSize); err == nil {
+		if checkedErr = r.CheckFileObject(knownChecksum, opts.KnownSize); checkedErr == nil {
 			return knownChecksum, false, nil
 		}
+		checked = knownChecksum
 	} else if opts.Recorded != "" {
 		// Known before anything is cloned: an object stored already (an
 		// upgrade shares most of them) costs no temporary file.
-		if err := r.CheckFileObject(opts.Recorded, opts.KnownSize); err == nil {
+		if checkedErr = r.CheckFileObject(opts.Recorded, opts.KnownSize); checkedErr == nil {
 			return opts.Recorded, false, nil
 		}
+		checked = opts.Recorded
+	}
+	priorCheck := func(checksum string) error {
+		if checksum == checked {
+			return checkedErr
+		}
+		return nil
 	}
 	if err := r.beginWrite(); err != nil {
 		return "", false, err
@@ -170,7 +183,7 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 		if knownChecksum != "" && opts.Recorded != knownChecksum {
 			return "", false, fmt.Errorf("file object content is recorded as %s, caller expected %s", opts.Recorded, knownChecksum)
 		}
-		return r.queueFileObject(tmp, &queued, meta, opts.Recorded, opts.KnownSize)
+		return r.queueFileObject(tmp, &queued, meta, opts.Recorded, opts.KnownSize, priorCheck(opts.Recorded))
 	}
 	h := newContentHash(header)
 	var sink io.Writer = h
@@ -196,20 +209,25 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 			return "", false, err
 		}
 	}
-	return r.queueFileObject(tmp, &queued, meta, checksum, size)
+	return r.queueFileObject(tmp, &queued, meta, checksum, size, priorCheck(checksum))
 }
 
 // queueFileObject gives a filled file object its metadata and queues it
 // under checksum, unless an intact one is pending or stored already.
-func (r *Repo) queueFileObject(tmp *tmpObject, queued *bool, meta FileMeta, checksum string, size int64) (string, bool, error) {
+// prior is the error of the stored object's check made just before the
+// object was filled, or nil when none was made: the object is then
+// looked up here.
+func (r *Repo) queueFileObject(tmp *tmpObject, queued *bool, meta FileMeta, checksum string, size int64, prior error) (string, bool, error) {
 	path := ObjectPath(checksum, ObjectFile)
 	if r.isPending(path) {
 		return checksum, false, nil
 	}
 	check := func() error { return r.checkStoredFile(checksum, size, false) }
-	cerr := check()
+	cerr := prior
 	if cerr == nil {
-		return checksum, false, nil
+		if cerr = check(); cerr == nil {
+			return checksum, false, nil
+		}
 	}
 	if err := r.applyFileMeta(tmp.f, meta, sIFREG|meta.Mode); err != nil {
 		return "", false, fmt.Errorf("file object %s: %w", checksum, err)
