@@ -175,6 +175,23 @@ func TestBadInput(t *testing.T) {
 		}
 		wantFailure(t, runTool(t, out, "cfs-ostree-import", "--repo", scratch), scratch, "/usr/bin/bash", sum, "is not in")
 	})
+	t.Run("object damaged", func(t *testing.T) {
+		// As a power cut before the sync can leave it: named, but short.
+		scratch := fs.Path("scratch-damaged")
+		initRepo(t, scratch, "bare")
+		out := mustRun(t, list, "cfs-clone", "--to", "ostree", "--repo", scratch, "-q")
+		var sum string
+		_, es := readList(t, out)
+		for _, e := range es {
+			if e.Path == "/usr/bin/bash" {
+				sum = e.Ostree
+			}
+		}
+		if err := os.Truncate(filepath.Join(scratch, ostree.ObjectPath(sum, ostree.ObjectFile)), 1); err != nil {
+			t.Fatal(err)
+		}
+		wantFailure(t, runTool(t, out, "cfs-ostree-import", "--repo", scratch), scratch, "/usr/bin/bash", "is 1 bytes", "damaged object", "run cfs-clone again")
+	})
 	t.Run("bad flags", func(t *testing.T) {
 		for _, args := range [][]string{{"--to", "composefs"}, {}, {"--to", "ostree", "--repo", repo, "--reflink=never"}} {
 			res := runTool(t, list, "cfs-clone", args...)

@@ -163,6 +163,12 @@ func (r *Repo) checkStoredFile(checksum string, size int64, symlink bool) error 
 	return nil
 }
 
+// DamagedSize is CheckFileObject's error for the regular file object
+// checksum in the repository at repoPath that holds have bytes, not want.
+func DamagedSize(repoPath, checksum string, have, want int64) error {
+	return fmt.Errorf("%s/%s is %d bytes, want %d (damaged object)", repoPath, ObjectPath(checksum, ObjectFile), have, want)
+}
+
 // CheckFileObject checks, cheaply, that a stored regular file object is
 // intact enough to be committed: a regular file of the content's size.
 // A pending object is taken as intact.

@@ -22,16 +22,33 @@ var ErrNoObject = errors.New("no such object")
 // with the content, so a caller can check what it means to commit against
 // it without reading the content.
 func (r *Repo) FileObjectMeta(checksum string) (FileMeta, error) {
+	meta, _, err := r.StoredFileObject(checksum)
+	return meta, err
+}
+
+// StoredFileObject is FileObjectMeta that also returns the stored
+// object's content size (st_size), from the same stat: a caller that
+// checks both the metadata and the size (CheckFileObject) of an object
+// it commits pays one lookup of the object instead of two.
+func (r *Repo) StoredFileObject(checksum string) (FileMeta, int64, error) {
 	if !ValidChecksum(checksum) {
-		return FileMeta{}, fmt.Errorf("invalid checksum %q", checksum)
+		return FileMeta{}, 0, fmt.Errorf("invalid checksum %q", checksum)
 	}
-	p := filepath.Join(r.path, ObjectPath(checksum, ObjectFile))
+	rel := ObjectPath(checksum, ObjectFile)
 	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); errors.Is(err, unix.ENOENT) {
-		return FileMeta{}, fmt.Errorf("%s: %w", p, ErrNoObject)
+	// Relative to the repository's descriptor: a walk of objects/XX/
+	// only, not of the repository's whole path.
+	if err := unix.Fstatat(r.dirFD, rel, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return FileMeta{}, 0, fmt.Errorf("%s: %w", filepath.Join(r.path, rel), ErrNoObject)
 	} else if err != nil {
-		return FileMeta{}, fmt.Errorf("%s: %w", p, err)
+		return FileMeta{}, 0, fmt.Errorf("%s: %w", filepath.Join(r.path, rel), err)
 	}
+	meta, err := r.fileObjectMeta(filepath.Join(r.path, rel), &st)
+	return meta, st.Size, err
+}
+
+// fileObjectMeta reads the metadata of the object at p, whose lstat is st.
+func (r *Repo) fileObjectMeta(p string, st *unix.Stat_t) (FileMeta, error) {
 	if st.Mode&sIFMT != sIFREG {
 		return FileMeta{}, fmt.Errorf("%s: not a regular file object", p)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/cfs-project/cfs/lib/ostree"
 	"github.com/cfs-project/cfs/lib/stream"
@@ -146,16 +147,16 @@ func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	if _, err := hex.Decode(sum[:], []byte(e.Ostree)); err != nil || !ostree.ValidChecksum(e.Ostree) {
 		return sum, fmt.Errorf("%s: bad ostree checksum %q", e.Path, e.Ostree)
 	}
-	missing := fmt.Errorf("%s: file object %s is not in %s (pruned since cfs-clone ran, or cloned into another repository?)", e.Path, e.Ostree, b.repo.Path())
+	missing := func() error {
+		return fmt.Errorf("%s: file object %s is not in %s (pruned since cfs-clone ran, or cloned into another repository?)", e.Path, e.Ostree, b.repo.Path())
+	}
 	if e.Type != stream.TypeFile {
-		have, err := b.repo.HasObject(e.Ostree, ostree.ObjectFile)
+		// One lookup: a missing object is the check's not-exist error.
+		err := b.repo.CheckSymlinkObject(e.Ostree, e.Target)
+		if errors.Is(err, fs.ErrNotExist) {
+			return sum, missing()
+		}
 		if err != nil {
-			return sum, fmt.Errorf("%s: %w", e.Path, err)
-		}
-		if !have {
-			return sum, missing
-		}
-		if err := b.repo.CheckSymlinkObject(e.Ostree, e.Target); err != nil {
 			return sum, fmt.Errorf("%s: %w; run cfs-clone again to rewrite it", e.Path, err)
 		}
 		return sum, nil
@@ -164,10 +165,11 @@ func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	// recomputed from the entry; a file's content is not read again, but
 	// the metadata the object was stored with must be the entry's, or the
 	// commit would give the file a mode, owner or label the list never
-	// said.
-	stored, err := b.repo.FileObjectMeta(e.Ostree)
+	// said. The one stat that reads the metadata also gives the size
+	// CheckFileObject checks.
+	stored, size, err := b.repo.StoredFileObject(e.Ostree)
 	if errors.Is(err, ostree.ErrNoObject) {
-		return sum, missing
+		return sum, missing()
 	}
 	if err != nil {
 		return sum, fmt.Errorf("%s: %w", e.Path, err)
@@ -175,8 +177,8 @@ func (b *builder) object(e *stream.Entry) ([32]byte, error) {
 	if want := FileMeta(e); !ostree.SameFileMeta(stored, want) {
 		return sum, fmt.Errorf("%s: the entry says %v, but its ostree object %s was stored with %v (was the list edited after cfs-clone?)", e.Path, want, e.Ostree, stored)
 	}
-	if err := b.repo.CheckFileObject(e.Ostree, e.Size); err != nil {
-		return sum, fmt.Errorf("%s: %w; run cfs-clone again to rewrite it", e.Path, err)
+	if size != e.Size {
+		return sum, fmt.Errorf("%s: %w; run cfs-clone again to rewrite it", e.Path, ostree.DamagedSize(b.repo.Path(), e.Ostree, size, e.Size))
 	}
 	return sum, nil
 }
