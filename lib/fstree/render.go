@@ -191,7 +191,7 @@ func streamEntry(t stream.Type, p string, st *Stat) *stream.Entry {
 // out as an entry of its own: an ostree commit has no hardlinks (two
 // symlinks with the same metadata and target are one object there
 // anyway), and a consumer then needs no second kind of link target.
-func WriteEntries(w *stream.Writer, root *Dir, src func(*Leaf) string) error {
+func WriteEntries(w stream.EntryWriter, root *Dir, src func(*Leaf) string) error {
 	if err := w.WriteEntry(streamEntry(stream.TypeDir, "/", &root.Stat)); err != nil {
 		return err
 	}
