@@ -60,8 +60,15 @@ func DefaultPolicy(repo *ostree.Repo) (reflink.Policy, error) {
 // until the caller closes repo; close it only after out has been consumed
 // if a prune may run concurrently.
 func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Writer, opts Options) (*Summary, error) {
+	return ToOstreeEntries(ctx, repo, stream.NewReader(in), stream.NewWriter(out), opts)
+}
+
+// ToOstreeEntries is ToOstree on a stream already decoded: it reads the
+// entries from r and hands them, annotated, to w (a stream.Pipe's ends
+// when producer and consumer run in the same process), closing w only
+// when every object is in place.
+func ToOstreeEntries(ctx context.Context, repo *ostree.Repo, r stream.EntryReader, w stream.EntryWriter, opts Options) (*Summary, error) {
 	sum := &Summary{Repo: repo.Path(), Mode: string(repo.Mode())}
-	r := stream.NewReader(in)
 	img, err := r.Image()
 	if err != nil {
 		return sum, err
@@ -85,7 +92,6 @@ func ToOstree(ctx context.Context, repo *ostree.Repo, in io.Reader, out io.Write
 
 	rec := *img
 	rec.Stores.Ostree = &stream.OstreeStore{Repo: repo.Path(), Mode: string(repo.Mode())}
-	w := stream.NewWriter(out)
 	if err := w.WriteImage(&rec); err != nil {
 		return sum, err
 	}
@@ -175,7 +181,7 @@ type flusher struct {
 	err     atomic.Pointer[error] // the first error; later batches are dropped
 }
 
-func newFlusher(repo *ostree.Repo, w *stream.Writer) *flusher {
+func newFlusher(repo *ostree.Repo, w stream.EntryWriter) *flusher {
 	f := &flusher{batches: make(chan []*stream.Entry, 1), done: make(chan struct{})}
 	go func() {
 		defer close(f.done)

@@ -2,8 +2,13 @@ package clone
 
 import (
 	"context"
-	"github.com/cfs-project/cfs/lib/stream"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cfs-project/cfs/lib/ostree"
+	"github.com/cfs-project/cfs/lib/ostreeimport"
+	"github.com/cfs-project/cfs/lib/stream"
 )
 
 // job is one entry on its way from the reader to the writer. Entries are
@@ -114,4 +119,46 @@ func (o *ordered) wait() error {
 		return o.parent.Err() // cancelled from outside: output is incomplete
 	}
 	return o.err
+}
+
+// Commit runs the pipeline cfs-pull | cfs-clone --to ostree |
+// cfs-ostree-import in one process: produce writes the object list to the
+// writer it is given (and closes it), ToOstreeEntries clones the objects
+// into cloneRepo, and ostreeimport.ImportEntries commits into importRepo
+// (two handles on one repository: the clone's shared lock is held until
+// its handle is closed). The stages are connected by stream pipes, so the
+// list is never encoded. A failing stage closes its pipes with its error,
+// so the others stop, and no ref is written.
+func Commit(ctx context.Context, cloneRepo, importRepo *ostree.Repo, produce func(stream.EntryWriter) error, opts Options, iopts ostreeimport.Options) (*Summary, *ostreeimport.Result, error) {
+	listR, listW := stream.Pipe()
+	annR, annW := stream.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := produce(listW)
+		listW.CloseWithError(err)
+		return err
+	})
+	var sum *Summary
+	g.Go(func() error {
+		var err error
+		sum, err = ToOstreeEntries(gctx, cloneRepo, listR, annW, opts)
+		annW.CloseWithError(err)
+		if err != nil {
+			listR.CloseWithError(err)
+		}
+		return err
+	})
+	var res *ostreeimport.Result
+	g.Go(func() error {
+		var err error
+		res, err = ostreeimport.ImportEntries(gctx, importRepo, annR, iopts)
+		if err != nil {
+			annR.CloseWithError(err)
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return sum, nil, err
+	}
+	return sum, res, nil
 }

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/clone"
 	"github.com/cfs-project/cfs/lib/composefs"
@@ -174,10 +172,10 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 	return nil
 }
 
-// synthesize writes the image's object list through clone.ToOstree and
-// ostreeimport.Import, connected by pipes as the commands are, and
-// returns the commit. A failing stage closes its pipes with its error, so
-// the others stop and no ref is written.
+// synthesize commits the image's object list to the ostree repository
+// through clone.Commit (cfs-pull | cfs-clone --to ostree |
+// cfs-ostree-import in process, the list never encoded) and returns the
+// commit. No ref is written unless every stage succeeded.
 func synthesize(ctx context.Context, repo *composefs.Repository, rec *stream.Image, pres *pull.Result, orepoPath, originRef string) (string, error) {
 	cloneRepo, err := ostree.Open(orepoPath)
 	if err != nil {
@@ -193,36 +191,12 @@ func synthesize(ctx context.Context, repo *composefs.Repository, rec *stream.Ima
 	if err != nil {
 		return "", err
 	}
-	listR, listW := io.Pipe()
-	annR, annW := io.Pipe()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := pull.WriteList(listW, rec, pres.Tree, repo)
-		listW.CloseWithError(err)
-		return err
-	})
-	g.Go(func() error {
-		_, err := clone.ToOstree(gctx, cloneRepo, listR, annW, clone.Options{Policy: policy})
-		annW.CloseWithError(err)
-		if err != nil {
-			listR.CloseWithError(err)
-		}
-		return err
-	})
-	var commit string
-	g.Go(func() error {
-		r, err := ostreeimport.Import(gctx, importRepo, annR, ostreeimport.Options{ImageReference: originRef})
-		if err != nil {
-			annR.CloseWithError(err)
-			return err
-		}
-		commit = r.Commit
-		return nil
-	})
-	if err := g.Wait(); err != nil {
+	produce := func(w stream.EntryWriter) error { return pull.WriteListTo(w, rec, pres.Tree, repo) }
+	_, res, err := clone.Commit(ctx, cloneRepo, importRepo, produce, clone.Options{Policy: policy}, ostreeimport.Options{ImageReference: originRef})
+	if err != nil {
 		return "", err
 	}
-	return commit, nil
+	return res.Commit, nil
 }
 
 // toContainersStorage puts the image into bootc's containers-storage

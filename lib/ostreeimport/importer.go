@@ -49,10 +49,16 @@ type Result struct {
 // were written are unreferenced (fsck-clean, removed by the next prune).
 // A cancelled ctx stops it between entries, before the commit is written.
 func Import(ctx context.Context, repo *ostree.Repo, in io.Reader, opts Options) (*Result, error) {
+	return ImportEntries(ctx, repo, stream.NewReader(in), opts)
+}
+
+// ImportEntries is Import on a stream already decoded (a stream.Pipe's
+// reader when the producer runs in the same process). The ref is set only
+// once r has returned io.EOF: the producer ended the stream properly.
+func ImportEntries(ctx context.Context, repo *ostree.Repo, r stream.EntryReader, opts Options) (*Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := stream.NewReader(in)
 	img, err := r.Image()
 	if err != nil {
 		return nil, err

@@ -113,7 +113,12 @@ func FromRepository(repo *composefs.Repository, ref string) (*stream.Image, *fst
 // WriteList writes the object list of the image (record and merged tree,
 // each file's src its object in repo) to w, end record last.
 func WriteList(w io.Writer, rec *stream.Image, tree *fstree.Dir, repo *composefs.Repository) error {
-	sw := stream.NewWriter(w)
+	return WriteListTo(stream.NewWriter(w), rec, tree, repo)
+}
+
+// WriteListTo writes the object list to sw (a stream.Writer, or a
+// stream.Pipe's writer for a consumer in the same process) and closes it.
+func WriteListTo(sw stream.EntryWriter, rec *stream.Image, tree *fstree.Dir, repo *composefs.Repository) error {
 	if err := sw.WriteImage(rec); err != nil {
 		return err
 	}
