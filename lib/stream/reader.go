@@ -117,10 +117,15 @@ func (r *Reader) Next() (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	e := new(Entry)
+	if decodeEntry(data, e) {
+		// The common line, checked and decoded in one pass.
+		return r.entry(data, e)
+	}
+	*e = Entry{}
 	if err := checkLine(data); err != nil {
 		return nil, r.fail(r.line, err)
 	}
-	e := new(Entry)
 	t := TypeEnd
 	if err := unmarshalEntry(data, e); err == nil {
 		t = e.Type
@@ -136,6 +141,11 @@ func (r *Reader) Next() (*Entry, error) {
 	case TypeImage:
 		return nil, r.fail(r.line, errors.New("a second image record"))
 	}
+	return r.entry(data, e)
+}
+
+// entry checks a decoded entry line and accounts for it.
+func (r *Reader) entry(data []byte, e *Entry) (*Entry, error) {
 	r.account(data)
 	if err := checkEntryFields(e); err != nil {
 		return nil, r.fail(r.line, err)

@@ -141,16 +141,6 @@ type entryJSON struct {
 
 type entryFields Entry
 
-func splitBytes(s string, keep bool) (*string, []byte) {
-	if !keep {
-		return nil, nil
-	}
-	if utf8.ValidString(s) {
-		return &s, nil
-	}
-	return nil, []byte(s)
-}
-
 func joinBytes(field string, s *string, b []byte) (string, bool, error) {
 	switch {
 	case s != nil && b != nil:
@@ -166,33 +156,9 @@ func joinBytes(field string, s *string, b []byte) (string, bool, error) {
 	return "", false, nil
 }
 
-// hardlinkJSON is the whole wire form of a hardlink: its metadata is its
-// target's, so repeating it could only let the two disagree.
-type hardlinkJSON struct {
-	Type         Type    `json:"type"`
-	Path         *string `json:"path,omitempty"`
-	PathBase64   []byte  `json:"pathBase64,omitempty"`
-	LinkTo       *string `json:"linkTo,omitempty"`
-	LinkToBase64 []byte  `json:"linkToBase64,omitempty"`
-}
-
-// MarshalJSON writes the wire form of e.
+// MarshalJSON writes the wire form of e (encodeEntry).
 func (e Entry) MarshalJSON() ([]byte, error) {
-	if e.Type == TypeHardlink {
-		h := hardlinkJSON{Type: e.Type}
-		h.Path, h.PathBase64 = splitBytes(e.Path, true)
-		h.LinkTo, h.LinkToBase64 = splitBytes(e.LinkTo, true)
-		return json.Marshal(h)
-	}
-	w := entryJSON{Type: e.Type, entryFields: entryFields(e)}
-	w.Path, w.PathBase64 = splitBytes(e.Path, true)
-	w.Target, w.TargetBase64 = splitBytes(e.Target, e.Type == TypeSymlink)
-	w.LinkTo, w.LinkToBase64 = splitBytes(e.LinkTo, e.Type == TypeHardlink)
-	w.Src, w.SrcBase64 = splitBytes(e.Src, e.Src != "")
-	if e.Type != TypeFile {
-		w.Size = 0
-	}
-	return json.Marshal(w)
+	return encodeEntry(nil, &e), nil
 }
 
 // UnmarshalJSON reads the wire form into e.

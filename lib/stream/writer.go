@@ -23,6 +23,7 @@ type Writer struct {
 	order  *treeOrder
 	err    error
 	closed bool
+	line   []byte // reused by WriteEntry
 }
 
 // NewWriter returns a Writer to w. It buffers; Close flushes.
@@ -67,13 +68,10 @@ func (w *Writer) WriteEntry(e *Entry) error {
 	if err := w.order.add(e); err != nil {
 		return w.fail(err)
 	}
-	// e.MarshalJSON's output is already compact and HTML-escaped (it is
-	// json.Marshal's): json.Marshal(e) would only validate and copy it.
-	line, err := e.MarshalJSON()
-	if err != nil {
-		return w.fail(err)
-	}
-	return w.writeLine(line)
+	// encodeEntry writes what json.Marshal(e) would, without its
+	// reflection, into a buffer kept for the next entry.
+	w.line = append(encodeEntry(w.line[:0], e), '\n')
+	return w.writeRaw(w.line)
 }
 
 // Close writes the end record and flushes. It does not close the
@@ -108,7 +106,11 @@ func (w *Writer) writeRecord(v any) error {
 }
 
 func (w *Writer) writeLine(line []byte) error {
-	line = append(line, '\n')
+	return w.writeRaw(append(line, '\n'))
+}
+
+// writeRaw writes a line that ends with its newline.
+func (w *Writer) writeRaw(line []byte) error {
 	w.sum.Write(line)
 	w.bytes += int64(len(line))
 	if _, err := w.out.Write(line); err != nil {
