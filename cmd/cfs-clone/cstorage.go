@@ -30,7 +30,7 @@ func runCStorage(c *cli.Context) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cstorageMemoryLimit)
 	}
-	opts := clone.CStorageOptions{Names: c.StringSlice("name"), Repo: c.String("repo")}
+	opts := clone.CStorageOptions{Names: c.StringSlice("name"), Repo: c.String("repo"), Verify: c.Bool("verify")}
 	if s := c.String("reflink"); s != "" {
 		p, err := reflink.ParsePolicy(s)
 		if err != nil || p == reflink.Never {

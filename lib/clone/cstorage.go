@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +31,10 @@ type CStorageOptions struct {
 	// Repo is the composefs repository holding the layers; "" means the
 	// one the list's image record names.
 	Repo string
+	// Verify reads and hashes everything even from a trusted repository:
+	// each body for its CRC64 and each layer for its diff ID (see
+	// trustedLayers).
+	Verify bool
 }
 
 // CStorageSummary counts what ToContainersStorage did.
@@ -43,6 +48,8 @@ type CStorageSummary struct {
 	ReflinkedBytes int64    `json:"reflinkedBytes"`
 	Copied         int64    `json:"copied"`
 	CopiedBytes    int64    `json:"copiedBytes"`
+	Unread         int64    `json:"unread"`
+	Trusted        bool     `json:"trusted"`
 	Entries        int64    `json:"entries"`
 	Policy         string   `json:"reflink"`
 	Root           string   `json:"root"`
@@ -54,8 +61,12 @@ func (s *CStorageSummary) String() string {
 	if s.ImageCreated {
 		what = "recorded"
 	}
-	return fmt.Sprintf("image %s %s as %s; layers written %d, already present %d; files reflinked %d (%d bytes), copied %d (%d bytes); %d entries, reflink=%s, containers-storage %s",
-		s.ImageID, what, strings.Join(s.Names, ", "), s.LayersWritten, s.LayersPresent, s.Reflinked, s.ReflinkedBytes, s.Copied, s.CopiedBytes, s.Entries, s.Policy, s.Root)
+	check := "layers hashed, bodies read"
+	if s.Trusted {
+		check = fmt.Sprintf("diff IDs trusted, %d bodies not read (CRC64 recorded)", s.Unread)
+	}
+	return fmt.Sprintf("image %s %s as %s; layers written %d, already present %d; files reflinked %d (%d bytes), copied %d (%d bytes); %s; %d entries, reflink=%s, containers-storage %s",
+		s.ImageID, what, strings.Join(s.Names, ", "), s.LayersWritten, s.LayersPresent, s.Reflinked, s.ReflinkedBytes, s.Copied, s.CopiedBytes, check, s.Entries, s.Policy, s.Root)
 }
 
 // ToContainersStorage writes the image an object list describes into a
@@ -124,6 +135,10 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 		Manifest: []byte(img.Manifest), Config: []byte(img.Config), DiffIDs: cfg.RootFS.DiffIDs, Names: names, Policy: opts.Policy,
 		Layer: func(i int) (cstorage.ChunkReader, error) { return openLayerChunks(repo, cfg.RootFS.DiffIDs[i]) },
 	}
+	if !opts.Verify && trustedLayers(repo) {
+		sum.Trusted = true
+		n.TrustDiffIDs, n.BodyCRC = true, recordedCRC
+	}
 	sum.ImageID = n.ImageID()
 	if "sha256:"+sum.ImageID != img.ConfigDigest {
 		return sum, fmt.Errorf("object list line 1: config bytes have digest sha256:%s, the record says %s", sum.ImageID, img.ConfigDigest)
@@ -165,6 +180,7 @@ func ToContainersStorage(ctx context.Context, store *cstorage.Store, in io.Reade
 	top, ws, err := store.WriteLayers(n)
 	sum.LayersWritten, sum.LayersPresent = ws.LayersWritten, ws.LayersPresent
 	sum.Reflinked, sum.ReflinkedBytes, sum.Copied, sum.CopiedBytes = ws.Cloned, ws.ClonedBytes, ws.Copied, ws.CopiedBytes
+	sum.Unread = ws.Unread
 	if err != nil {
 		// The pass-through may be waiting for its input: it is not waited
 		// for, but it writes nothing once we return.
@@ -219,6 +235,31 @@ func dropLayers(store *cstorage.Store, ids []string) {
 	for i := len(ids) - 1; i >= 0; i-- {
 		store.Storage().DeleteLayer(ids[i])
 	}
+}
+
+// trustedLayers says whether the layers of repo may be taken as what their
+// names say, as cfs-clone --to ostree takes the objects of a trusted
+// repository (trustedRepository: absolute, a real directory of ours
+// that no one else may write). cfs-pull named each layer stream by the
+// diff ID it computed from the tar it stored, each object by the
+// fs-verity digest of its bytes, and recorded each new body's CRC-64/ISO
+// in the pass that gave that digest; anyone who could change them since
+// could as well change the store we write into. The export then neither
+// hashes the tar again nor reads the bodies whose CRC64 is recorded: it
+// clones them and writes the recorded CRC64 into tar-split.
+func trustedLayers(repo *composefs.Repository) bool {
+	path, err := filepath.Abs(repo.Path())
+	if err != nil {
+		return false
+	}
+	return trustedRepository(&stream.Image{Stores: stream.Stores{Composefs: &stream.ComposefsStore{Repo: path}}}) != ""
+}
+
+// recordedCRC is the CRC-64/ISO cfs-pull recorded with an object of a
+// trusted repository (composefs.ObjectRecords), if any.
+func recordedCRC(f *os.File) (uint64, bool) {
+	crc, ok, err := composefs.ReadCRC64(f)
+	return crc, ok && err == nil
 }
 
 // ErrNoComposefsRepo: the image record names no composefs repository to

@@ -29,6 +29,7 @@ type aheadChunk struct {
 	clone  *os.File
 	how    reflink.Result
 	crc    uint64
+	known  bool // crc came from bodyCRC: the clone was not read
 	preErr error
 }
 
@@ -48,8 +49,9 @@ const (
 )
 
 // startChunksAhead starts reading chunks ahead and cloning each file chunk
-// into dir under policy, on two workers per CPU.
-func startChunksAhead(chunks ChunkReader, dir string, policy reflink.Policy) *chunksAhead {
+// into dir under policy, on two workers per CPU. A chunk whose CRC64
+// bodyCRC (if not nil) knows is cloned without being read.
+func startChunksAhead(chunks ChunkReader, dir string, policy reflink.Policy, bodyCRC func(*os.File) (uint64, bool)) *chunksAhead {
 	a := &chunksAhead{items: make(chan *aheadChunk, chunksAheadMax), stop: make(chan struct{})}
 	jobs := make(chan *aheadChunk)
 	workers := 2 * runtime.GOMAXPROCS(0)
@@ -92,7 +94,7 @@ func startChunksAhead(chunks ChunkReader, dir string, policy reflink.Policy) *ch
 			defer a.wg.Done()
 			buf := make([]byte, chunkReadBuf)
 			for it := range jobs {
-				it.clone, it.how, it.crc, it.preErr = cloneAhead(it.ch, dir, policy, buf)
+				it.clone, it.how, it.crc, it.known, it.preErr = cloneAhead(it.ch, dir, policy, bodyCRC, buf)
 				it.ch.File.Close()
 				close(it.done)
 			}
@@ -103,19 +105,24 @@ func startChunksAhead(chunks ChunkReader, dir string, policy reflink.Policy) *ch
 
 // cloneAhead clones a file chunk into an unnamed file of dir and reads the
 // clone once for its CRC64 (which also brings it into the page cache for
-// the sha256 that follows).
-func cloneAhead(ch Chunk, dir string, policy reflink.Policy, buf []byte) (*os.File, reflink.Result, uint64, error) {
+// the sha256 that may follow), unless bodyCRC knows it (known).
+func cloneAhead(ch Chunk, dir string, policy reflink.Policy, bodyCRC func(*os.File) (uint64, bool), buf []byte) (clone *os.File, how reflink.Result, crc uint64, known bool, err error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, 0, 0, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
+		return nil, 0, 0, false, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), ch.File.Name())
-	how, err := reflink.CloneFile(f, ch.File, policy)
+	how, err = reflink.CloneFile(f, ch.File, policy)
 	if err != nil {
 		f.Close()
-		return nil, 0, 0, err
+		return nil, 0, 0, false, err
 	}
-	crc := crc64iso.New()
+	if bodyCRC != nil {
+		if crc, ok := bodyCRC(ch.File); ok {
+			return f, how, crc, true, nil
+		}
+	}
+	h := crc64iso.New()
 	var off int64
 	for off < ch.Size {
 		p := buf
@@ -123,21 +130,21 @@ func cloneAhead(ch Chunk, dir string, policy reflink.Policy, buf []byte) (*os.Fi
 			p = p[:left]
 		}
 		n, err := f.ReadAt(p, off)
-		crc.Write(p[:n])
+		h.Write(p[:n])
 		off += int64(n)
 		if off == ch.Size {
 			break
 		}
 		if err == io.EOF || n == 0 && err == nil {
 			f.Close()
-			return nil, 0, 0, fmt.Errorf("%s: %w (shorter than the %d bytes the stream says)", ch.File.Name(), io.ErrUnexpectedEOF, ch.Size)
+			return nil, 0, 0, false, fmt.Errorf("%s: %w (shorter than the %d bytes the stream says)", ch.File.Name(), io.ErrUnexpectedEOF, ch.Size)
 		}
 		if err != nil {
 			f.Close()
-			return nil, 0, 0, err
+			return nil, 0, 0, false, err
 		}
 	}
-	return f, how, crc.Sum64(), nil
+	return f, how, h.Sum64(), false, nil
 }
 
 // next is the next chunk, its file chunk (if any) cloned.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -46,6 +47,9 @@ type ChunkReader interface {
 type CloneStats struct {
 	Cloned, ClonedBytes int64 // share their extents with the chunk's file
 	Copied, CopiedBytes int64 // bytes copied (refused FICLONE, or bodies not in one chunk)
+	// Cloned bodies whose CRC64 was known (NewImage.BodyCRC), in a layer
+	// whose diff ID was trusted: not read at all.
+	Unread, UnreadBytes int64
 }
 
 // cloneDiffer lays out a layer's files in c/storage's staging directory as
@@ -59,6 +63,11 @@ type cloneDiffer struct {
 	policy reflink.Policy
 	ahead  bool // clone file chunks ahead of the tar (startChunksAhead)
 	stats  CloneStats
+	// trustDiffID: the tar is known to have diffID (NewImage.TrustDiffIDs),
+	// so it is not hashed and a body cloned ahead is not read through
+	// the tar; bodyCRC: NewImage.BodyCRC.
+	trustDiffID bool
+	bodyCRC     func(*os.File) (uint64, bool)
 
 	// What verifyLayer checks the stored layer against: for each body in
 	// tar order, the file its bytes were read from, and the sha256 of the
@@ -95,10 +104,18 @@ type chunkStream struct {
 	size    int64
 	pending bool // file chunk fetched but not started
 	// A file chunk cloned ahead: file is the clone (unnamed until the
-	// Differ links it), crc the CRC64 of its bytes.
+	// Differ links it), crc the CRC64 of its bytes (known: not read for
+	// it).
 	cloned bool
 	how    reflink.Result
 	crc    uint64
+	known  bool
+	// unread: the current file chunk is a body whose bytes nobody needs
+	// (a clone linked in place, with its CRC64, in a tar whose diff ID is
+	// trusted, so not hashed): Read passes over it without reading the
+	// file, leaving the caller's buffer as it was. ApplyDiff sets it only
+	// for such a body, and then only discards what Read gives.
+	unread bool
 }
 
 func (c *chunkStream) Read(p []byte) (int, error) {
@@ -113,7 +130,13 @@ func (c *chunkStream) Read(p []byte) (int, error) {
 			if left := c.size - c.off; int64(len(p)) > left {
 				p = p[:left]
 			}
-			n, err := c.src.ReadAt(p, c.off)
+			var n int
+			var err error
+			if c.unread {
+				n = len(p)
+			} else {
+				n, err = c.src.ReadAt(p, c.off)
+			}
 			c.off += int64(n)
 			if c.off == c.size {
 				c.closeFile()
@@ -138,7 +161,7 @@ func (c *chunkStream) fetch() error {
 		}
 		if it.clone != nil {
 			c.file, c.src, c.off, c.size, c.pending = it.clone, it.clone, 0, it.ch.Size, true
-			c.cloned, c.how, c.crc = true, it.how, it.crc
+			c.cloned, c.how, c.crc, c.known = true, it.how, it.crc, it.known
 			return nil
 		}
 		c.inline = it.ch.Inline
@@ -164,7 +187,7 @@ func (c *chunkStream) closeFile() {
 	if c.file != nil {
 		c.file.Close()
 	}
-	c.file, c.src, c.pending, c.cloned = nil, nil, false, false
+	c.file, c.src, c.pending, c.cloned, c.known, c.unread = nil, nil, false, false, false, false
 }
 
 // bodyFile returns the file chunk that is exactly the next size bytes, if
@@ -219,12 +242,18 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 
 	cs := &chunkStream{chunks: d.chunks}
 	if d.ahead {
-		cs.ahead = startChunksAhead(d.chunks, dest, d.policy)
+		cs.ahead = startChunksAhead(d.chunks, dest, d.policy, d.bodyCRC)
 		defer cs.ahead.close()
 	}
 	defer cs.closeFile()
-	sum := sha256.New()
-	cnt := &counter{r: io.TeeReader(cs, sum)}
+	// The layer's sha256, unless the diff ID is trusted: then the
+	// stream's own name for the tar is its digest.
+	var sum hash.Hash
+	cnt := &counter{r: cs}
+	if !d.trustDiffID {
+		sum = sha256.New()
+		cnt.r = io.TeeReader(cs, sum)
+	}
 	tr := tar.NewReader(cnt)
 	tr.RawAccounting = true
 	x := newExtractor(dest, options)
@@ -272,6 +301,13 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 			body = tr
 			known := cs.crc
 			bodyCRC = func() uint64 { return known }
+			if d.trustDiffID {
+				cs.unread = true
+				if cs.known {
+					d.stats.Unread++
+					d.stats.UnreadBytes += hdr.Size
+				}
+			}
 		}
 		x.body = bodyRecord{size: hdr.Size}
 		if err := x.entry(hdr, body, clone, cs, d); err != nil {
@@ -315,7 +351,10 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 	if err := x.finish(); err != nil {
 		return out, fmt.Errorf("layer %s: %w", d.diffID, err)
 	}
-	got := "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	got := d.diffID
+	if sum != nil {
+		got = "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	}
 	if got != d.diffID {
 		return out, fmt.Errorf("layer %s: the stored tar has digest %s: %w", d.diffID, got, errLayerDigest)
 	}

@@ -39,7 +39,9 @@ import (
 // member is created there), and the rename of the staging directory keeps
 // the inodes. A body ApplyDiff did not read from its file (written from
 // the stream, or not stored by the extraction) is read back through the
-// getter and checked against its CRC64, as Store.Diff would.
+// getter and checked against its CRC64, as Store.Diff would. Where the
+// diff ID is trusted (NewImage.TrustDiffIDs) the tar was not hashed, and
+// the same checks tie each body's name to the inode it was cloned into.
 func (s *Store) verifyLayer(id string, d *cloneDiffer) error {
 	where := fmt.Sprintf("containers-storage layer %s (%s)", id, d.diffID)
 	f, err := os.Open(s.tarSplitPath(id))

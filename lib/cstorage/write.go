@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -27,6 +28,16 @@ type NewImage struct {
 	// Policy: reflink.Always (every body over 64 bytes shares its
 	// extents), reflink.Auto (copy where FICLONE is refused).
 	Policy reflink.Policy
+	// TrustDiffIDs says each layer's tar is known to have its diff ID
+	// (a trusted composefs repository's layer stream, which cfs-pull
+	// named by the diff ID after hashing it): the tar is not hashed
+	// again, so a cloned body is read only for its CRC64, and not at
+	// all where BodyCRC knows it.
+	TrustDiffIDs bool
+	// BodyCRC, if not nil, gives the CRC-64/ISO of a file chunk's bytes
+	// when it is known without reading them (recorded with the file by
+	// its writer, and trusted by the caller); ok false: they are read.
+	BodyCRC func(f *os.File) (crc uint64, ok bool)
 }
 
 // WriteStats counts what WriteLayers did.
@@ -100,7 +111,7 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 				errs[i] = err
 				return
 			}
-			d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy, ahead: true}
+			d := &cloneDiffer{chunks: chunks, diffID: n.DiffIDs[i], policy: n.Policy, ahead: true, trustDiffID: n.TrustDiffIDs, bodyCRC: n.BodyCRC}
 			differs[i] = d
 			outs[i], errs[i] = s.stageLayer(d)
 			if c, ok := chunks.(io.Closer); ok {
@@ -111,6 +122,8 @@ func (s *Store) WriteLayers(n *NewImage) (string, *WriteStats, error) {
 			st.ClonedBytes += d.stats.ClonedBytes
 			st.Copied += d.stats.Copied
 			st.CopiedBytes += d.stats.CopiedBytes
+			st.Unread += d.stats.Unread
+			st.UnreadBytes += d.stats.UnreadBytes
 			mu.Unlock()
 		}()
 	}
