@@ -131,9 +131,12 @@ func BenchmarkInstallLarge(b *testing.B) {
 			timed(b, "ostree", "admin", "init-fs", "--modern", peer)
 			timed(b, "ostree", "admin", "os-init", "--sysroot="+peer, "default")
 			dropCaches()
-			t := measure(b, "ostree", "commit", "--repo="+peer+"/ostree/repo", "--tree=dir="+tree, "-b", "peer", "--no-bindings")
-			t = t.add(measure(b, "ostree", "admin", "deploy", "--sysroot="+peer, "--os=default", "--karg=root=UUID=00000000-0000-0000-0000-000000000000", "--karg=rw", "peer"))
+			commit := measure(b, "ostree", "commit", "--repo="+peer+"/ostree/repo", "--tree=dir="+tree, "-b", "peer", "--no-bindings")
+			deploy := measure(b, "ostree", "admin", "deploy", "--sysroot="+peer, "--os=default", "--karg=root=UUID=00000000-0000-0000-0000-000000000000", "--karg=rw", "peer")
+			t := commit.add(deploy)
 			theirs = append(theirs, t)
+			b.Logf("pair %d: ostree commit %v (CPU %v), ostree admin deploy %v (CPU %v)", p,
+				commit.wall.Round(time.Millisecond), commit.cpu.Round(time.Millisecond), deploy.wall.Round(time.Millisecond), deploy.cpu.Round(time.Millisecond))
 
 			nroot := fs.Path(fmt.Sprintf("native-%d-%d", i, p))
 			os.Mkdir(nroot, 0o755)
