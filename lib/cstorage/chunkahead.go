@@ -5,11 +5,11 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-project/cfs/lib/atomicfile"
 	"github.com/cfs-project/cfs/lib/crc64iso"
 	"github.com/cfs-project/cfs/lib/reflink"
 )
@@ -182,9 +182,10 @@ func (a *chunksAhead) close() {
 	})
 }
 
-// linkInPlace gives an unnamed file the name path.
+// linkInPlace gives an unnamed file the name path (atomicfile.Link: by
+// descriptor where the capability allows, no walk through /proc).
 func linkInPlace(f *os.File, path string) error {
-	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := atomicfile.Link(f, unix.AT_FDCWD, path); err != nil {
 		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}
 	}
 	return nil

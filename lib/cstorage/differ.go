@@ -2,6 +2,7 @@ package cstorage
 
 import (
 	stdtar "archive/tar"
+	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -238,7 +239,10 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 	}()
 	os.Remove(ts.Name()) // c/storage reads it through the descriptor
 	tsSum := sha256.New()
-	packer := tsstorage.NewJSONPacker(io.MultiWriter(ts, tsSum))
+	// Buffered: the packer writes each entry on its own, a system call
+	// per segment and per file otherwise.
+	tsBuf := bufio.NewWriterSize(io.MultiWriter(ts, tsSum), 256<<10)
+	packer := tsstorage.NewJSONPacker(tsBuf)
 
 	cs := &chunkStream{chunks: d.chunks}
 	if d.ahead {
@@ -357,6 +361,9 @@ func (d *cloneDiffer) ApplyDiff(dest string, options *archive.TarOptions, dopts 
 	}
 	if got != d.diffID {
 		return out, fmt.Errorf("layer %s: the stored tar has digest %s: %w", d.diffID, got, errLayerDigest)
+	}
+	if err := tsBuf.Flush(); err != nil {
+		return out, err
 	}
 	if _, err := ts.Seek(0, io.SeekStart); err != nil {
 		return out, err
