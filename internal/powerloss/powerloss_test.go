@@ -121,6 +121,32 @@ func crashRounds(t *testing.T, f *fixture, clean time.Duration, reset func(round
 	t.Logf("%d of %d power cuts came while the stage ran (clean run %v)", interrupted, len(Fractions), clean)
 }
 
+// TestNamesDurableAtExit cuts the power as soon as a stage has exited:
+// the next stage, run on its list after the remount, must find every
+// object the list names. cfs-clone named its last objects after its last
+// syncfs, so those names were still only in XFS's in-memory log.
+func TestNamesDurableAtExit(t *testing.T) {
+	f := newFixture(t, 1)
+	cut := func() {
+		f.xfs.Shutdown(t)
+		f.xfs.Remount(t)
+	}
+	for round := 0; round < 3; round++ {
+		os.RemoveAll(f.composefs)
+		Time(t, f.pull(0))
+		cut()
+		CheckComposefs(t, f.composefs)
+		f.freshOstree(t)
+		Rerun(t, f.clone())
+		cut()
+		Rerun(t, f.importList())
+		CheckOstree(t, f.repo)
+		if t.Failed() {
+			t.Fatalf("round %d", round)
+		}
+	}
+}
+
 // TestPowerLoss cuts the power in each stage of the pipeline (XFS
 // shutdown with fsync noise) at several points, remounts and re-runs the
 // stage: the re-run must succeed, every composefs object must hash to its

@@ -159,9 +159,14 @@ func ToOstreeEntries(ctx context.Context, repo *ostree.Repo, r stream.EntryReade
 	if flushErr != nil {
 		return sum, flushErr
 	}
-	// The last objects become durable and get their names before their
-	// entries and the end record go out.
+	// The last objects become durable and get their names, and the names
+	// become durable too, before their entries and the end record go out:
+	// cfs-ostree-import re-run after a power cut must find every object
+	// a finished list names.
 	if err := repo.Flush(); err != nil {
+		return sum, err
+	}
+	if err := repo.Sync(); err != nil {
 		return sum, err
 	}
 	for _, e := range held {
