@@ -114,7 +114,7 @@ lint:
 	$(GO) run $(STATICCHECK) -tags=$(TAGS) ./...
 
 # Debian packages the tests and the demo use as oracles and tools.
-DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd systemd-container util-linux time jq shellcheck selinux-utils selinux-policy-default runc groff-base binutils systemd-boot-efi dosfstools
+DEB_PACKAGES := xfsprogs btrfs-progs e2fsprogs ostree erofs-utils fsverity skopeo podman systemd systemd-container util-linux time jq shellcheck selinux-utils selinux-policy-default runc groff-base binutils systemd-boot-efi dosfstools isal pigz
 deps:
 	@if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then \
 	  echo "make deps: this is not a Debian-based system; install by hand: $(DEB_PACKAGES)" >&2; exit 1; fi

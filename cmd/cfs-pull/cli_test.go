@@ -117,3 +117,38 @@ func TestInProcess(t *testing.T) {
 		}
 	}
 }
+
+// --decompressor: builtin and a program pull the same image; a program
+// that is not there is refused before anything is fetched.
+func TestDecompressorFlag(t *testing.T) {
+	_, src := ociLayout(t, testimage.Options{Seed: 5})
+	lists := map[string]string{}
+	choices := []string{"builtin", "auto"}
+	if p, err := exec.LookPath("pigz"); err == nil {
+		choices = append(choices, p)
+	}
+	for _, choice := range choices {
+		repoDir := filepath.Join(t.TempDir(), "composefs")
+		res := cfsPull(t, "--repo", repoDir, "--insecure-policy", "--quiet", "--decompressor", choice, src)
+		if res.err != nil {
+			t.Fatalf("--decompressor %s: %v\n%s", choice, res.err, res.stderr)
+		}
+		// The end record's checksum covers the repository's path.
+		list := strings.ReplaceAll(string(res.stdout), repoDir, "REPO")
+		lists[choice] = list[:strings.LastIndex(list, `{"type":"end"`)]
+	}
+	for _, choice := range choices[1:] {
+		if lists[choice] != lists["builtin"] {
+			t.Errorf("--decompressor %s listed another image than builtin", choice)
+		}
+	}
+	repoDir := filepath.Join(t.TempDir(), "composefs")
+	res := cfsPull(t, "--repo", repoDir, "--insecure-policy", "--decompressor", "/nonexistent/inflate", src)
+	msg := strings.TrimSpace(string(res.stderr))
+	if res.err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, "--decompressor") || !strings.Contains(msg, "/nonexistent/inflate") {
+		t.Errorf("a missing decompressor: %v, want one line naming it:\n%s", res.err, msg)
+	}
+	if _, err := os.Stat(repoDir); err == nil {
+		t.Error("the repository was created before the decompressor was refused")
+	}
+}

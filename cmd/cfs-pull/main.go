@@ -83,6 +83,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "layers fetched at once"},
 			&cli.Int64Flag{Name: "low-speed-limit", Value: pull.DefaultLowSpeed.Limit, Usage: "a download slower than `BYTES` per second for --low-speed-time has stalled and fails the pull (0: only when nothing arrives)"},
 			&cli.DurationFlag{Name: "low-speed-time", Value: pull.DefaultLowSpeed.Time, Usage: "how long a download may stay under --low-speed-limit (`DURATION`, e.g. 30s; 0 waits forever)"},
+			&cli.StringFlag{Name: "decompressor", Value: pull.DecompressAuto, Usage: "inflate gzip layers with `auto` (igzip, else pigz, when on PATH: inflating is a pull's longest chain, and igzip takes under half the CPU of the in-process inflater), builtin (in process), or the PATH of a program run as PROG -dc; a blob such a program refuses, or that is not exactly one gzip member, is inflated again in process, which decides"},
 			&cli.StringFlag{Name: "reflink", Usage: "containers-storage: sources: `always` (every file shares its extents with the store's; fail otherwise) or auto (copy where that is impossible); default always where the repository and the store can share extents"},
 			cliutil.JSONFlag,
 			cliutil.ProgressFDFlag,
@@ -104,6 +105,9 @@ func run(c *cli.Context) error {
 	fromRepo := c.String("from-repo")
 	if fromRepo == "" && c.NArg() != 1 || fromRepo != "" && c.NArg() != 0 {
 		return cliutil.Usage("give exactly one SOURCE, or --from-repo without one (see --help)")
+	}
+	if _, err := pull.ResolveDecompressor(c.String("decompressor")); err != nil {
+		return cliutil.Usage("--decompressor: %v", err)
 	}
 	// --json replaces the human summary; progress lines stay unless --quiet.
 	rep, err := cliutil.Progress(c, c.Bool("quiet"))
@@ -214,7 +218,7 @@ func fetch(c *cli.Context, repo *composefs.Repository, rep *progress.Reporter) (
 	}
 	defer src.Close()
 
-	res, err := pull.ToComposefs(c.Context, repo, src, pull.Options{Tag: c.String("tag"), Jobs: c.Int("jobs"), Progress: pull.Report(rep, src)})
+	res, err := pull.ToComposefs(c.Context, repo, src, pull.Options{Tag: c.String("tag"), Jobs: c.Int("jobs"), Progress: pull.Report(rep, src), Decompressor: c.String("decompressor")})
 	if err != nil {
 		return nil, nil, nil, nil, stallHint(err)
 	}

@@ -39,6 +39,9 @@ type Options struct {
 	// Progress gets every event, never two at once (layers are fetched
 	// in parallel, the calls are serialized).
 	Progress func(Event)
+	// Decompressor inflates gzip layers: DecompressAuto ("" too),
+	// DecompressBuiltin, or the path of a program run as `PROG -dc`.
+	Decompressor string
 }
 
 // Result is what a pull stored.
@@ -83,6 +86,10 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 	}
 	if len(diffIDs) != len(src.Layers) {
 		return nil, fmt.Errorf("%s: the config lists %d diff IDs for %d layers", src.Name, len(diffIDs), len(src.Layers))
+	}
+	inflaterProg, err := ResolveDecompressor(opts.Decompressor)
+	if err != nil {
+		return nil, err
 	}
 	res := &Result{Source: src, DiffIDs: diffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
 	// Objects are made durable and named by batches on another goroutine
@@ -139,7 +146,7 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 			onBytes := func(n int64) {
 				progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Done: n})
 			}
-			stats, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes)
+			stats, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes, inflaterProg)
 			if err != nil {
 				return fmt.Errorf("%s: %w", src.Name, err)
 			}
@@ -222,31 +229,67 @@ func writeBootImage(repo *composefs.Repository, res *Result) error {
 }
 
 // fetchLayer streams one blob through digest verification and
-// decompression into the repository.
-func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64)) (oci.LayerStats, error) {
+// decompression into the repository. A gzip blob is inflated by
+// inflaterProg when one is given; when that program cannot decide (see
+// inflater), the blob is fetched again and inflated in process, which
+// then has the last word.
+func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflaterProg string) (oci.LayerStats, error) {
+	stats, refused, err := fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflaterProg)
+	if refused == nil || ctx.Err() != nil {
+		return stats, err
+	}
+	stats, _, err = fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, "")
+	if err != nil {
+		return stats, fmt.Errorf("%w (before that, %v)", err, refused)
+	}
+	return stats, nil
+}
+
+// fetchLayerWith is one attempt of fetchLayer; refused is set when the
+// external inflater left the decision to the in-process one.
+func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflaterProg string) (stats oci.LayerStats, refused, err error) {
 	blobReader, err := src.OpenBlob(ctx, blob)
 	if err != nil {
-		return oci.LayerStats{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+		return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
 	// Read (and digested) on a goroutine of its own, beside the inflating.
 	ahead := newReadAhead(blobReader)
 	defer ahead.Close()
 	rc := &countingReader{r: ahead, report: onBytes}
-	tarStream, _, err := compression.AutoDecompress(rc)
+	algo, decompress, stream, err := compression.DetectCompressionFormat(rc)
 	if err != nil {
-		return oci.LayerStats{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+		return stats, nil, fmt.Errorf("layer %s: detecting compression: %w", blob.Digest, err)
+	}
+	if inflaterProg != "" && algo.Name() == compression.Gzip.Name() {
+		in, err := startInflater(inflaterProg, stream, func() { ahead.Close() })
+		if err != nil {
+			return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
+		}
+		stats, err = oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: in}, diffID, nil)
+		in.Close()
+		if err != nil {
+			return stats, in.refused, fmt.Errorf("blob %s: %w", blob.Digest, err)
+		}
+		// The inflater read the blob to its end (its digest checked).
+		return stats, nil, nil
+	}
+	var tarStream io.ReadCloser = io.NopCloser(stream)
+	if decompress != nil {
+		if tarStream, err = decompress(stream); err != nil {
+			return stats, nil, fmt.Errorf("layer %s: initializing decompression: %w", blob.Digest, err)
+		}
 	}
 	defer tarStream.Close()
-	stats, err := oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, nil)
+	stats, err = oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, nil)
 	if err != nil {
-		return stats, fmt.Errorf("blob %s: %w", blob.Digest, err)
+		return stats, nil, fmt.Errorf("blob %s: %w", blob.Digest, err)
 	}
 	// The compressed stream must be read to its end for its digest to be
 	// checked; a decompressor may stop at the end of the data.
 	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return stats, fmt.Errorf("layer %s: %w", blob.Digest, err)
+		return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
-	return stats, nil
+	return stats, nil, nil
 }
 
 // countingReader reports how many bytes passed, every MiB or so.
