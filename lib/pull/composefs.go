@@ -252,16 +252,21 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 	if err != nil {
 		return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
-	// Read (and digested) on a goroutine of its own, beside the inflating.
-	ahead := newReadAhead(blobReader)
-	defer ahead.Close()
-	rc := &countingReader{r: ahead, report: onBytes}
-	algo, decompress, stream, err := compression.DetectCompressionFormat(rc)
+	var closeOnce sync.Once
+	closeBlob := func() error {
+		err := io.ErrClosedPipe
+		closeOnce.Do(func() { err = blobReader.Close() })
+		return err
+	}
+	defer closeBlob()
+	algo, decompress, stream, err := compression.DetectCompressionFormat(blobReader)
 	if err != nil {
 		return stats, nil, fmt.Errorf("layer %s: detecting compression: %w", blob.Digest, err)
 	}
 	if inflaterProg != "" && algo.Name() == compression.Gzip.Name() {
-		in, err := startInflater(inflaterProg, stream, func() { ahead.Close() })
+		// The feeder reads (and digests) the blob on a goroutine of its
+		// own, beside the program and the tar.
+		in, err := startInflater(inflaterProg, &countingReader{r: stream, report: onBytes}, func() { closeBlob() })
 		if err != nil {
 			return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 		}
@@ -273,6 +278,11 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 		// The inflater read the blob to its end (its digest checked).
 		return stats, nil, nil
 	}
+	// Read (and digested) on a goroutine of its own, beside the inflating.
+	ahead := newReadAhead(readCloser{stream, closeBlob})
+	defer ahead.Close()
+	rc := &countingReader{r: ahead, report: onBytes}
+	stream = rc
 	var tarStream io.ReadCloser = io.NopCloser(stream)
 	if decompress != nil {
 		if tarStream, err = decompress(stream); err != nil {
@@ -291,6 +301,14 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 	}
 	return stats, nil, nil
 }
+
+// readCloser is a reader closed by another function.
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
 
 // countingReader reports how many bytes passed, every MiB or so.
 type countingReader struct {
