@@ -163,7 +163,16 @@ func (r *Repo) WriteFileObjectWith(meta FileMeta, fill func(tmp *os.File) error,
 	if err != nil {
 		return "", false, fmt.Errorf("file object: %w", err)
 	}
-	tmp, err := r.newTmpObject(r.createPerm(meta.Mode))
+	// The object's directory, when its name is known now (an invalid
+	// one fails below, after the fill, as before).
+	name := knownChecksum
+	if name == "" {
+		name = opts.Recorded
+	}
+	if !ValidChecksum(name) {
+		name = ""
+	}
+	tmp, err := r.newTmpObject(r.createPerm(meta.Mode), name)
 	if err != nil {
 		return "", false, err
 	}
@@ -333,7 +342,7 @@ func (r *Repo) WriteSymlinkObject(meta FileMeta, target string) (checksum string
 		// bare-user cannot own or label a real symlink, so the object is
 		// a regular file holding the target and a NUL, described by
 		// user.ostreemeta.
-		tmp, err := r.newTmpObject(0o644)
+		tmp, err := r.newTmpObject(0o644, checksum)
 		if err != nil {
 			return "", false, err
 		}
@@ -400,7 +409,7 @@ func (r *Repo) writeMetadataObject(typ ObjectType, data []byte) (string, error) 
 	if err := r.beginWrite(); err != nil {
 		return "", err
 	}
-	tmp, err := r.newTmpObject(0o644)
+	tmp, err := r.newTmpObject(0o644, checksum)
 	if err != nil {
 		return "", err
 	}

@@ -34,14 +34,30 @@ func randomSuffix() string {
 // newTmpObject creates the temporary file with perm (through the umask):
 // the object's own permission bits where the caller can give them, so
 // that setting them afterwards is usually not needed (see setMode).
-func (r *Repo) newTmpObject(perm uint32) (*tmpObject, error) {
+//
+// checksum, when the object's name is known before it is filled, puts
+// the unnamed file in its final objects/XX/ directory rather than tmp/:
+// XFS allocates a new inode in its parent directory's allocation group
+// and keeps an O_TMPFILE on that group's unlinked list until it is
+// linked, so with every object made in tmp/ all writers wait on one
+// group's lock; objects/XX/ directories are spread over the groups. The
+// file still gets its name only after the batch's syncfs (Flush), and a
+// named fallback stays in tmp/, where nothing takes it for an object.
+func (r *Repo) newTmpObject(perm uint32, checksum string) (*tmpObject, error) {
 	tmpFD, err := r.writeDirs()
 	if err != nil {
 		return nil, err
 	}
-	f, ok, err := atomicfile.OpenUnnamed(tmpFD, ".", perm)
+	dirFD, dirName := tmpFD, "tmp"
+	if checksum != "" {
+		if dirFD, err = r.objectDir(checksum); err != nil {
+			return nil, err
+		}
+		dirName = "objects/" + checksum[:2]
+	}
+	f, ok, err := atomicfile.OpenUnnamed(dirFD, ".", perm)
 	if err != nil {
-		return nil, fmt.Errorf("%s/tmp: %w", r.path, err)
+		return nil, fmt.Errorf("%s/%s: %w", r.path, dirName, err)
 	}
 	if ok {
 		return &tmpObject{f: f, tmpFD: tmpFD}, nil
