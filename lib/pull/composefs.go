@@ -39,8 +39,8 @@ type Options struct {
 	// Progress gets every event, never two at once (layers are fetched
 	// in parallel, the calls are serialized).
 	Progress func(Event)
-	// Decompressor inflates gzip layers: DecompressAuto ("" too),
-	// DecompressBuiltin, or the path of a program run as `PROG -dc`.
+	// Decompressor inflates gzip layers: DecompressBuiltin ("" too),
+	// DecompressAuto, or the path of a program run as `PROG -dc`.
 	Decompressor string
 }
 

@@ -25,7 +25,10 @@ const (
 	// on PATH, else in process.
 	DecompressAuto = "auto"
 	// DecompressBuiltin inflates in process (klauspost/pgzip, as
-	// containers/image does).
+	// containers/image does). It is the default: a program saves user
+	// CPU but adds as much system CPU in the pipes' copies (no wall-time
+	// gain on the benchmark image, docs/performance.md), and a blob of
+	// several members has to be inflated twice.
 	DecompressBuiltin = "builtin"
 )
 
@@ -40,14 +43,14 @@ var autoInflaters = []string{"igzip", "pigz"}
 // inflates gzip layers, "" meaning in process.
 func ResolveDecompressor(choice string) (string, error) {
 	switch choice {
-	case "", DecompressAuto:
+	case DecompressAuto:
 		for _, name := range autoInflaters {
 			if p, err := exec.LookPath(name); err == nil {
 				return p, nil
 			}
 		}
 		return "", nil
-	case DecompressBuiltin:
+	case "", DecompressBuiltin:
 		return "", nil
 	}
 	p, err := exec.LookPath(choice)
