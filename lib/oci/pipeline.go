@@ -167,7 +167,9 @@ func (p *bodyPipeline) close() {
 // they come, and each object once its worker has its id.
 type assembler struct {
 	ss      *splitstream.Writer
-	stats   *LayerStats
+	stats   *LayerStats // the caller's, added to by close
+	counts  LayerStats  // the assembler goroutine's own
+	merged  bool
 	diffID  string
 	buf     []byte // inline bytes not yet sent
 	ops     chan asmOp
@@ -204,10 +206,10 @@ func newAssembler(ss *splitstream.Writer, stats *LayerStats, diffID string) *ass
 				continue
 			}
 			if j.created {
-				a.stats.ObjectsNew++
-				a.stats.BytesNew += j.n
+				a.counts.ObjectsNew++
+				a.counts.BytesNew += j.n
 			} else {
-				a.stats.ObjectsPresent++
+				a.counts.ObjectsPresent++
 			}
 			a.err = a.ss.WriteExternal(j.id, j.n)
 		}
@@ -224,8 +226,11 @@ func (a *assembler) external(j *bodyJob, name string) {
 	a.buf = nil
 }
 
-// close writes what is left and waits; its error is the first of a
-// worker's or of the stream.
+// close writes what is left, waits, and adds the objects it counted to
+// the caller's stats (only then: the caller may read its stats, e.g. to
+// return them with an error, while the assembler still runs); its error
+// is the first of a worker's or of the stream. It is called from the
+// caller's goroutine, possibly twice.
 func (a *assembler) close() error {
 	a.closing.Do(func() {
 		a.ops <- asmOp{inline: a.buf}
@@ -233,5 +238,11 @@ func (a *assembler) close() error {
 		close(a.ops)
 	})
 	<-a.done
+	if !a.merged {
+		a.merged = true
+		a.stats.ObjectsNew += a.counts.ObjectsNew
+		a.stats.BytesNew += a.counts.BytesNew
+		a.stats.ObjectsPresent += a.counts.ObjectsPresent
+	}
 	return a.err
 }
