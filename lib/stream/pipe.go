@@ -43,7 +43,7 @@ var (
 // touch it afterwards.
 func Pipe() (*PipeReader, *PipeWriter) {
 	p := &pipe{items: make(chan pipeItem, 256), wdone: make(chan struct{}), rdone: make(chan struct{})}
-	return &PipeReader{p: p}, &PipeWriter{p: p, order: newTreeOrder()}
+	return &PipeReader{p: p}, &PipeWriter{producerRules: newProducerRules(), p: p}
 }
 
 type pipe struct {
@@ -67,11 +67,9 @@ type pipeItem struct {
 
 // PipeWriter is the producing side of a Pipe.
 type PipeWriter struct {
-	p      *pipe
-	order  *treeOrder
-	image  bool
-	err    error
-	closed bool
+	producerRules
+	p   *pipe
+	err error
 }
 
 func (w *PipeWriter) send(it pipeItem) error {
@@ -101,18 +99,11 @@ func (w *PipeWriter) WriteImage(img *Image) error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.image {
-		return w.fail(errors.New("image record written twice"))
-	}
-	rec := *img
-	if rec.Version == 0 {
-		rec.Version = Version
-	}
-	if err := CheckImage(&rec); err != nil {
+	rec, err := w.checkImage(img)
+	if err != nil {
 		return w.fail(err)
 	}
-	w.image = true
-	return w.send(pipeItem{image: &rec})
+	return w.send(pipeItem{image: rec})
 }
 
 // WriteEntry hands over one tree entry, in stream order.
@@ -120,16 +111,7 @@ func (w *PipeWriter) WriteEntry(e *Entry) error {
 	if w.err != nil {
 		return w.err
 	}
-	if !w.image {
-		return w.fail(errors.New("entry written before the image record"))
-	}
-	if w.closed {
-		return w.fail(errors.New("entry written after the end"))
-	}
-	if err := checkEntryFields(e); err != nil {
-		return w.fail(err)
-	}
-	if err := w.order.add(e); err != nil {
+	if err := w.checkEntry(e); err != nil {
 		return w.fail(err)
 	}
 	it := pipeItem{entry: e}
@@ -145,12 +127,8 @@ func (w *PipeWriter) Close() error {
 	if w.closed || w.err != nil {
 		return w.err
 	}
-	w.closed = true
-	if !w.image {
-		return w.fail(errors.New("closing a stream that has no image record"))
-	}
-	if w.order.count == 0 {
-		return w.fail(errors.New("closing a stream that has no entries"))
+	if err := w.checkEnd(); err != nil {
+		return w.fail(err)
 	}
 	w.order.finish()
 	return w.send(pipeItem{end: true, closed: append([]string(nil), w.order.closed...)})

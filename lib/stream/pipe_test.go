@@ -209,3 +209,53 @@ func TestPipeReaderStops(t *testing.T) {
 		t.Errorf("Close = %v", err)
 	}
 }
+
+// Both writers refuse the same misuse of the record order, each with the
+// same error; before they shared their rules, a Writer wrote an entry
+// after its end record.
+func TestWritersRefuseMisuse(t *testing.T) {
+	root := func() *Entry { return &Entry{Type: TypeDir, Path: "/", Mode: 0o755} }
+	for _, c := range []struct {
+		name string
+		use  func(EntryWriter) error
+		want string
+	}{
+		{"entry before the image", func(w EntryWriter) error { return w.WriteEntry(root()) }, "entry written before the image record"},
+		{"image twice", func(w EntryWriter) error {
+			if err := w.WriteImage(testImage()); err != nil {
+				return nil
+			}
+			return w.WriteImage(testImage())
+		}, "image record written twice"},
+		{"no entries", func(w EntryWriter) error {
+			if err := w.WriteImage(testImage()); err != nil {
+				return nil
+			}
+			return w.Close()
+		}, "closing a stream that has no entries"},
+		{"entry after the end", func(w EntryWriter) error {
+			if w.WriteImage(testImage()) != nil || w.WriteEntry(root()) != nil || w.Close() != nil {
+				return nil
+			}
+			return w.WriteEntry(&Entry{Type: TypeDir, Path: "/a", Mode: 0o755})
+		}, "entry written after the end"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pr, pw := Pipe()
+			go func() {
+				for {
+					if _, err := pr.Next(); err != nil {
+						return
+					}
+				}
+			}()
+			defer pw.CloseWithError(nil)
+			for name, w := range map[string]EntryWriter{"Writer": NewWriter(io.Discard), "PipeWriter": pw} {
+				err := c.use(w)
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("%s: %v, want %q", name, err, c.want)
+				}
+			}
+		})
+	}
+}

@@ -16,19 +16,71 @@ import (
 // written only by Close and only if every earlier write succeeded: a
 // producer that fails part-way leaves a stream every reader refuses.
 type Writer struct {
-	out    *bufio.Writer
-	sum    hash.Hash
-	bytes  int64
-	image  bool
-	order  *treeOrder
-	err    error
-	closed bool
-	line   []byte // reused by WriteEntry
+	producerRules
+	out   *bufio.Writer
+	sum   hash.Hash
+	bytes int64
+	err   error
+	line  []byte // reused by WriteEntry
 }
 
 // NewWriter returns a Writer to w. It buffers; Close flushes.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{out: bufio.NewWriterSize(w, 1<<16), sum: sha256.New(), order: newTreeOrder()}
+	return &Writer{producerRules: newProducerRules(), out: bufio.NewWriterSize(w, 1<<16), sum: sha256.New()}
+}
+
+// producerRules hold a producer to the order every reader checks (the
+// image record first, entries in tree order, the end last, after at
+// least one entry); Writer and PipeWriter both apply them.
+type producerRules struct {
+	order  *treeOrder
+	image  bool
+	closed bool
+}
+
+func newProducerRules() producerRules { return producerRules{order: newTreeOrder()} }
+
+// checkImage returns the image record to write: img with a zero Version
+// set to the current one, checked.
+func (r *producerRules) checkImage(img *Image) (*Image, error) {
+	if r.image {
+		return nil, errors.New("image record written twice")
+	}
+	rec := *img
+	if rec.Version == 0 {
+		rec.Version = Version
+	}
+	if err := CheckImage(&rec); err != nil {
+		return nil, err
+	}
+	r.image = true
+	return &rec, nil
+}
+
+// checkEntry checks e and adds it to the tree order.
+func (r *producerRules) checkEntry(e *Entry) error {
+	if !r.image {
+		return errors.New("entry written before the image record")
+	}
+	if r.closed {
+		return errors.New("entry written after the end")
+	}
+	if err := checkEntryFields(e); err != nil {
+		return err
+	}
+	return r.order.add(e)
+}
+
+// checkEnd ends the stream; it is called once.
+func (r *producerRules) checkEnd() error {
+	r.closed = true
+	if !r.image {
+		return errors.New("closing a stream that has no image record")
+	}
+	if r.order.count == 0 {
+		return errors.New("closing a stream that has no entries")
+	}
+	return nil
 }
 
 // WriteImage writes the image record; it must come first. A zero Version
@@ -37,21 +89,14 @@ func (w *Writer) WriteImage(img *Image) error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.image {
-		return w.fail(errors.New("image record written twice"))
-	}
-	rec := *img
-	if rec.Version == 0 {
-		rec.Version = Version
-	}
-	if err := CheckImage(&rec); err != nil {
+	rec, err := w.checkImage(img)
+	if err != nil {
 		return w.fail(err)
 	}
-	w.image = true
 	return w.writeRecord(struct {
 		Type Type `json:"type"`
 		*Image
-	}{TypeImage, &rec})
+	}{TypeImage, rec})
 }
 
 // WriteEntry writes one tree entry, in stream order.
@@ -59,13 +104,7 @@ func (w *Writer) WriteEntry(e *Entry) error {
 	if w.err != nil {
 		return w.err
 	}
-	if !w.image {
-		return w.fail(errors.New("entry written before the image record"))
-	}
-	if err := checkEntryFields(e); err != nil {
-		return w.fail(err)
-	}
-	if err := w.order.add(e); err != nil {
+	if err := w.checkEntry(e); err != nil {
 		return w.fail(err)
 	}
 	// encodeEntry writes what json.Marshal(e) would, without its
@@ -81,12 +120,8 @@ func (w *Writer) Close() error {
 	if w.closed || w.err != nil {
 		return w.err
 	}
-	w.closed = true
-	if !w.image {
-		return w.fail(errors.New("closing a stream that has no image record"))
-	}
-	if w.order.count == 0 {
-		return w.fail(errors.New("closing a stream that has no entries"))
+	if err := w.checkEnd(); err != nil {
+		return w.fail(err)
 	}
 	if err := w.writeRecord(endJSON(End{Entries: w.order.count, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum.Sum(nil))})); err != nil {
 		return err
