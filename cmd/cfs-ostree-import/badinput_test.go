@@ -158,18 +158,23 @@ func TestBadInput(t *testing.T) {
 	t.Run("not annotated", func(t *testing.T) {
 		wantFailure(t, runTool(t, list, "cfs-ostree-import", "--repo", repo), repo, "no ostree checksum", "cfs-clone")
 	})
-	t.Run("object missing", func(t *testing.T) {
-		// As if a prune ran between cfs-clone and cfs-ostree-import.
-		scratch := fs.Path("scratch")
+	// cloneInto clones the list into a new repository and returns it, the
+	// annotated list and /usr/bin/bash's object.
+	cloneInto := func(t *testing.T, name string) (scratch string, out []byte, sum string) {
+		scratch = fs.Path(name)
 		initRepo(t, scratch, "bare")
-		out := mustRun(t, list, "cfs-clone", "--to", "ostree", "--repo", scratch, "-q")
-		var sum string
+		out = mustRun(t, list, "cfs-clone", "--to", "ostree", "--repo", scratch, "-q")
 		_, es := readList(t, out)
 		for _, e := range es {
 			if e.Path == "/usr/bin/bash" {
 				sum = e.Ostree
 			}
 		}
+		return scratch, out, sum
+	}
+	t.Run("object missing", func(t *testing.T) {
+		// As if a prune ran between cfs-clone and cfs-ostree-import.
+		scratch, out, sum := cloneInto(t, "scratch")
 		if err := unix.Unlink(filepath.Join(scratch, ostree.ObjectPath(sum, ostree.ObjectFile))); err != nil {
 			t.Fatal(err)
 		}
@@ -177,16 +182,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("object damaged", func(t *testing.T) {
 		// As a power cut before the sync can leave it: named, but short.
-		scratch := fs.Path("scratch-damaged")
-		initRepo(t, scratch, "bare")
-		out := mustRun(t, list, "cfs-clone", "--to", "ostree", "--repo", scratch, "-q")
-		var sum string
-		_, es := readList(t, out)
-		for _, e := range es {
-			if e.Path == "/usr/bin/bash" {
-				sum = e.Ostree
-			}
-		}
+		scratch, out, sum := cloneInto(t, "scratch-damaged")
 		if err := os.Truncate(filepath.Join(scratch, ostree.ObjectPath(sum, ostree.ObjectFile)), 1); err != nil {
 			t.Fatal(err)
 		}
