@@ -53,15 +53,6 @@ func (c *countingPrep) prep() BodyPrep {
 	}
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestPrefetch: a layer read with its bodies prefetched is the layer's tar
 // byte for byte, every body is verified before NextPrepared hands it out
 // and its sink saw exactly its bytes; a reader that stops early leaves no
@@ -93,7 +84,7 @@ func TestPrefetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := &Image{Layers: []Layer{{ID: n.LayerIDs()[0], DiffID: diffID, TarSplit: true}}}
-	fds := openFDs(t)
+	fds := testfs.OpenFDs(t)
 
 	// read goes through the layer's tar, taking each body over 64 bytes
 	// with NextPrepared, for at most stop members (-1: all).
@@ -151,7 +142,7 @@ func TestPrefetch(t *testing.T) {
 			t.Errorf("stopped after %d members: started %d, verified %d, dropped %d", stop, c.started.Load(), c.verified.Load(), c.dropped.Load())
 		}
 	}
-	if got := openFDs(t); got != fds {
+	if got := testfs.OpenFDs(t); got != fds {
 		t.Errorf("%d descriptors open after the reads, %d before", got, fds)
 	}
 
@@ -172,7 +163,7 @@ func TestPrefetch(t *testing.T) {
 	if c.started.Load() != c.verified.Load()+c.dropped.Load() || c.dropped.Load() == 0 {
 		t.Errorf("edited body: started %d, verified %d, dropped %d", c.started.Load(), c.verified.Load(), c.dropped.Load())
 	}
-	if got := openFDs(t); got != fds {
+	if got := testfs.OpenFDs(t); got != fds {
 		t.Errorf("%d descriptors open after the reads, %d before", got, fds)
 	}
 }

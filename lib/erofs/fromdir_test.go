@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/lib/erofs"
 	"github.com/cfs-project/cfs/lib/fsverity"
 )
@@ -47,7 +48,7 @@ func TestWriteDirErrors(t *testing.T) {
 			}
 		}
 	}
-	before := openFDs(t)
+	before := testfs.OpenFDs(t)
 	failing := filepath.Join(tree, "b", "fff")
 	opts := erofs.DirOptions{Algorithm: fsverity.SHA256, Object: func(p string, _ []byte) error {
 		if p == failing {
@@ -59,16 +60,7 @@ func TestWriteDirErrors(t *testing.T) {
 	if err == nil || err.Error() != "object store full" {
 		t.Errorf("WriteDir with a failing object store: %v", err)
 	}
-	if after := openFDs(t); after != before {
+	if after := testfs.OpenFDs(t); after != before {
 		t.Errorf("%d descriptors open after the failed walk, %d before", after, before)
 	}
-}
-
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }

@@ -25,6 +25,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
 
+	"github.com/cfs-project/cfs/internal/testfs"
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fsverity"
@@ -316,15 +317,6 @@ func TestInflaterOnlyForGzip(t *testing.T) {
 	}
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestInflaterCancelled cancels a pull while the program inflates: it
 // must be killed and reaped, and no descriptor or goroutine left.
 func TestInflaterCancelled(t *testing.T) {
@@ -335,7 +327,7 @@ func TestInflaterCancelled(t *testing.T) {
 	// Settle what earlier tests started, then count.
 	runtime.GC()
 	time.Sleep(100 * time.Millisecond)
-	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	fds, goroutines := testfs.OpenFDs(t), runtime.NumGoroutine()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -363,7 +355,7 @@ func TestInflaterCancelled(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		f, g := openFDs(t), runtime.NumGoroutine()
+		f, g := testfs.OpenFDs(t), runtime.NumGoroutine()
 		if f <= fds && g <= goroutines {
 			break
 		}

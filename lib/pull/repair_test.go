@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.podman.io/image/v5/types"
-
 	"github.com/cfs-project/cfs/internal/testimage"
 	"github.com/cfs-project/cfs/lib/composefs"
 	"github.com/cfs-project/cfs/lib/fstree"
@@ -23,18 +21,7 @@ func pullLayout(t *testing.T, repoPath, layout string) (*Result, error) {
 		t.Fatal(err)
 	}
 	defer repo.Close()
-	sys := &types.SystemContext{}
-	policy, err := PolicyContext(sys, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer policy.Destroy()
-	src, err := Open(context.Background(), "oci:"+layout+":latest", sys, policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	return ToComposefs(context.Background(), repo, src, Options{})
+	return pullInto(t, context.Background(), repo, layout, Options{})
 }
 
 // objectFiles lists the regular files under objects/ by their name.
