@@ -40,6 +40,12 @@ type Config struct {
 	// BLSAppendExceptDefault is [install.ostree] bls-append-except-default,
 	// set as the ostree repository's sysroot.bls-append-except-default.
 	BLSAppendExceptDefault *string
+	// EnforceContainerSigpolicy is [install] enforce-container-sigpolicy,
+	// nil when no fragment sets it; the last value wins. bootc's
+	// --enforce-container-sigpolicy turns it on whatever it says.
+	EnforceContainerSigpolicy *bool
+	// EnforceFrom is the fragment that set EnforceContainerSigpolicy.
+	EnforceFrom string
 	// Fragments are the files merged, in order; skipped ones (wrong
 	// architecture) are not listed.
 	Fragments []string
@@ -93,6 +99,9 @@ func LoadOf(roots ...string) (*Config, error) {
 		if f.Unified != "" { // scalars: the last value wins
 			c.Unified, c.UnifiedFrom = f.Unified, p
 		}
+		if f.EnforceContainerSigpolicy != nil {
+			c.EnforceContainerSigpolicy, c.EnforceFrom = f.EnforceContainerSigpolicy, p
+		}
 		for _, sc := range []struct{ dst, src **string }{
 			{&c.Stateroot, &f.Stateroot}, {&c.RootMountSpec, &f.RootMountSpec}, {&c.BootMountSpec, &f.BootMountSpec},
 			{&c.Bootloader, &f.Bootloader}, {&c.BLSAppendExceptDefault, &f.BLSAppendExceptDefault},
@@ -116,6 +125,8 @@ type Fragment struct {
 	// The scalars of Config, nil when the file does not set them.
 	Stateroot, RootMountSpec, BootMountSpec, Bootloader, BLSAppendExceptDefault *string
 	Skip                                                                        bool // match-architectures excludes this machine
+	// EnforceContainerSigpolicy is [install] enforce-container-sigpolicy.
+	EnforceContainerSigpolicy *bool
 
 	install map[string]any // the [install] table, validated
 }
@@ -179,6 +190,9 @@ func Parse(path string, data []byte) (Fragment, error) {
 			return f, errorf(path, "install.%s: must be a string, not %s", k.key, tomlType(raw))
 		}
 		*k.dst = &s
+	}
+	if b, ok := install["enforce-container-sigpolicy"].(bool); ok { // its type checked by checkOther
+		f.EnforceContainerSigpolicy = &b
 	}
 	if f.Bootloader != nil && !slices.Contains(Bootloaders, *f.Bootloader) {
 		return f, errorf(path, "install.bootloader: %q is not one of %s", *f.Bootloader, strings.Join(Bootloaders, ", "))

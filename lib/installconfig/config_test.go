@@ -305,3 +305,26 @@ func TestOtherKeyErrors(t *testing.T) {
 		}
 	}
 }
+
+// [install] enforce-container-sigpolicy: the last fragment setting it
+// wins (a later false turns an earlier true off, as bootc's merge_basic
+// does), and the fragment is named.
+func TestEnforceContainerSigpolicy(t *testing.T) {
+	root := t.TempDir()
+	put(t, root, "usr/lib/bootc/install/10-a.toml", "[install]\nenforce-container-sigpolicy = true\n")
+	c, err := Load(root)
+	if err != nil || c.EnforceContainerSigpolicy == nil || !*c.EnforceContainerSigpolicy || c.EnforceFrom != filepath.Join(root, "usr/lib/bootc/install/10-a.toml") {
+		t.Fatalf("one fragment: %+v %v", c, err)
+	}
+	last := put(t, root, "etc/bootc/install/20-b.toml", "[install]\nenforce-container-sigpolicy = false\n")
+	if c, err = Load(root); err != nil || c.EnforceContainerSigpolicy == nil || *c.EnforceContainerSigpolicy || c.EnforceFrom != last {
+		t.Fatalf("a later false: %+v %v", c, err)
+	}
+	if c, err := Load(t.TempDir()); err != nil || c.EnforceContainerSigpolicy != nil {
+		t.Errorf("empty: %+v %v", c, err)
+	}
+	put(t, root, "etc/bootc/install/30-c.toml", "[install]\nenforce-container-sigpolicy = \"yes\"\n")
+	if _, err := Load(root); err == nil || !strings.Contains(err.Error(), "install.enforce-container-sigpolicy: must be a boolean, not a string") {
+		t.Errorf("a string: %v", err)
+	}
+}

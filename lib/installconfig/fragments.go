@@ -3,10 +3,11 @@
 // with bootc's rules (liboverdrop). cfs interprets what bootc's
 // "install to-filesystem" honours: [install] kargs, karg-deletes,
 // match-architectures, stateroot, root-mount-spec, boot-mount-spec,
-// bootloader, [install.ostree] and [install.storage]; the keys for
-// install to-disk (root-fs-type, [install.filesystem], block) and for
-// bootloader installation ([install.bootupd]) are only type-checked, as
-// bootc's parse checks them, and printed (Config.PrintJSON).
+// bootloader, enforce-container-sigpolicy, [install.ostree] and
+// [install.storage]; the keys for install to-disk (root-fs-type,
+// [install.filesystem], block) and for bootloader installation
+// ([install.bootupd]) are only type-checked, as bootc's parse checks them,
+// and printed (Config.PrintJSON).
 package installconfig
 
 import (
