@@ -89,9 +89,26 @@ sysroot.bls-append-except-default). root-fs-type, [install.filesystem], block
 and [install.bootupd] are for partitioning and bootloader installation, which
 cfs-install does not do, and are not used.
 
+Signatures. The image is always checked against the signature policy
+(--signature-policy, else containers/image's search: $CONTAINERS_POLICY_JSON,
+~/.config/containers/policy.json, /etc/containers/policy.json,
+/usr/share/containers/policy.json; --insecure-policy accepts anything): a
+policy that rejects it fails the install with containers/image's reason
+before ROOT is written. --enforce-container-sigpolicy, or [install]
+enforce-container-sigpolicy = true of the merged install configuration, as
+bootc's: a policy whose default is insecureAcceptAnything is refused (only
+the default is judged, as bootc judges it: a policy that rejects by default
+and accepts one registry unsigned passes), and an ostree host's origin is
+ostree-image-signed:TRANSPORT:NAME, so that upgrades enforce the policy too
+(a composefs-native host's origin stays unverified, as bootc writes it).
+The flag is checked before the pull; the configuration key, read from the
+image, right after it, the pulled repository then removed.
+
 Failures. The bootloader entry is the last thing written (then bootc.json):
 a failure or a kill before it leaves ROOT without an entry, never an entry
-naming something missing. Remove ROOT's contents before trying again.
+naming something missing. A failure up to the end of the pull and the
+checks of the install configuration (a bad value, a refusal) removes the
+pulled ROOT/composefs again, leaving ROOT as it was. Remove ROOT's contents before trying again.
 
   cfs-install to-filesystem /mnt/root docker://quay.io/org/os:42
   cfs-install to-filesystem --source-imgref docker://quay.io/org/os:42 /mnt/root oci:/srv/os`
@@ -126,6 +143,7 @@ func newApp() *cli.App {
 				&cli.StringFlag{Name: "stateroot", Usage: "ostree stateroot `NAME` (default: [install] stateroot of the install configuration, else default)"},
 				&cli.PathFlag{Name: "host-config-root", Value: "/", Usage: "root `DIR` whose bootc/install/*.toml are merged over the image's when --source-imgref is given"},
 				&cli.BoolFlag{Name: "insecure-policy", Usage: "accept any image regardless of the signature policy (explicit only)"},
+				&cli.BoolFlag{Name: "enforce-container-sigpolicy", Usage: "refuse a signature policy whose default accepts any image, and write an ostree host's origin as ostree-image-signed: (default: [install] enforce-container-sigpolicy)"},
 				&cli.PathFlag{Name: "signature-policy", Usage: "signature policy `FILE` instead of /etc/containers/policy.json"},
 				&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "require HTTPS and verify certificates for registries"},
 				&cli.PathFlag{Name: "authfile", Usage: "registry credentials `FILE` (default: podman's search order)"},
@@ -179,6 +197,9 @@ func toFilesystem(c *cli.Context) error {
 	default:
 		return cliutil.Usage("--uki-key %q: want efi or uki", c.String("uki-key"))
 	}
+	if c.Bool("enforce-container-sigpolicy") && c.Bool("insecure-policy") {
+		return cliutil.Usage("--insecure-policy accepts any image, which --enforce-container-sigpolicy refuses: give one of them")
+	}
 	root, source := c.Args().Get(0), c.Args().Get(1)
 	if strings.TrimSpace(root) == "" || strings.TrimSpace(source) == "" {
 		return cliutil.Usage("ROOT and SOURCE must not be empty")
@@ -189,21 +210,22 @@ func toFilesystem(c *cli.Context) error {
 	}
 	defer rep.Done()
 	opts := install.Options{
-		Root:            root,
-		Source:          source,
-		ComposefsNative: c.Bool("composefs-native"),
-		SourceImgref:    c.String("source-imgref"),
-		HostConfigRoot:  c.String("host-config-root"),
-		Kargs:           c.StringSlice("karg"),
-		Bootloader:      c.String("bootloader"),
-		ESP:             c.String("esp"),
-		UKIKey:          c.String("uki-key"),
-		UKIAddons:       c.StringSlice("uki-addon"),
-		Stateroot:       c.String("stateroot"),
-		Sys:             systemContext(c),
-		InsecurePolicy:  c.Bool("insecure-policy"),
-		Logf:            func(format string, args ...any) { rep.Logf("cfs-install: "+format, args...) },
-		Progress:        rep,
+		Root:                      root,
+		Source:                    source,
+		ComposefsNative:           c.Bool("composefs-native"),
+		SourceImgref:              c.String("source-imgref"),
+		HostConfigRoot:            c.String("host-config-root"),
+		Kargs:                     c.StringSlice("karg"),
+		Bootloader:                c.String("bootloader"),
+		ESP:                       c.String("esp"),
+		UKIKey:                    c.String("uki-key"),
+		UKIAddons:                 c.StringSlice("uki-addon"),
+		Stateroot:                 c.String("stateroot"),
+		Sys:                       systemContext(c),
+		InsecurePolicy:            c.Bool("insecure-policy"),
+		EnforceContainerSigpolicy: c.Bool("enforce-container-sigpolicy"),
+		Logf:                      func(format string, args ...any) { rep.Logf("cfs-install: "+format, args...) },
+		Progress:                  rep,
 	}
 	if c.IsSet("root-mount-spec") {
 		spec := c.String("root-mount-spec")
@@ -240,6 +262,9 @@ func toFilesystem(c *cli.Context) error {
 	}
 	if len(res.UKIAddons) > 0 {
 		fmt.Fprintf(w, "  UKI addons: %s\n", strings.Join(res.UKIAddons, " "))
+	}
+	if res.SignaturePolicy != "" {
+		fmt.Fprintf(w, "  Signature policy: enforced (%s)\n", res.SignaturePolicy)
 	}
 	return nil
 }

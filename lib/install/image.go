@@ -162,6 +162,7 @@ func (t *imageTree) installConfig(host string) (*installconfig.Config, error) {
 		return p
 	}
 	cfg.UnifiedFrom = rename(cfg.UnifiedFrom)
+	cfg.EnforceFrom = rename(cfg.EnforceFrom)
 	for i, f := range cfg.Fragments {
 		cfg.Fragments[i] = rename(f)
 	}

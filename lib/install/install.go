@@ -91,6 +91,13 @@ type Options struct {
 	// Sys and InsecurePolicy are handed to the pull.
 	Sys            *types.SystemContext
 	InsecurePolicy bool
+	// EnforceContainerSigpolicy is bootc's --enforce-container-sigpolicy:
+	// the signature policy's default must not accept any image (refused
+	// before ROOT is written), and an ostree host's origin is
+	// ostree-image-signed: so that upgrades enforce it too. [install]
+	// enforce-container-sigpolicy = true of the install configuration
+	// turns it on as well.
+	EnforceContainerSigpolicy bool
 	// Jobs is the number of layers fetched at once (0: the pull's default).
 	Jobs int
 	// Logf reports steps for humans; nil discards them.
@@ -126,6 +133,9 @@ type Result struct {
 	SealedUKI  bool   `json:"sealedUKI,omitempty"`
 	// UKIAddons are the UKI addons written beside the UKI (file names).
 	UKIAddons []string `json:"ukiAddons,omitempty"`
+	// SignaturePolicy is the policy file the image was checked with when
+	// enforce-container-sigpolicy was on.
+	SignaturePolicy string `json:"signaturePolicy,omitempty"`
 	// BootEntries are the bootloader entries written.
 	BootEntries []string      `json:"bootEntries"`
 	Elapsed     time.Duration `json:"elapsedNs"`
@@ -183,6 +193,15 @@ func (o *Options) TargetImgref() string {
 	return o.Source
 }
 
+// originReference is the container-image-reference of an ostree host:
+// signed when enforce-container-sigpolicy is on, as bootc writes it.
+func (o *Options) originReference() string {
+	if o.EnforceContainerSigpolicy {
+		return SignedOriginReference(o.TargetImgref())
+	}
+	return OriginReference(o.TargetImgref())
+}
+
 // OriginReference is the container-image-reference bootc writes for an
 // image reference: ostree-unverified-registry:<name> for docker://, else
 // ostree-unverified-image:<transport>:<name>; an ostree-* reference is
@@ -200,7 +219,7 @@ func OriginReference(ref string) string {
 }
 
 // Install installs opts.Source onto opts.Root.
-func Install(ctx context.Context, opts Options) (*Result, error) {
+func Install(ctx context.Context, opts Options) (_ *Result, retErr error) {
 	start := time.Now()
 	root, err := filepath.Abs(opts.Root)
 	if err != nil {
@@ -229,7 +248,19 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	policy, err := pull.PolicyContext(opts.Sys, opts.InsecurePolicy)
+	// The policy is read once: the image is checked with it (pull.Open,
+	// always, as bootc's image proxy does) and, with enforcement, it
+	// must not accept anything by default.
+	sp, err := loadSigPolicy(opts.Sys, opts.InsecurePolicy)
+	if err != nil {
+		return nil, err
+	}
+	if opts.EnforceContainerSigpolicy {
+		if err := sp.assertNotInsecure("--enforce-container-sigpolicy"); err != nil {
+			return nil, err
+		}
+	}
+	policy, err := sp.context()
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +286,18 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer repo.Close()
+	// Until the host is being written, ROOT holds only the pulled
+	// repository: a failure (a pull error, an install configuration that
+	// is wrong or refuses the install) removes it, leaving ROOT as it was.
+	writing := false
+	defer func() {
+		if retErr != nil && !writing {
+			repo.Close()
+			if err := os.RemoveAll(filepath.Join(root, composefsDir)); err != nil {
+				retErr = fmt.Errorf("%w (and removing the pulled %s: %v)", retErr, composefsDir, err)
+			}
+		}
+	}()
 	var onPull func(pull.Event)
 	if opts.Progress != nil {
 		onPull = pull.Report(opts.Progress, src)
@@ -274,6 +317,14 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("%s (%s says %q): %w", root, cfg.UnifiedFrom, mode, ErrReflinksRequired)
 	}
 	applyConfig(&opts, cfg)
+	if !opts.EnforceContainerSigpolicy && cfg.EnforceContainerSigpolicy != nil && *cfg.EnforceContainerSigpolicy {
+		// Known only now, from the image: the check the flag makes
+		// before the pull, the repository then removed.
+		if err := sp.assertNotInsecure("enforce-container-sigpolicy = true of " + cfg.EnforceFrom); err != nil {
+			return nil, err
+		}
+		opts.EnforceContainerSigpolicy = true
+	}
 	imageKargs, err := img.kargs()
 	if err != nil {
 		return nil, err
@@ -282,6 +333,9 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		Root: root, Source: opts.Source, ImageReference: opts.TargetImgref(), ManifestDigest: src.ManifestDigest,
 		ImageVerity: fmt.Sprintf("%x", pres.ImageID), Storage: string(mode), StorageFrom: cfg.UnifiedFrom,
 		Stateroot: opts.Stateroot, Phases: []Phase{{Name: "pull", Elapsed: time.Since(pullStart)}},
+	}
+	if opts.EnforceContainerSigpolicy {
+		res.SignaturePolicy = sp.file
 	}
 	// bootc's rule: an image with a sealed UKI boots only as a
 	// composefs-native host, flag or not.
@@ -319,12 +373,14 @@ func Install(ctx context.Context, opts Options) (*Result, error) {
 		kargs := append(append(append([]string{}, rootArgs...), splitAll(cfg.Kargs)...), imageKargs...)
 		kargs = deleteKargs(kargs, cfg.KargDeletes)
 		res.Kargs = append(kargs, splitAll(opts.Kargs)...)
+		writing = true
 		err = installOstree(ctx, &opts, repo, src, pres, mode, res)
 	default:
 		if len(cfg.Kargs) > 0 {
 			opts.logf("warning: [install] kargs of the install configuration (%s) are not used on a composefs-native host, as bootc's composefs backend does not use them", strings.Join(cfg.Kargs, " "))
 		}
 		res.Kargs = nativeKargs(rootArgs, splitAll(opts.Kargs), imageKargs)
+		writing = true
 		err = installNative(ctx, &opts, repo, pres, mode, res)
 	}
 	if err != nil {

@@ -92,7 +92,7 @@ func installOstree(ctx context.Context, opts *Options, repo *composefs.Repositor
 		return err
 	}
 
-	originRef := OriginReference(opts.TargetImgref())
+	originRef := opts.originReference()
 	res.phase("synthesize")
 	opts.logf("synthesizing the ostree commit from composefs")
 	rec := pull.SourceRecord(src, pres, repo)
