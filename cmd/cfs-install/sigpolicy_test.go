@@ -105,6 +105,14 @@ func TestEnforceContainerSigpolicy(t *testing.T) {
 	if want := "container-image-reference=ostree-image-signed:" + tg.ref + "\n"; err != nil || !strings.Contains(string(origin), want) {
 		t.Errorf("origin %q (%v), want it to hold %q", origin, err, want)
 	}
+	// bootc status (and cfs-status) show the spec's signature as
+	// containerPolicy.
+	cmdline, _ := bootCmdline(t, res.BootEntries[0])
+	_, doc := status(t, tg.root, cmdline)
+	spec, _ := doc["spec"].(map[string]any)
+	if img, _ := spec["image"].(map[string]any); img["signature"] != "containerPolicy" {
+		t.Errorf("cfs-status spec.image %v, want signature containerPolicy", spec["image"])
+	}
 }
 
 // TestInstallConfigChecksAfterPull: the image's install configuration is
