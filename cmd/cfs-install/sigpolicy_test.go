@@ -1,11 +1,20 @@
 package main
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/signature/signer"
+	"go.podman.io/image/v5/signature/sigstore"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
 
 	"github.com/cfs-project/cfs/internal/testimage"
 )
@@ -92,8 +101,16 @@ func TestEnforceContainerSigpolicy(t *testing.T) {
 		t.Errorf("with --insecure-policy: exit %d, stderr %q", r.code, r.stderr)
 	}
 
-	accept := policyFile(t, acceptRegistry(tg))
-	r := cfsInstall("to-filesystem", "--tls-verify=false", "--json", "--enforce-container-sigpolicy", "--signature-policy", accept, tg.root, tg.ref)
+	// A policy requiring a sigstore signature by our key: the unsigned
+	// image is refused with containers/image's reason, a copy signed
+	// with the key (in a dir: layout) installs.
+	name := strings.TrimPrefix(tg.ref, "docker://")
+	signed, pub := signedCopy(t, tg.ref, name)
+	accept := policyFile(t, `{"default":[{"type":"sigstoreSigned","keyPath":"`+pub+
+		`","signedIdentity":{"type":"exactReference","dockerReference":"`+name+`"}}]}`)
+	tg.refused(t, []string{"refused by the signature policy", "signature was required"},
+		"--enforce-container-sigpolicy", "--signature-policy", accept)
+	r := cfsInstall("to-filesystem", "--json", "--enforce-container-sigpolicy", "--signature-policy", accept, "--source-imgref", tg.ref, "--host-config-root", t.TempDir(), tg.root, signed)
 	if r.code != 0 {
 		t.Fatalf("cfs-install: exit %d\n%s", r.code, r.stderr)
 	}
@@ -153,4 +170,53 @@ func TestInstallConfigChecksAfterPull(t *testing.T) {
 	if r := cfsInstall("print-configuration", "--root", res.Deployment); r.code != 0 || !strings.Contains(r.stdout, `"enforce-container-sigpolicy":true`) {
 		t.Errorf("print-configuration: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// signedCopy copies ref into a dir: layout with a sigstore signature
+// claiming identity, made with a fresh key; it returns the copy and the
+// public key's file.
+func signedCopy(t *testing.T, ref, identity string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	keys, err := sigstore.GenerateKeyPair([]byte("pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, pub := filepath.Join(dir, "key.private"), filepath.Join(dir, "key.pub")
+	if err := os.WriteFile(priv, keys.PrivateKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, keys.PublicKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sgn, err := sigstore.NewSigner(sigstore.WithPrivateKeyFile(priv, []byte("pass")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sgn.Close()
+	named, err := reference.ParseNormalizedNamed(identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := "dir:" + filepath.Join(dir, "signed")
+	src, err := alltransports.ParseImageName(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := alltransports.ParseImageName(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer policy.Destroy()
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	if _, err := copy.Image(context.Background(), policy, dst, src, &copy.Options{
+		SourceCtx: sys, Signers: []*signer.Signer{sgn}, SignIdentity: named,
+	}); err != nil {
+		t.Fatalf("signing %s into %s: %v", ref, signed, err)
+	}
+	return signed, pub
 }
