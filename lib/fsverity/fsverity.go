@@ -10,6 +10,15 @@
 //
 // Computing the digest never needs kernel support; enabling and measuring
 // verity does, and many kernels and filesystems lack it (ErrUnavailable).
+//
+// The data blocks of a file are hashed as separate 4096-byte messages, all of
+// one length and independent of each other, so on amd64 with AVX2 the SHA-512
+// digest hashes them four at a time, one message in each 64-bit lane of the
+// vector registers (sha512x4_amd64.s): SHA-512 has no instructions of its own
+// there, and one lane-parallel pass costs about half as much as four scalar
+// ones. The tree's upper levels, SHA-256 (which has SHA-NI) and files of fewer
+// than three full blocks take the one-block-at-a-time path; both give the same
+// bytes.
 package fsverity
 
 import (
