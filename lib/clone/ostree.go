@@ -121,11 +121,17 @@ func ToOstreeEntries(ctx context.Context, repo *ostree.Repo, r stream.EntryReade
 		}
 		return nil
 	})
+	lookAhead := aheadPerWorker * opts.Workers
+	pf := newPrefetcher(lookAhead)
 	readErr := func() error {
+		// Jobs are read lookAhead entries before they are submitted,
+		// so that the prefetcher brings their sources' inodes in
+		// while the workers clone the ones before.
+		ahead, next := make([]*job, 0, lookAhead), 0
 		for {
 			e, err := r.Next()
 			if err == io.EOF {
-				return nil
+				break
 			}
 			if err != nil {
 				return err
@@ -139,15 +145,32 @@ func ToOstreeEntries(ctx context.Context, repo *ostree.Repo, r stream.EntryReade
 				switch e.Type {
 				case stream.TypeFile:
 					j.run = func() error { return wrapLine(line, cloneFile(repo, e, opts.Policy, trusted, sum)) }
+					if e.Size > stream.InlineMax {
+						pf.hint(e.Src)
+					}
 				case stream.TypeSymlink:
 					j.run = func() error { return wrapLine(line, writeSymlink(repo, e, sum)) }
 				}
 			}
-			if !pipe.submit(j) {
+			// A ring: ahead[next] is the oldest entry once it is full.
+			if len(ahead) < cap(ahead) {
+				ahead = append(ahead, j)
+				continue
+			}
+			if !pipe.submit(ahead[next]) {
 				return nil // the pipeline's own error is reported by wait
 			}
+			ahead[next] = j
+			next = (next + 1) % len(ahead)
 		}
+		for i := range ahead {
+			if !pipe.submit(ahead[(next+i)%len(ahead)]) {
+				return nil
+			}
+		}
+		return nil
 	}()
+	pf.close()
 	pipeErr := pipe.wait()
 	flushErr := fl.close()
 	if readErr != nil {
