@@ -108,7 +108,8 @@ Failures. The bootloader entry is the last thing written (then bootc.json):
 a failure or a kill before it leaves ROOT without an entry, never an entry
 naming something missing. A failure up to the end of the pull and the
 checks of the install configuration (a bad value, a refusal) removes the
-pulled ROOT/composefs again, leaving ROOT as it was. Remove ROOT's contents before trying again.
+pulled ROOT/composefs again, leaving ROOT as it was; after a later one,
+remove ROOT's contents before trying again.
 
   cfs-install to-filesystem /mnt/root docker://quay.io/org/os:42
   cfs-install to-filesystem --source-imgref docker://quay.io/org/os:42 /mnt/root oci:/srv/os`
