@@ -70,7 +70,7 @@ func newApp() *cli.App {
 			&cli.StringSliceFlag{Name: "name", Usage: "name the image `NAME` in containers-storage (repeatable; default: the reference podman would give it)"},
 			&cli.BoolFlag{Name: "verify", Usage: "with --to containers-storage: read every body for its CRC64 and hash every layer for its diff ID, even from a trusted repository (whose records and layer names are otherwise taken as they are)"},
 			&cli.StringFlag{Name: "reflink", Usage: "`always` (fail where extents cannot be shared) or auto (copy there); default: always if the repository's filesystem supports reflinks, else auto"},
-			&cli.IntFlag{Name: "jobs", Usage: "files digested and cloned at once (default: 4 per CPU)"},
+			&cli.IntFlag{Name: "jobs", Usage: "files digested and cloned at once (default: 8 per CPU)"},
 			cliutil.JSONFlag,
 			cliutil.ProgressFDFlag,
 			cliutil.QuietFlag,

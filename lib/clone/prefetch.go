@@ -5,12 +5,15 @@ import (
 )
 
 // aheadPerWorker is how many entries per worker the clone reads before
-// the one it hands to its workers: their sources are looked up meanwhile
-// (prefetcher). With the default 8 workers, 4096 entries, about 6 MiB.
-// It grows with the workers rather than being one large constant so that
-// a stage failing downstream still stops the producer of a short list:
-// the clone reads no more than that ahead of what it has written.
-const aheadPerWorker = 512
+// the one it hands to its workers, up to maxLookAhead (about 6 MiB): their
+// sources are looked up meanwhile (prefetcher). It grows with the workers
+// rather than being one large constant so that a stage failing downstream
+// still stops the producer of a short list: the clone reads no more than
+// that ahead of what it has written.
+const (
+	aheadPerWorker = 512
+	maxLookAhead   = 4096
+)
 
 // prefetcher looks up the sources of entries read ahead, one at a time
 // and in list order, for the side effect of bringing their inodes into

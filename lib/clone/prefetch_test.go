@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -103,5 +104,13 @@ func TestToOstreeLooksUpSourcesAhead(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(looked, want) {
 		t.Errorf("sources looked up ahead:\n%q\nwant, in list order:\n%q", looked, want)
+	}
+}
+
+// Eight workers per CPU by default: they wait on the disk more than they
+// compute, and four per CPU left it idle on the 100k-entry image.
+func TestDefaultWorkers(t *testing.T) {
+	if got, want := DefaultWorkers(), 8*runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("DefaultWorkers() = %d, want %d", got, want)
 	}
 }
