@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 
@@ -66,6 +67,10 @@ type Result struct {
 	Implied     int              // parent directories layers left implied
 	ObjectsIn   int
 }
+
+// blobAsFile lets an external inflater read a blob that is a regular
+// file itself; a test turns it off to run the pipe path on oci: layouts.
+var blobAsFile = true
 
 // haveLayer is oci.HaveLayer; a test makes it fail while a layer is
 // being written.
@@ -265,8 +270,14 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 	}
 	if inflaterProg != "" && algo.Name() == compression.Gzip.Name() {
 		// The feeder reads (and digests) the blob on a goroutine of its
-		// own, beside the program and the tar.
-		in, err := startInflater(inflaterProg, &countingReader{r: stream, report: onBytes}, func() { closeBlob() })
+		// own, beside the program and the tar. A blob in a file is read
+		// by the program from that file; the feeder's read, which the
+		// digest and the end checks rely on, is then its only other use.
+		var file *os.File
+		if vb, ok := blobReader.(*verifiedBlob); ok && blobAsFile {
+			file = vb.file()
+		}
+		in, err := startInflater(inflaterProg, &countingReader{r: stream, report: onBytes}, file, func() { closeBlob() })
 		if err != nil {
 			return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 		}

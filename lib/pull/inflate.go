@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,11 @@ const inflaterPipeSize = 1 << 20
 // inflater runs an external gzip decompressor (`PROG -dc`) over one
 // blob: a goroutine feeds it the blob, its output is read ahead on
 // another (with its CRC-32 and length), and Read hands that output on.
+// When the blob is a regular file (an oci: layout, dir:), the program
+// reads that file itself as its stdin, and the goroutine only reads the
+// blob for its digest (from the page cache, whichever of the two reads
+// a block first): the blob then never passes through a pipe, which cost
+// a copy into the pipe and one out of it for every compressed byte.
 //
 // The end of the output is only reported once everything checks out:
 // the blob was read to its end (the source checks its digest there), the
@@ -85,7 +91,8 @@ const inflaterPipeSize = 1 << 20
 type inflater struct {
 	prog   string
 	cmd    *exec.Cmd
-	stdin  *os.File // write end, the feeder's
+	stdin  *os.File // write end, the feeder's; nil when the program reads file
+	file   *os.File // the program's stdin when it is the blob's file
 	out    *readAhead
 	sum    *crcReader
 	stderr *headBuffer
@@ -108,34 +115,53 @@ type inflater struct {
 var errRefused = errors.New("the external decompressor did not decide")
 
 // startInflater starts prog -dc reading src. closeSrc must make a read of
-// src in progress return (the caller still closes src itself).
-func startInflater(prog string, src io.Reader, closeSrc func()) (*inflater, error) {
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+// src in progress return (the caller still closes src itself). file, if
+// not nil, is the regular file src reads the blob from (from its start):
+// the program then reads it on a descriptor of its own, and src is read
+// only for its checks.
+func startInflater(prog string, src io.Reader, file *os.File, closeSrc func()) (*inflater, error) {
+	in := &inflater{prog: prog, stderr: &headBuffer{max: 1024}, fed: make(chan struct{}), closeSrc: closeSrc}
+	var inR *os.File
+	if file != nil {
+		// A description of its own, at offset 0 whatever src has read:
+		// a dup would share src's offset.
+		f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(file.Fd())))
+		if err == nil {
+			in.file = f
+		}
+	}
+	if in.file == nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		inR, in.stdin = r, w
+		// Best effort: a smaller pipe only costs more wake-ups.
+		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, inflaterPipeSize)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		inR.Close()
-		inW.Close()
+		in.closeStdin(inR)
 		return nil, err
 	}
-	for _, f := range []*os.File{inW, outW} {
-		// Best effort: a smaller pipe only costs more wake-ups.
-		unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, inflaterPipeSize)
-	}
-	in := &inflater{prog: prog, stdin: inW, stderr: &headBuffer{max: 1024}, fed: make(chan struct{}), closeSrc: closeSrc}
+	unix.FcntlInt(outW.Fd(), unix.F_SETPIPE_SZ, inflaterPipeSize)
 	in.cmd = exec.Command(prog, "-dc")
 	in.cmd.Stdin, in.cmd.Stdout, in.cmd.Stderr = inR, outW, in.stderr
+	if in.file != nil {
+		in.cmd.Stdin = in.file
+	}
 	// Bounds Wait when something the program started holds its stderr.
 	in.cmd.WaitDelay = time.Second
 	err = in.cmd.Start()
 	// The program holds its own copies; ours would keep its stdin open
-	// and hide its output's end.
-	inR.Close()
+	// and hide its output's end. (The blob's file stays open here: its
+	// offset, shared with the program, tells how far the program read.)
+	if inR != nil {
+		inR.Close()
+	}
 	outW.Close()
 	if err != nil {
-		inW.Close()
+		in.closeStdin(nil)
 		outR.Close()
 		return nil, fmt.Errorf("starting %s: %w", prog, err)
 	}
@@ -145,15 +171,32 @@ func startInflater(prog string, src io.Reader, closeSrc func()) (*inflater, erro
 	return in, nil
 }
 
-// feed copies src into the program's stdin, remembering its last bytes.
+// closeStdin closes what startInflater opened for the program's stdin
+// (and r, the pipe's read end, if not nil) when it could not start.
+func (in *inflater) closeStdin(r *os.File) {
+	for _, f := range []*os.File{r, in.stdin, in.file} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// feed copies src into the program's stdin, remembering its last bytes;
+// when the program reads the blob's file itself, it only reads src to
+// its end (which checks the blob's digest and size).
 func (in *inflater) feed(src io.Reader) {
 	defer close(in.fed)
-	defer in.stdin.Close()
+	if in.stdin != nil {
+		defer in.stdin.Close()
+	}
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			in.keepTail(buf[:n])
+			if in.stdin == nil {
+				continue
+			}
 			if _, werr := in.stdin.Write(buf[:n]); werr != nil {
 				// The program exited (or was killed) before reading all of
 				// the blob.
@@ -200,6 +243,12 @@ func (in *inflater) finish() error {
 	if why := in.failure(); why != "" {
 		in.refused = errors.New(why)
 		return errRefused
+	}
+	if in.file != nil {
+		// The offset the program left on the description it shared with
+		// us: short of the blob's end, it stopped reading early.
+		off, err := in.file.Seek(0, io.SeekCurrent)
+		in.unread = err != nil || off < in.tailN
 	}
 	if in.unread {
 		in.refused = fmt.Errorf("%s -dc stopped before the end of the blob (bytes after the gzip data)", filepath.Base(in.prog))
@@ -254,6 +303,9 @@ func (in *inflater) Close() error {
 		<-in.fed
 		in.out.Close()
 		in.wait()
+		if in.file != nil {
+			in.file.Close()
+		}
 		if in.refused == nil {
 			if why := in.failure(); why != "" {
 				in.refused = errors.New(why)

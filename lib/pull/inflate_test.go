@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -192,7 +193,7 @@ func TestInflatersMatchBuiltin(t *testing.T) {
 		{"trailing gzip magic", append(bytes.Clone(good), 0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3), false},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+		eachStdin(t, c.name, func(t *testing.T) {
 			layout := gzipLayout(t, c.blob, diffID)
 			blobDigest := digest.FromBytes(c.blob).Encoded()
 			want, werr := pullWith(t, context.Background(), layout, Options{Decompressor: DecompressBuiltin})
@@ -212,6 +213,23 @@ func TestInflatersMatchBuiltin(t *testing.T) {
 					t.Errorf("%s: image %x, the builtin's %x", prog, got.ImageID, want.ImageID)
 				}
 			}
+		})
+	}
+}
+
+// eachStdin runs f as a subtest twice: with the program reading an oci:
+// blob's file as its stdin, and with the blob fed through a pipe, as any
+// other source's is.
+func eachStdin(t *testing.T, name string, f func(t *testing.T)) {
+	for _, asFile := range []bool{true, false} {
+		how := "file"
+		if !asFile {
+			how = "pipe"
+		}
+		t.Run(name+"/"+how, func(t *testing.T) {
+			blobAsFile = asFile
+			defer func() { blobAsFile = true }()
+			f(t)
 		})
 	}
 }
@@ -320,6 +338,10 @@ func TestInflaterOnlyForGzip(t *testing.T) {
 // TestInflaterCancelled cancels a pull while the program inflates: it
 // must be killed and reaped, and no descriptor or goroutine left.
 func TestInflaterCancelled(t *testing.T) {
+	eachStdin(t, "cancelled", testInflaterCancelled)
+}
+
+func testInflaterCancelled(t *testing.T) {
 	prog := inflaters(t)[0]
 	data := layerTar(t, 4, 8<<20)
 	layout := gzipLayout(t, gzipped(t, data, gzip.Header{}), digest.FromBytes(data))
@@ -384,5 +406,102 @@ func TestInflaterTrailerCheck(t *testing.T) {
 	in.keepTail(append([]byte("0123456789"), tail[:]...))
 	if in.tail != tail {
 		t.Fatalf("kept %x, want %x", in.tail, tail)
+	}
+}
+
+// TestInflaterReadsBlobFile: the program reads an oci: blob from its file
+// (its stdin is that regular file, not a pipe), and the blob is still
+// checked by its own read: a blob whose bytes are not what the manifest
+// says is refused for its digest or its size, as through the pipe,
+// although the program inflated it without complaint.
+func TestInflaterReadsBlobFile(t *testing.T) {
+	prog := inflaters(t)[0]
+	data := layerTar(t, 5, 200<<10)
+	diffID := digest.FromBytes(data)
+	good := gzipped(t, data, gzip.Header{})
+	dir := t.TempDir()
+	path, log := filepath.Join(dir, "inflate"), filepath.Join(dir, "log")
+	script := fmt.Sprintf("#!/bin/sh\nif [ -f /dev/stdin ]; then echo file >>%s; else echo pipe >>%s; fi\nexec %s \"$@\"\n", log, log, prog)
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// other is another gzip stream of the same length and content (only
+	// its header's time differs): the program inflates it happily and its
+	// tar has the diff ID; only the blob's digest tells it is not the blob.
+	other := gzipped(t, data, gzip.Header{ModTime: time.Unix(1e9, 0)})
+	if len(other) != len(good) {
+		t.Fatalf("test setup: %d and %d bytes", len(other), len(good))
+	}
+	for _, c := range []struct {
+		name    string
+		replace []byte // written over the blob's file after the layout
+		want    string
+	}{
+		{"intact", nil, ""},
+		{"other bytes", other, "content does not match its digest"},
+		{"truncated", good[:len(good)-100], "truncated?"},
+	} {
+		eachStdin(t, c.name, func(t *testing.T) {
+			os.Remove(log)
+			layout := gzipLayout(t, good, diffID)
+			if c.replace != nil {
+				blob := filepath.Join(layout, "blobs", "sha256", digest.FromBytes(good).Encoded())
+				if err := os.WriteFile(blob, c.replace, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := pullWith(t, context.Background(), layout, Options{Decompressor: path})
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatal(err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("got %v, want an error saying %q", err, c.want)
+			}
+			wantStdin := "pipe"
+			if blobAsFile {
+				wantStdin = "file"
+			}
+			if got, _ := os.ReadFile(log); strings.TrimSpace(string(got)) != wantStdin {
+				t.Errorf("the program's stdin: %q, want %s", got, wantStdin)
+			}
+		})
+	}
+}
+
+// TestInflaterFileUnread: a program that exits 0 without reading the
+// blob's file to its end does not decide, even when its output (none)
+// matches the blob's trailer (an empty member's: CRC 0, length 0). With
+// a file as stdin no write fails to tell it; the file's offset does.
+func TestInflaterFileUnread(t *testing.T) {
+	prog, err := exec.LookPath("true")
+	if err != nil {
+		t.Skip(err)
+	}
+	blob := gzipped(t, nil, gzip.Header{})
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	// The checks' own read, on another description.
+	src, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	in, err := startInflater(prog, src, file, func() { src.Close() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := io.Copy(io.Discard, in); !errors.Is(err, errRefused) {
+		t.Fatalf("got %v, want the layer refused", err)
+	}
+	if in.refused == nil || !strings.Contains(in.refused.Error(), "stopped before the end of the blob") {
+		t.Errorf("refused: %v", in.refused)
 	}
 }

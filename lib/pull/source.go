@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/image"
@@ -245,3 +246,21 @@ func (b *verifiedBlob) Read(p []byte) (int, error) {
 }
 
 func (b *verifiedBlob) Close() error { return b.rc.Close() }
+
+// file is the regular file the transport reads the blob from (oci:,
+// oci-archive: and dir: open the blob's file), or nil. Its bytes are
+// not verified: only what Read returns is.
+func (b *verifiedBlob) file() *os.File {
+	wb, ok := b.rc.(*watchedBody)
+	if !ok {
+		return nil
+	}
+	f, ok := wb.r.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	return f
+}
