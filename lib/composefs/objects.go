@@ -2,6 +2,7 @@ package composefs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -219,7 +221,7 @@ func (r *Repository) finishRecorded(t *tmpFile, id []byte, size int64, replace b
 	if r.recordPending(id, rec) {
 		return false, nil
 	}
-	if !replace && r.checkStored(id, size) == nil {
+	if !replace && r.mayBeStored(id) && r.checkStored(id, size) == nil {
 		return false, nil
 	}
 	trim := false
@@ -342,6 +344,9 @@ func (r *Repository) nameObject(p *pendingObject) error {
 	rest := hex.EncodeToString(p.id[1:])
 	if !p.replace {
 		err := p.t.link(dirfd, rest)
+		if err == nil {
+			r.noteNamed(p.id)
+		}
 		if !errors.Is(err, unix.EEXIST) {
 			return err
 		}
@@ -350,7 +355,50 @@ func (r *Repository) nameObject(p *pendingObject) error {
 			return nil
 		}
 	}
-	return p.t.replace(dirfd, rest)
+	if err := p.t.replace(dirfd, rest); err != nil {
+		return err
+	}
+	r.noteNamed(p.id)
+	return nil
+}
+
+// storedChecks counts the lookups of an existing object before one is
+// stored, so that a test can tell which were skipped.
+var storedChecks atomic.Int64
+
+// mayBeStored says whether an object id may already have a file under
+// its name, for finishRecorded's lookup (an lstat per object written,
+// most of them missing in a new repository). In an objects/XX that this
+// handle created, only what it named itself can be there, or what
+// another writer names at the same time, which the link's EEXIST finds
+// as before (nameObject); only the object's "created" would then say
+// true for an object another writer stored first, as it could already
+// when both wrote at once. The batch leaves an object pending until
+// after noteNamed, so a writer always finds one or the other.
+func (r *Repository) mayBeStored(id []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.made[id[0]] {
+		storedChecks.Add(1)
+		return true
+	}
+	_, ok := r.named[binary.LittleEndian.Uint64(id[1:9])]
+	if ok {
+		storedChecks.Add(1)
+	}
+	return ok
+}
+
+// noteNamed remembers an object named in a directory this handle made.
+func (r *Repository) noteNamed(id []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.made[id[0]] {
+		if r.named == nil {
+			r.named = map[uint64]struct{}{}
+		}
+		r.named[binary.LittleEndian.Uint64(id[1:9])] = struct{}{}
+	}
 }
 
 // objectDir returns objects/XX, created if needed, never through a
@@ -365,11 +413,14 @@ func (r *Repository) objectDir(b byte) (int, error) {
 		return -1, r.objectsErr
 	}
 	name := hex.EncodeToString([]byte{b})
+	// Made here, or already there (then opened, never through a symlink).
+	made := unix.Mkdirat(r.objects, name, 0o755) == nil
 	fd, err := beneath.MkdirAll(r.objects, name, 0o755)
 	if err != nil {
 		return -1, fmt.Errorf("%s/objects/%w", r.path, err)
 	}
 	r.subdirs[b] = fd
+	r.made[b] = made
 	return fd, nil
 }
 

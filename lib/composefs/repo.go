@@ -55,6 +55,13 @@ type Repository struct {
 
 	mu      sync.Mutex
 	subdirs map[byte]int // objects/XX, opened beneath objects/
+	// made marks the objects/XX this handle created, and named holds
+	// (the first 8 bytes of) the ids it named in them: an object missing
+	// from named cannot have been there before this handle made its
+	// directory, so the lookup for an existing one is skipped (see
+	// mayBeStored).
+	made  [256]bool
+	named map[uint64]struct{}
 	// pending holds the objects written but not yet durable nor named.
 	pending *atomicfile.Batch[*pendingObject]
 

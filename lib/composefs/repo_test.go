@@ -284,3 +284,62 @@ func TestFlushInBackground(t *testing.T) {
 		}
 	}
 }
+
+// TestNoLookupInMadeDirs: before storing an object, a handle looks for an
+// existing one under its name, except in an objects/XX it made itself,
+// where only what it named can be (a new repository: no lookup for any
+// object after its directory's first). An object it named there is still
+// found, and so is one in a directory that was there before.
+func TestNoLookupInMadeDirs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "composefs")
+	r, err := Create(dir, fsverity.SHA512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bodies whose objects share their directory: the first byte of the
+	// id decides it.
+	var bodies [][]byte
+	var first byte
+	for i := 0; len(bodies) < 3; i++ {
+		b := []byte(fmt.Sprintf("body %d of an object in one directory", i))
+		id, err := fsverity.Digest(bytes.NewReader(b), fsverity.SHA512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bodies) == 0 {
+			first = id[0]
+		}
+		if id[0] == first {
+			bodies = append(bodies, b)
+		}
+	}
+	write := func(r *Repository, body []byte, wantCreated bool, wantChecks int64) {
+		t.Helper()
+		before := storedChecks.Load()
+		_, _, created, err := r.WriteObject(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if created != wantCreated {
+			t.Errorf("%q: created %v, want %v", body, created, wantCreated)
+		}
+		if n := storedChecks.Load() - before; n != wantChecks {
+			t.Errorf("%q: %d lookups of an existing object, want %d", body, n, wantChecks)
+		}
+	}
+	write(r, bodies[0], true, 1)  // the directory is not there yet
+	write(r, bodies[1], true, 0)  // made by this handle: nothing to find
+	write(r, bodies[0], false, 1) // named by this handle: found
+	r.Close()
+
+	r, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	write(r, bodies[2], true, 1)  // a directory that was there
+	write(r, bodies[1], false, 1) // and what is in it
+}
