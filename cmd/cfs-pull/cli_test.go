@@ -123,7 +123,7 @@ func TestInProcess(t *testing.T) {
 func TestDecompressorFlag(t *testing.T) {
 	_, src := ociLayout(t, testimage.Options{Seed: 5})
 	lists := map[string]string{}
-	choices := []string{"builtin", "auto"}
+	choices := []string{"builtin", "auto", "default"}
 	if p, err := exec.LookPath("pigz"); err == nil {
 		choices = append(choices, p)
 	}

@@ -83,7 +83,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "layers fetched at once"},
 			&cli.Int64Flag{Name: "low-speed-limit", Value: pull.DefaultLowSpeed.Limit, Usage: "a download slower than `BYTES` per second for --low-speed-time has stalled and fails the pull (0: only when nothing arrives)"},
 			&cli.DurationFlag{Name: "low-speed-time", Value: pull.DefaultLowSpeed.Time, Usage: "how long a download may stay under --low-speed-limit (`DURATION`, e.g. 30s; 0 waits forever)"},
-			&cli.StringFlag{Name: "decompressor", Value: pull.DecompressBuiltin, Usage: "inflate gzip layers with `CHOICE`: builtin (in process), auto (igzip, else pigz, when on PATH: less user CPU, more system CPU in the pipes; worth it where copies are cheap), or the PATH of a program run as PROG -dc; a blob such a program refuses, or that is not exactly one gzip member, is inflated again in process, which decides"},
+			&cli.StringFlag{Name: "decompressor", Value: pull.DecompressDefault, Usage: "inflate gzip layers with `CHOICE`: default (auto for a blob that is a file, as in an oci: layout, which the program then reads itself; builtin for any other), builtin (in process), auto (igzip, else pigz, when on PATH, else builtin: less CPU, but a registry's blob crosses a pipe twice), or the PATH of a program run as PROG -dc; a blob such a program refuses, or that is not exactly one gzip member, is inflated again in process, which decides"},
 			&cli.StringFlag{Name: "reflink", Usage: "containers-storage: sources: `always` (every file shares its extents with the store's; fail otherwise) or auto (copy where that is impossible); default always where the repository and the store can share extents"},
 			cliutil.JSONFlag,
 			cliutil.ProgressFDFlag,

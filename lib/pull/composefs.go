@@ -40,8 +40,9 @@ type Options struct {
 	// Progress gets every event, never two at once (layers are fetched
 	// in parallel, the calls are serialized).
 	Progress func(Event)
-	// Decompressor inflates gzip layers: DecompressBuiltin ("" too),
-	// DecompressAuto, or the path of a program run as `PROG -dc`.
+	// Decompressor inflates gzip layers: DecompressDefault ("" too),
+	// DecompressBuiltin, DecompressAuto, or the path of a program run as
+	// `PROG -dc`.
 	Decompressor string
 }
 
@@ -96,6 +97,7 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 	if err != nil {
 		return nil, err
 	}
+	inflate := inflaterChoice{prog: inflaterProg, filesOnly: opts.Decompressor == "" || opts.Decompressor == DecompressDefault}
 	res := &Result{Source: src, DiffIDs: diffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
 	// Objects are made durable and named by batches on another goroutine
 	// while the layers go on; done, on every return, waits for the batch
@@ -151,7 +153,7 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 			onBytes := func(n int64) {
 				progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Done: n})
 			}
-			stats, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes, inflaterProg)
+			stats, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes, inflate)
 			if err != nil {
 				return fmt.Errorf("%s: %w", src.Name, err)
 			}
@@ -238,21 +240,28 @@ func writeBootImage(repo *composefs.Repository, res *Result) error {
 // inflaterProg when one is given; when that program cannot decide (see
 // inflater), the blob is fetched again and inflated in process, which
 // then has the last word.
-func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflaterProg string) (oci.LayerStats, error) {
-	stats, refused, err := fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflaterProg)
+func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice) (oci.LayerStats, error) {
+	stats, refused, err := fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflate)
 	if refused == nil || ctx.Err() != nil {
 		return stats, err
 	}
-	stats, _, err = fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, "")
+	stats, _, err = fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflaterChoice{})
 	if err != nil {
 		return stats, fmt.Errorf("%w (before that, %v)", err, refused)
 	}
 	return stats, nil
 }
 
+// inflaterChoice is the external program that inflates gzip blobs (""
+// for none) and whether it does only those that are regular files.
+type inflaterChoice struct {
+	prog      string
+	filesOnly bool
+}
+
 // fetchLayerWith is one attempt of fetchLayer; refused is set when the
 // external inflater left the decision to the in-process one.
-func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflaterProg string) (stats oci.LayerStats, refused, err error) {
+func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice) (stats oci.LayerStats, refused, err error) {
 	blobReader, err := src.OpenBlob(ctx, blob)
 	if err != nil {
 		return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
@@ -268,16 +277,16 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 	if err != nil {
 		return stats, nil, fmt.Errorf("layer %s: detecting compression: %w", blob.Digest, err)
 	}
-	if inflaterProg != "" && algo.Name() == compression.Gzip.Name() {
+	var file *os.File
+	if vb, ok := blobReader.(*verifiedBlob); ok && blobAsFile {
+		file = vb.file()
+	}
+	if inflate.prog != "" && algo.Name() == compression.Gzip.Name() && (file != nil || !inflate.filesOnly) {
 		// The feeder reads (and digests) the blob on a goroutine of its
 		// own, beside the program and the tar. A blob in a file is read
 		// by the program from that file; the feeder's read, which the
 		// digest and the end checks rely on, is then its only other use.
-		var file *os.File
-		if vb, ok := blobReader.(*verifiedBlob); ok && blobAsFile {
-			file = vb.file()
-		}
-		in, err := startInflater(inflaterProg, &countingReader{r: stream, report: onBytes}, file, func() { closeBlob() })
+		in, err := startInflater(inflate.prog, &countingReader{r: stream, report: onBytes}, file, func() { closeBlob() })
 		if err != nil {
 			return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 		}

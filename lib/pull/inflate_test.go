@@ -505,3 +505,49 @@ func TestInflaterFileUnread(t *testing.T) {
 		t.Errorf("refused: %v", in.refused)
 	}
 }
+
+// TestDefaultDecompressor: by default the program found on PATH inflates
+// a blob that is a file and not one that is not (a registry's stream,
+// here an oci: blob not taken as a file); auto inflates both; without a
+// program on PATH the default inflates in process.
+func TestDefaultDecompressor(t *testing.T) {
+	real := inflaters(t)[0]
+	data := layerTar(t, 7, 100<<10)
+	layout := gzipLayout(t, gzipped(t, data, gzip.Header{}), digest.FromBytes(data))
+	bin := t.TempDir()
+	log := filepath.Join(t.TempDir(), "log")
+	script := fmt.Sprintf("#!/bin/sh\necho $$ >>%s\nexec %s \"$@\"\n", log, real)
+	if err := os.WriteFile(filepath.Join(bin, "igzip"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		choice string
+		asFile bool
+		runs   int
+	}{
+		{"", true, 1},
+		{DecompressDefault, true, 1},
+		{"", false, 0},
+		{DecompressAuto, false, 1},
+		{DecompressBuiltin, true, 0},
+	} {
+		t.Run(fmt.Sprintf("%q/file=%v", c.choice, c.asFile), func(t *testing.T) {
+			t.Setenv("PATH", bin)
+			blobAsFile = c.asFile
+			defer func() { blobAsFile = true }()
+			os.Remove(log)
+			if _, err := pullWith(t, context.Background(), layout, Options{Decompressor: c.choice}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(runs(t, log)); n != c.runs {
+				t.Errorf("the program ran %d times, want %d", n, c.runs)
+			}
+		})
+	}
+	t.Run("no program", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
+		if _, err := pullWith(t, context.Background(), layout, Options{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
