@@ -96,6 +96,9 @@ func ListInput(c *cli.Context) (io.Reader, error) {
 	if IsTerminal(c.App.Reader) {
 		return nil, Usage("stdin is a terminal, and %s reads an object list from it: pipe one in (cfs-pull SOURCE | %s …) or redirect a file (< LIST)", c.App.Name, c.App.Name)
 	}
+	if f, ok := c.App.Reader.(*os.File); ok {
+		growListPipe(f)
+	}
 	return c.App.Reader, nil
 }
 

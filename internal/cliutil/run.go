@@ -53,6 +53,9 @@ func Main(app *cli.App) {
 // Tests call it in process with their own Reader, Writer and ErrWriter.
 func Run(ctx context.Context, app *cli.App, args []string) int {
 	Setup(app)
+	if f, ok := app.Writer.(*os.File); ok && app.Metadata[listOnStdout] == true {
+		growListPipe(f)
+	}
 	err := runRecover(ctx, app, args)
 	if err == nil {
 		return ExitOK
