@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,10 +354,23 @@ func testInflaterCancelled(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The program is started before the blob's first byte is read. The
+	// pull is cancelled once it runs (it notes its pid first): on a busy
+	// machine the cancel could otherwise come before the shell did, and
+	// what this test checks is that a running program is killed and reaped.
+	var once sync.Once
 	progress := func(ev Event) {
-		if ev.Kind == "layer-bytes" {
-			cancel()
+		if ev.Kind != "layer-bytes" {
+			return
 		}
+		once.Do(func() {
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if b, _ := os.ReadFile(log); len(b) > 0 {
+					break
+				}
+			}
+			cancel()
+		})
 	}
 	repo, err := composefs.Create(filepath.Join(t.TempDir(), "repo"), fsverity.SHA512)
 	if err != nil {
