@@ -61,33 +61,23 @@ GLOBL rotr8Mask<>(SB), RODATA|NOPTR, $32
 	VMOVDQU Y11, (off*4+64)(SP); \
 	VMOVDQU Y13, (off*4+96)(SP)
 
-// SIGMA1 leaves ROTR14(e) ^ ROTR18(e) ^ ROTR41(e) in Y8, using Y9 and Y10.
-#define SIGMA1(e) \
-	VPSRLQ $14, e, Y8; \
-	VPSLLQ $50, e, Y9; \
-	VPSRLQ $18, e, Y10; \
+// ROTR3 leaves ROTR(x, r1) ^ ROTR(x, r2) ^ ROTR(x, r3) in Y8, using Y9 and
+// Y10 (AVX2 has no 64-bit rotate: each is a right and a left shift).
+#define ROTR3(x, r1, r2, r3) \
+	VPSRLQ $(r1), x, Y8; \
+	VPSLLQ $(64-r1), x, Y9; \
+	VPSRLQ $(r2), x, Y10; \
 	VPXOR Y9, Y8, Y8; \
-	VPSLLQ $46, e, Y9; \
+	VPSLLQ $(64-r2), x, Y9; \
 	VPXOR Y10, Y8, Y8; \
-	VPSRLQ $41, e, Y10; \
+	VPSRLQ $(r3), x, Y10; \
 	VPXOR Y9, Y8, Y8; \
-	VPSLLQ $23, e, Y9; \
+	VPSLLQ $(64-r3), x, Y9; \
 	VPXOR Y10, Y8, Y8; \
 	VPXOR Y9, Y8, Y8
 
-// SIGMA0 leaves ROTR28(a) ^ ROTR34(a) ^ ROTR39(a) in Y8, using Y9 and Y10.
-#define SIGMA0(a) \
-	VPSRLQ $28, a, Y8; \
-	VPSLLQ $36, a, Y9; \
-	VPSRLQ $34, a, Y10; \
-	VPXOR Y9, Y8, Y8; \
-	VPSLLQ $30, a, Y9; \
-	VPXOR Y10, Y8, Y8; \
-	VPSRLQ $39, a, Y10; \
-	VPXOR Y9, Y8, Y8; \
-	VPSLLQ $25, a, Y9; \
-	VPXOR Y10, Y8, Y8; \
-	VPXOR Y9, Y8, Y8
+#define SIGMA1(e) ROTR3(e, 14, 18, 41)
+#define SIGMA0(a) ROTR3(a, 28, 34, 39)
 
 // ROUND is round idx (0-7) of the group that R8/R9 point at. It leaves
 // T1 + T2 (the next a) in h and d + T1 (the next e) in d. ab receives a^b;
