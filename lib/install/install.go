@@ -31,6 +31,7 @@ import (
 	"github.com/cfs-project/cfs/lib/progress"
 	"github.com/cfs-project/cfs/lib/pull"
 	"github.com/cfs-project/cfs/lib/reflink"
+	"github.com/cfs-project/cfs/lib/sigpolicy"
 	"github.com/cfs-project/cfs/lib/sysroot"
 )
 
@@ -251,16 +252,16 @@ func Install(ctx context.Context, opts Options) (_ *Result, retErr error) {
 	// The policy is read once: the image is checked with it (pull.Open,
 	// always, as bootc's image proxy does) and, with enforcement, it
 	// must not accept anything by default.
-	sp, err := loadSigPolicy(opts.Sys, opts.InsecurePolicy)
+	sp, err := sigpolicy.Load(opts.Sys, opts.InsecurePolicy)
 	if err != nil {
 		return nil, err
 	}
 	if opts.EnforceContainerSigpolicy {
-		if err := sp.assertNotInsecure("--enforce-container-sigpolicy"); err != nil {
+		if err := sp.AssertNotInsecure("--enforce-container-sigpolicy"); err != nil {
 			return nil, err
 		}
 	}
-	policy, err := sp.context()
+	policy, err := sp.Context()
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +321,7 @@ func Install(ctx context.Context, opts Options) (_ *Result, retErr error) {
 	if !opts.EnforceContainerSigpolicy && cfg.EnforceContainerSigpolicy != nil && *cfg.EnforceContainerSigpolicy {
 		// Known only now, from the image: the check the flag makes
 		// before the pull, the repository then removed.
-		if err := sp.assertNotInsecure("enforce-container-sigpolicy = true of " + cfg.EnforceFrom); err != nil {
+		if err := sp.AssertNotInsecure("enforce-container-sigpolicy = true of " + cfg.EnforceFrom); err != nil {
 			return nil, err
 		}
 		opts.EnforceContainerSigpolicy = true
@@ -335,7 +336,7 @@ func Install(ctx context.Context, opts Options) (_ *Result, retErr error) {
 		Stateroot: opts.Stateroot, Phases: []Phase{{Name: "pull", Elapsed: time.Since(pullStart)}},
 	}
 	if opts.EnforceContainerSigpolicy {
-		res.SignaturePolicy = sp.file
+		res.SignaturePolicy = sp.File
 	}
 	// bootc's rule: an image with a sealed UKI boots only as a
 	// composefs-native host, flag or not.
