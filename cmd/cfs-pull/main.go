@@ -4,12 +4,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime/debug"
 	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
+	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage/pkg/reexec"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/progress"
 	"github.com/cfs-project/cfs/lib/pull"
+	"github.com/cfs-project/cfs/lib/sigpolicy"
 	"github.com/cfs-project/cfs/lib/stream"
 )
 
@@ -30,8 +33,16 @@ the merged tree becomes a composefs EROFS image (format V1), and the image is
 tagged localhost/bootc-<manifest digest> unless --tag says otherwise. Layers
 already in the repository are not fetched again.
 
-Signatures are checked against /etc/containers/policy.json, and
-registries.conf and auth files are read as podman reads them.
+Signatures are checked against the containers signature policy
+(/etc/containers/policy.json, found as podman finds it; --signature-policy
+names another), and registries.conf and auth files are read as podman reads
+them. --enforce-container-sigpolicy is what bootc does for an image reference
+that requires signatures (ostree-image-signed:, which cfs-upgrade keeps in a
+host's origin): a policy whose default is insecureAcceptAnything is refused,
+with the policy file named, before anything is fetched or written.
+--print-signature-policy prints the policy file a pull would be checked
+against (and, with --enforce-container-sigpolicy, refuses an insecure one)
+without pulling: cfs-upgrade hands that file to skopeo.
 
 stdout carries the object list (docs/stream.md) for cfs-clone or
 cfs-ostree-import; progress and messages go to stderr, and so does the
@@ -49,7 +60,8 @@ tar-split recorded, its fs-verity digest and the layer's diff ID.
 
   cfs-pull docker://quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import
   cfs-pull containers-storage:quay.io/org/os:42 | cfs-clone --to ostree | cfs-ostree-import
-  cfs-pull --from-repo localhost/bootc-sha256:... > image.list`
+  cfs-pull --from-repo localhost/bootc-sha256:... > image.list
+  cfs-pull --enforce-container-sigpolicy docker://quay.io/org/os:42 > image.list`
 
 func main() {
 	if reexec.Init() {
@@ -63,7 +75,7 @@ func newApp() *cli.App {
 	return cliutil.ListOnStdout(&cli.App{
 		Name:        "cfs-pull",
 		Usage:       "fetch an image into the composefs repository and write its object list",
-		UsageText:   "cfs-pull [options] SOURCE\n   cfs-pull [options] --from-repo TAG|MANIFEST-DIGEST",
+		UsageText:   "cfs-pull [options] SOURCE\n   cfs-pull [options] --from-repo TAG|MANIFEST-DIGEST\n   cfs-pull [--signature-policy FILE] [--enforce-container-sigpolicy] --print-signature-policy",
 		Description: description,
 		Flags: []cli.Flag{
 			cliutil.SysrootFlag,
@@ -73,6 +85,8 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "digest-algo", Value: "sha512", Usage: "fs-verity algorithm of a repository this command creates (sha256|sha512)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept any image regardless of the signature policy (explicit only)"},
 			&cli.PathFlag{Name: "signature-policy", Usage: "signature policy `FILE` instead of /etc/containers/policy.json"},
+			&cli.BoolFlag{Name: "enforce-container-sigpolicy", Usage: "refuse a signature policy whose default accepts any image (insecureAcceptAnything), before anything is fetched, as bootc does for an ostree-image-signed: reference (not for containers-storage: sources: skopeo or podman checked them when fetching them into the store)"},
+			&cli.BoolFlag{Name: "print-signature-policy", Usage: "print the signature policy file a pull is checked against, and exit without pulling"},
 			&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "require HTTPS and verify certificates for registries"},
 			&cli.PathFlag{Name: "authfile", Usage: "registry credentials `FILE` (default: podman's search order)"},
 			&cli.PathFlag{Name: "cert-dir", Usage: "`DIR` with certificates for the registry"},
@@ -103,8 +117,34 @@ func run(c *cli.Context) error {
 	}
 	logrus.SetOutput(c.App.ErrWriter)
 	fromRepo := c.String("from-repo")
+	if c.Bool("print-signature-policy") {
+		if fromRepo != "" || c.NArg() != 0 {
+			return cliutil.Usage("--print-signature-policy takes no SOURCE or --from-repo")
+		}
+		sp, err := signaturePolicy(c)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(c.App.Writer, sp.File)
+		return err
+	}
 	if fromRepo == "" && c.NArg() != 1 || fromRepo != "" && c.NArg() != 0 {
 		return cliutil.Usage("give exactly one SOURCE, or --from-repo without one (see --help)")
+	}
+	// With enforcement the policy is judged before the repository is
+	// opened or created: a refusal leaves nothing behind.
+	var sp *sigpolicy.Policy
+	if c.Bool("enforce-container-sigpolicy") {
+		switch {
+		case fromRepo != "":
+			return cliutil.Usage("--enforce-container-sigpolicy: --from-repo fetches nothing")
+		case strings.HasPrefix(c.Args().First(), cstoragePrefix):
+			return cliutil.Usage("--enforce-container-sigpolicy: a containers-storage: source is checked when it is fetched into the store (skopeo copy --policy FILE), not here")
+		}
+		var err error
+		if sp, err = signaturePolicy(c); err != nil {
+			return err
+		}
 	}
 	if _, err := pull.ResolveDecompressor(c.String("decompressor")); err != nil {
 		return cliutil.Usage("--decompressor: %v", err)
@@ -141,7 +181,7 @@ func run(c *cli.Context) error {
 	} else if name := c.Args().First(); strings.HasPrefix(name, cstoragePrefix) {
 		rec, tree, sum, lines, err = fetchCStorage(c, repo, rep, name)
 	} else {
-		rec, tree, sum, lines, err = fetch(c, repo, rep)
+		rec, tree, sum, lines, err = fetch(c, repo, rep, sp)
 	}
 	if err != nil {
 		return err
@@ -201,9 +241,36 @@ func systemContext(c *cli.Context) *types.SystemContext {
 	return sys
 }
 
-func fetch(c *cli.Context, repo *composefs.Repository, rep *progress.Reporter) (*stream.Image, *fstree.Dir, *pull.Summary, []string, error) {
+// signaturePolicy reads the policy --print-signature-policy names and
+// --enforce-container-sigpolicy judges: the one a pull is checked against.
+func signaturePolicy(c *cli.Context) (*sigpolicy.Policy, error) {
+	enforce := c.Bool("enforce-container-sigpolicy")
+	if enforce && c.Bool("insecure-policy") {
+		return nil, cliutil.Usage("--enforce-container-sigpolicy and --insecure-policy exclude each other")
+	}
+	sp, err := sigpolicy.Load(systemContext(c), c.Bool("insecure-policy"))
+	if err != nil {
+		return nil, err
+	}
+	if enforce {
+		if err := sp.AssertNotInsecure("--enforce-container-sigpolicy"); err != nil {
+			return nil, err
+		}
+	}
+	return sp, nil
+}
+
+// fetch pulls SOURCE, checked against sp when enforcement read it, else
+// against the policy as containers/image finds it.
+func fetch(c *cli.Context, repo *composefs.Repository, rep *progress.Reporter, sp *sigpolicy.Policy) (*stream.Image, *fstree.Dir, *pull.Summary, []string, error) {
 	sys := systemContext(c)
-	policy, err := pull.PolicyContext(sys, c.Bool("insecure-policy"))
+	var policy *signature.PolicyContext
+	var err error
+	if sp != nil {
+		policy, err = sp.Context()
+	} else {
+		policy, err = pull.PolicyContext(sys, c.Bool("insecure-policy"))
+	}
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
