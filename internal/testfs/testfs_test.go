@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -147,7 +148,7 @@ func TestFailedMountStillDetaches(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		newLoop(fake, "cfs-no-such-fs", 0)
+		newLoop(fake, "cfs-no-such-fs", 0, false)
 		t.Error("newLoop returned although mount must fail")
 	}()
 	<-done
@@ -168,5 +169,35 @@ func TestFailedMountStillDetaches(t *testing.T) {
 	}
 	if b := loopBackingFile(loop); strings.HasSuffix(b, "cfs-no-such-fs.img") {
 		t.Errorf("%s still attached to %s after cleanup", loop, b)
+	}
+}
+
+// TestXFSDirectIO checks that XFSDirectIO gives a loop device in direct-I/O
+// mode where the image's filesystem allows it (the kernel's own flag), one
+// that holds what is written through it, and that XFS stays buffered.
+func TestXFSDirectIO(t *testing.T) {
+	RequirePrivileged(t)
+	RequireTool(t, "mkfs.xfs")
+	dio := XFSDirectIO(t, 0)
+	flag, err := os.ReadFile("/sys/block/" + strings.TrimPrefix(dio.Loop, "/dev/") + "/loop/dio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(flag)) == "1"; got != dio.DirectIO {
+		t.Errorf("DirectIO = %v, the kernel says dio=%s", dio.DirectIO, flag)
+	}
+	if img := fsTypeOf(t, filepath.Dir(dio.Image)); img != "tmpfs" && !dio.DirectIO {
+		t.Errorf("no direct I/O on a loop device backed by %s", img)
+	}
+	want := bytes.Repeat([]byte("cfs"), 100000)
+	if err := os.WriteFile(dio.Path("f"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unix.Sync()
+	if got, err := os.ReadFile(dio.Path("f")); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, err %v", len(got), err)
+	}
+	if XFS(t, 0).DirectIO {
+		t.Error("XFS made a direct-I/O loop device")
 	}
 }
