@@ -74,7 +74,7 @@ func (s *Store) OpenLayer(img *Image, i int) (*LayerTar, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: tar-split %s: %w", where, f.Name(), err)
 	}
-	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: tsstorage.NewJSONUnpacker(gz), crc: crc64iso.New(),
+	t := &LayerTar{store: s, layer: l, tsFile: f, gz: gz, unpack: newTarSplitReader(gz), crc: crc64iso.New(),
 		prefix: filepath.Join(s.graphRoot, "overlay") + "/", diffDir: -1}
 	if fd, err := unix.Open(filepath.Join(t.prefix, l.ID, "diff"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		t.diffDir = fd
