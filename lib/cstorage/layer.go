@@ -51,6 +51,7 @@ type LayerTar struct {
 	name     string // the current body's member name
 	diffFile *os.File
 	src      *os.File // diffFile, or the clone it was redirected to
+	mem      []byte   // or the body's bytes, read by a prefetch worker
 	off      int64
 	size     int64
 	crc      *crc64iso.Digest
@@ -198,7 +199,7 @@ func (t *LayerTar) startBody(it *item) error {
 		if it.err != nil {
 			return it.err
 		}
-		t.inBody, t.name, t.diffFile, t.src, t.off, t.size, t.want, t.verified = true, e.GetName(), nil, it.src, 0, e.Size, e.Payload, true
+		t.inBody, t.name, t.diffFile, t.src, t.mem, t.off, t.size, t.want, t.verified = true, e.GetName(), nil, it.src, it.data, 0, e.Size, e.Payload, true
 		return nil
 	}
 	f, err := t.openDiff(e)
@@ -242,10 +243,19 @@ func (t *LayerTar) member() string {
 }
 
 func (t *LayerTar) readBody(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if left := t.size - t.off; int64(len(p)) > left {
 		p = p[:left]
 	}
-	n, err := t.src.ReadAt(p, t.off)
+	var n int
+	var err error
+	if t.mem != nil {
+		n = copy(p, t.mem[t.off:])
+	} else {
+		n, err = t.src.ReadAt(p, t.off)
+	}
 	t.off += int64(n)
 	if t.verified {
 		if t.off == t.size {
@@ -281,11 +291,9 @@ func (t *LayerTar) closeBody() {
 	}
 	if it := t.cur; it != nil {
 		t.cur = nil
-		if it.err == nil {
-			it.src.Close()
-		}
+		it.release()
 	}
-	t.inBody, t.diffFile, t.src, t.verified = false, nil, nil, false
+	t.inBody, t.diffFile, t.src, t.mem, t.verified = false, nil, nil, nil, false
 }
 
 // NextPrepared is called right after the header of a member whose body
@@ -337,9 +345,7 @@ func (t *LayerTar) dropItem(it *item) {
 		return
 	}
 	<-it.done
-	if it.err == nil {
-		it.src.Close()
-	}
+	it.release()
 }
 
 // open finds a member's file: in the layer's diff directory or, for

@@ -44,9 +44,59 @@ type item struct {
 	unpackErr error // the tar-split ends (io.EOF) or is broken here
 
 	done  chan struct{} // nil: not prefetched
-	src   *os.File      // read-only, ours to close
+	src   *os.File      // read-only, ours to close; nil when data holds the body
+	data  []byte        // a small body's bytes, read once by the worker (a bodyPool buffer)
 	token any
 	err   error
+}
+
+// release gives back what a prepared item holds for the reader.
+func (it *item) release() {
+	if it.src != nil {
+		it.src.Close()
+		it.src = nil
+	}
+	if it.data != nil {
+		putBody(it.data)
+		it.data = nil
+	}
+}
+
+// memBodyMax is the largest body a prefetch worker hands to the reader
+// as bytes rather than as a file: the worker reads it in one call
+// anyway, and keeping the bytes spares the reader a descriptor of its
+// own (an open through /proc and a close) and a second read per file,
+// for the many small files of an OS image. Bounded so that the bodies
+// held ahead of the reader stay a few MiB.
+const memBodyMax = 64 << 10
+
+// bodyPools hold the buffers of in-memory bodies by power-of-two size
+// class, 4 KiB to memBodyMax.
+var bodyPools [5]sync.Pool
+
+func bodyClass(n int64) int {
+	c := 0
+	for size := int64(4 << 10); size < n; size <<= 1 {
+		c++
+	}
+	return c
+}
+
+// getBody returns a buffer of n <= memBodyMax bytes.
+func getBody(n int64) []byte {
+	c := bodyClass(n)
+	if b, ok := bodyPools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, int64(4<<10)<<c)
+}
+
+func putBody(b []byte) {
+	c := bodyClass(int64(cap(b)))
+	if int64(4<<10)<<c != int64(cap(b)) {
+		return
+	}
+	bodyPools[c].Put(&b)
 }
 
 type prefetcher struct {
@@ -110,7 +160,7 @@ func (t *LayerTar) Prefetch(min int64, workers, ahead int, prep BodyPrep) {
 			buf := make([]byte, prefetchBuf)
 			crc := crc64iso.New()
 			for it := range jobs {
-				it.src, it.token, it.err = t.prepare(it.e, prep, buf, crc)
+				it.src, it.data, it.token, it.err = t.prepare(it.e, prep, buf, crc)
 				close(it.done)
 			}
 		}()
@@ -118,23 +168,39 @@ func (t *LayerTar) Prefetch(min int64, workers, ahead int, prep BodyPrep) {
 }
 
 // prepare opens one body, hands it to prep and reads what prep returns
-// once, checking it against the CRC64 tar-split recorded.
-func (t *LayerTar) prepare(e *tsstorage.Entry, prep BodyPrep, buf []byte, crc *crc64iso.Digest) (*os.File, any, error) {
+// once, checking it against the CRC64 tar-split recorded. A body of at
+// most memBodyMax bytes is returned as those bytes, a bigger one as a
+// read-only descriptor of the file prep returned.
+func (t *LayerTar) prepare(e *tsstorage.Entry, prep BodyPrep, buf []byte, crc *crc64iso.Digest) (*os.File, []byte, any, error) {
 	diff, err := t.openDiff(e)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	name := diff.Name()
 	src, sink, token, err := prep.Start(diff, e.Size)
 	diff.Close()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	var data []byte
+	if e.Size <= memBodyMax {
+		data = getBody(e.Size)
+		buf = data
+	}
+	fail := func(err error) (*os.File, []byte, any, error) {
+		prep.Drop(token)
+		if data != nil {
+			putBody(data)
+		}
+		return nil, nil, nil, err
 	}
 	crc.Reset()
 	var off int64
 	for off < e.Size {
 		p := buf
-		if left := e.Size - off; int64(len(p)) > left {
+		if data != nil {
+			p = data[off:]
+		} else if left := e.Size - off; int64(len(p)) > left {
 			p = p[:left]
 		}
 		n, err := src.ReadAt(p, off)
@@ -145,19 +211,23 @@ func (t *LayerTar) prepare(e *tsstorage.Entry, prep BodyPrep, buf []byte, crc *c
 			break
 		}
 		if err == io.EOF || n == 0 && err == nil {
-			prep.Drop(token)
-			return nil, nil, fmt.Errorf("file %s shrank to %d bytes while being read", src.Name(), off)
+			return fail(fmt.Errorf("file %s shrank to %d bytes while being read", src.Name(), off))
 		}
 		if err != nil {
-			prep.Drop(token)
-			return nil, nil, err
+			return fail(err)
 		}
 	}
 	var got [8]byte
 	binary.BigEndian.PutUint64(got[:], crc.Sum64())
 	if !bytes.Equal(got[:], e.Payload) {
-		prep.Drop(token)
-		return nil, nil, fmt.Errorf("file %s does not match the CRC64 tar-split recorded (changed after the layer was stored?)", name)
+		return fail(fmt.Errorf("file %s does not match the CRC64 tar-split recorded (changed after the layer was stored?)", name))
+	}
+	if data != nil {
+		if err := prep.Verified(token); err != nil {
+			putBody(data)
+			return nil, nil, nil, err
+		}
+		return nil, data, token, nil
 	}
 	// A read-only descriptor of the same inode for the tar: Verified may
 	// close src (a writable descriptor would also keep the kernel from
@@ -166,15 +236,14 @@ func (t *LayerTar) prepare(e *tsstorage.Entry, prep BodyPrep, buf []byte, crc *c
 	// poller, four system calls more per body.
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(src.Fd())), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		prep.Drop(token)
-		return nil, nil, fmt.Errorf("reopening %s: %w", src.Name(), err)
+		return fail(fmt.Errorf("reopening %s: %w", src.Name(), err))
 	}
 	ro := os.NewFile(uintptr(fd), src.Name())
 	if err := prep.Verified(token); err != nil {
 		ro.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return ro, token, nil
+	return ro, nil, token, nil
 }
 
 // stopAll stops the decoder and the workers and drops every prepared
@@ -185,9 +254,7 @@ func (p *prefetcher) stopAll() {
 		for it := range p.items {
 			if it.done != nil {
 				<-it.done
-				if it.err == nil {
-					it.src.Close()
-				}
+				it.release()
 			}
 		}
 		p.wg.Wait()

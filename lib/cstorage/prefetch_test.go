@@ -73,8 +73,18 @@ func TestPrefetch(t *testing.T) {
 	members := []member{{name: "usr/", typ: tar.TypeDir}}
 	for i := range 40 {
 		body := strings.Repeat(fmt.Sprintf("%03d", i), 100+i*50)
-		if i%7 == 3 {
+		switch {
+		case i%7 == 3:
 			body = body[:40] // inline, not prefetched
+		case i%5 == 4:
+			// Past memBodyMax, at it, and one over: handed to the reader
+			// as a file rather than as bytes.
+			body = strings.Repeat(body, memBodyMax/len(body)+2)
+			if i == 9 {
+				body = body[:memBodyMax]
+			} else if i == 14 {
+				body = body[:memBodyMax+1]
+			}
 		}
 		members = append(members, member{name: fmt.Sprintf("usr/f%02d", i), typ: tar.TypeReg, body: body})
 	}
@@ -146,24 +156,32 @@ func TestPrefetch(t *testing.T) {
 		t.Errorf("%d descriptors open after the reads, %d before", got, fds)
 	}
 
-	// A diff file edited after the layer was stored.
-	p := fs.Path("store", "overlay", img.Layers[0].ID, "diff", "usr", "f20")
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[10] ^= 1
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c = countingPrep{}
-	if _, err := read(&c, -1); err == nil || !strings.Contains(err.Error(), "CRC64") || !strings.Contains(err.Error(), "usr/f20") {
-		t.Fatalf("edited body: %v", err)
-	}
-	if c.started.Load() != c.verified.Load()+c.dropped.Load() || c.dropped.Load() == 0 {
-		t.Errorf("edited body: started %d, verified %d, dropped %d", c.started.Load(), c.verified.Load(), c.dropped.Load())
-	}
-	if got := testfs.OpenFDs(t); got != fds {
-		t.Errorf("%d descriptors open after the reads, %d before", got, fds)
+	// A diff file edited after the layer was stored: a body read into
+	// memory, and one past memBodyMax.
+	for _, name := range []string{"f20", "f29"} {
+		p := fs.Path("store", "overlay", img.Layers[0].ID, "diff", "usr", name)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[10] ^= 1
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c = countingPrep{}
+		_, err = read(&c, -1)
+		if err == nil || !strings.Contains(err.Error(), "CRC64") || !strings.Contains(err.Error(), "usr/"+name) {
+			t.Fatalf("edited body %s: %v", name, err)
+		}
+		if c.started.Load() != c.verified.Load()+c.dropped.Load() || c.dropped.Load() == 0 {
+			t.Errorf("edited body %s: started %d, verified %d, dropped %d (%v)", name, c.started.Load(), c.verified.Load(), c.dropped.Load(), err)
+		}
+		if got := testfs.OpenFDs(t); got != fds {
+			t.Errorf("%d descriptors open after the reads, %d before", got, fds)
+		}
+		data[10] ^= 1
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
