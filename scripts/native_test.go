@@ -310,12 +310,11 @@ ExecStop=%[1]s/bin/cfs-deploy --cmdline %[1]s/files/cmdline finalize --etc /sysr
 	}
 }
 
-// TestNativeUpgradeUnified: on a unified native host (bootc.json) the new
-// release goes into bootc's containers-storage (composefs/bootc/storage,
-// reached through ostree/bootc) first and into composefs from there, as on
-// an ostree host, before it is staged; podman runs it from that store.
-func TestNativeUpgradeUnified(t *testing.T) {
-	h := newNativeHost(t)
+// makeUnified marks the host unified as bootc-set-unified full leaves a
+// native host: bootc.json, and bootc's containers-storage under
+// composefs/bootc, reached through ostree/bootc.
+func (h *nativeFixture) makeUnified(t *testing.T) {
+	t.Helper()
 	testfs.RequireTool(t, "skopeo")
 	if err := os.MkdirAll(filepath.Join(h.sysroot, "composefs/bootc"), 0o700); err != nil {
 		t.Fatal(err)
@@ -327,6 +326,15 @@ func TestNativeUpgradeUnified(t *testing.T) {
 	if err := sysroot.WriteBootcJSON(h.sysroot, sysroot.UnifiedEnabled); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestNativeUpgradeUnified: on a unified native host (bootc.json) the new
+// release goes into bootc's containers-storage (composefs/bootc/storage,
+// reached through ostree/bootc) first and into composefs from there, as on
+// an ostree host, before it is staged; podman runs it from that store.
+func TestNativeUpgradeUnified(t *testing.T) {
+	h := newNativeHost(t)
+	h.makeUnified(t)
 	cmd1 := h.cmdline(t)
 	human := must(t, sh(t, nil, "cfs-status", "--sysroot", h.sysroot, "--cmdline", cmd1), "cfs-status").stdout
 	if !strings.Contains(human, "Storage: unified (enabled)") {

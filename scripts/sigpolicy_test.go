@@ -223,3 +223,77 @@ func TestUpgradeSignedOrigin(t *testing.T) {
 	}
 	must(t, sh(t, nil, "ostree", "fsck", "--repo="+h.sysroot+"/ostree/repo"), "ostree fsck")
 }
+
+// TestNativeUpgradeSignedOrigin: bootc writes a native host's origin as
+// ostree-unverified-image:, but reads ostree-image-signed: there as on an
+// ostree host; such an origin is enforced as there and kept.
+func TestNativeUpgradeSignedOrigin(t *testing.T) {
+	h := newNativeHost(t)
+	cmd1 := h.cmdline(t)
+	signedRef := "ostree-image-signed:docker://" + h.imageRef
+	setOrigin(t, filepath.Join(h.sysroot, "state/deploy", h.id1, h.id1+".origin"), signedRef)
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true, Bootable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v2)
+	policies := t.TempDir()
+	insecure := putFile(t, policies, "insecure.json", `{"default":[{"type":"insecureAcceptAnything"}]}`)
+	withPolicy := func(p string) []string { return append(h.env[:len(h.env):len(h.env)], "CONTAINERS_POLICY_JSON="+p) }
+
+	runBefore := treeListing(t, h.runDir)
+	refusedUpgrade(t, h.sysroot, withPolicy(insecure), []string{"cfs-upgrade: " + insecure + ": ", "which the origin " + signedRef + " refuses"},
+		"--cmdline", cmd1, "--run-dir", h.runDir)
+	if after := treeListing(t, h.runDir); after != runBefore {
+		t.Errorf("the refused upgrade changed the run directory:\n%s", after)
+	}
+
+	// Rejecting by default passes bootc's check; the registry's scope
+	// accepts the image unsigned.
+	accept := putFile(t, policies, "accept.json", `{"default":[{"type":"reject"}],"transports":{"docker":{"`+h.reg.Host+`":[{"type":"insecureAcceptAnything"}]}}}`)
+	r := must(t, sh(t, withPolicy(accept), "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir), "cfs-upgrade")
+	id2 := strings.TrimSpace(r.stdout)
+	if len(id2) != 128 {
+		t.Fatalf("cfs-upgrade printed %q\n%s", r.stdout, r.stderr)
+	}
+	expectNative(t, h.status(t, cmd1), h.id1, id2, "")
+	data, err := os.ReadFile(filepath.Join(h.sysroot, "state/deploy", id2, id2+".origin"))
+	if err != nil || !strings.Contains(string(data), " "+signedRef+"\n") {
+		t.Errorf("origin of the staged deployment: %q %v", data, err)
+	}
+}
+
+// TestNativeUpgradeUnifiedSignedOrigin: on a unified host the first leg
+// of the pull, skopeo into containers-storage, is held to the same policy
+// file: a policy rejecting the image stops it there, whatever policy
+// skopeo would have found itself.
+func TestNativeUpgradeUnifiedSignedOrigin(t *testing.T) {
+	h := newNativeHost(t)
+	h.makeUnified(t)
+	cmd1 := h.cmdline(t)
+	signedRef := "ostree-image-signed:docker://" + h.imageRef
+	setOrigin(t, filepath.Join(h.sysroot, "state/deploy", h.id1, h.id1+".origin"), signedRef)
+	v2, err := testimage.Generate(testimage.Options{Seed: 12, Version: "2.0", UTF8Names: true, Bootable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.reg.Push(t, "os", "stable", v2)
+	policies := t.TempDir()
+	withPolicy := func(p string) []string { return append(h.env[:len(h.env):len(h.env)], "CONTAINERS_POLICY_JSON="+p) }
+
+	reject := putFile(t, policies, "reject.json", `{"default":[{"type":"reject"}]}`)
+	r := sh(t, withPolicy(reject), "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir)
+	if r.code == 0 || !strings.Contains(r.stderr, "into containers-storage") || !strings.Contains(r.stderr, "rejected") {
+		t.Fatalf("upgrade under a rejecting policy: exit %d\n%s", r.code, r.stderr)
+	}
+	expectNative(t, h.status(t, cmd1), h.id1, "", "")
+
+	accept := putFile(t, policies, "accept.json", `{"default":[{"type":"reject"}],"transports":{"docker":{"`+h.reg.Host+`":[{"type":"insecureAcceptAnything"}]}}}`)
+	r = must(t, sh(t, withPolicy(accept), "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", cmd1, "--run-dir", h.runDir), "cfs-upgrade")
+	id2 := strings.TrimSpace(r.stdout)
+	expectNative(t, h.status(t, cmd1), h.id1, id2, "")
+	data, err := os.ReadFile(filepath.Join(h.sysroot, "state/deploy", id2, id2+".origin"))
+	if err != nil || !strings.Contains(string(data), " "+signedRef+"\n") {
+		t.Errorf("origin of the staged deployment: %q %v", data, err)
+	}
+}
