@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -196,6 +197,10 @@ func Open(path string) (*Repository, error) {
 	}
 	r := &Repository{path: path, dir: dir, alg: alg, writable: writable, objects: -1,
 		subdirs: map[byte]int{}, pending: atomicfile.NewBatchLimit[*pendingObject](pendingLimit)}
+	// A batch is named only after its syncfs, while the writers may wait
+	// for it (pendingLimit): one link after another on one goroutine
+	// took about as long as the syncfs itself.
+	r.pending.SetNamers(runtime.GOMAXPROCS(0))
 	if writable {
 		// Only a writer can repair; a reader of a read-only
 		// filesystem (EROFS, EACCES) needs no repair to read.
