@@ -52,6 +52,14 @@ const (
 	backgroundFlushAt = 512
 )
 
+// writebackFrom is the size from which a written object's writeback
+// starts as soon as it is complete (atomicfile.StartWriteback), so that a
+// batch's syncfs, which the writers may have to wait for, finds little
+// left to write. Smaller objects are left to the syncfs, which writes
+// them together: in a /usr-shaped image the objects of 64 KiB and more
+// are 4% of the files and 84% of the bytes.
+const writebackFrom = 64 << 10
+
 // ObjectName is the path of an object below objects/: "XX/rest".
 func ObjectName(id []byte) string {
 	h := hex.EncodeToString(id)
@@ -502,6 +510,9 @@ func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byt
 	if err != nil {
 		t.discard()
 		return nil, size, false, err
+	}
+	if size >= writebackFrom {
+		atomicfile.StartWriteback(t.File)
 	}
 	id = h.Sum(nil)
 	var rec *ObjectRecords
