@@ -120,3 +120,67 @@ func refuseChmod(noTmpfile bool) error {
 	}
 	return nil
 }
+
+// TestObjectModeUnderDefaultACL: every object is 0644 although the mode
+// O_TMPFILE gives it is not, under a default ACL on objects/ (which
+// replaces the umask) and under a strict umask: the chmod skipped when
+// the mode is already right must not be skipped then, for the first
+// object of a handle nor for the ones after it.
+func TestObjectModeUnderDefaultACL(t *testing.T) {
+	for _, how := range []string{"acl", "umask"} {
+		t.Run(how, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "composefs")
+			r, err := Create(path, fsverity.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			objects := filepath.Join(path, "objects")
+			if how == "acl" {
+				// user::rw- group::r-- other::--- as system.posix_acl_default.
+				acl := binary.LittleEndian.AppendUint32(nil, 2)
+				for _, e := range [][2]uint16{{0x01, 6}, {0x04, 4}, {0x20, 0}} {
+					acl = binary.LittleEndian.AppendUint16(acl, e[0])
+					acl = binary.LittleEndian.AppendUint16(acl, e[1])
+					acl = binary.LittleEndian.AppendUint32(acl, 0xffffffff)
+				}
+				if err := unix.Setxattr(objects, "system.posix_acl_default", acl, 0); err != nil {
+					t.Skipf("no default ACL on %s: %v", objects, err)
+				}
+			} else {
+				defer unix.Umask(unix.Umask(0o077))
+			}
+			// What O_TMPFILE gives here, to know the test can fail.
+			probe, err := os.OpenFile(filepath.Join(objects, "probe"), os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ := probe.Stat()
+			probe.Close()
+			os.Remove(probe.Name())
+			if st.Mode().Perm() == 0o644 {
+				t.Fatalf("a new file in objects/ is 0644 already under the %s", how)
+			}
+			var ids [][]byte
+			for i := range 3 {
+				id, _, _, err := r.WriteObject(strings.NewReader(strings.Repeat("x", 100+i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			if err := r.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for i, id := range ids {
+				fi, err := os.Stat(r.ObjectPath(id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != 0o644 {
+					t.Errorf("object %d is %v, want 0644 (a new file there is %v)", i, fi.Mode().Perm(), st.Mode().Perm())
+				}
+			}
+		})
+	}
+}

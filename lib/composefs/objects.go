@@ -439,7 +439,9 @@ func (r *Repository) newTemp() (*tmpFile, error) {
 	if r.objects < 0 {
 		return nil, r.objectsErr
 	}
-	return createTemp(r.objects, filepath.Join(r.path, "objects"))
+	// The first temporary file of this handle is chmodded regardless
+	// (worldReadable).
+	return createTemp(r.objects, filepath.Join(r.path, "objects"), !r.firstTemp.CompareAndSwap(false, true))
 }
 
 // EnsureObject stores data as an object and returns its id. An existing

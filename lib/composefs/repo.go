@@ -48,6 +48,9 @@ type Repository struct {
 	// root, no trusted xattrs on the filesystem): later objects do not
 	// try.
 	recordsOff atomic.Bool
+	// firstTemp is set once this handle made its first temporary file
+	// in objects/ (see worldReadable).
+	firstTemp atomic.Bool
 
 	// objects is objects/ opened beneath the root (no symlink followed),
 	// or -1 with objectsErr saying why writes cannot happen.
