@@ -109,6 +109,7 @@ func newApp() *cli.App {
 }
 
 func run(c *cli.Context) error {
+	defer startProfile(c.App.ErrWriter)()
 	// containers/image logs retries and decisions through logrus at info
 	// level; they would interleave with our progress lines.
 	logrus.SetLevel(logrus.WarnLevel)
