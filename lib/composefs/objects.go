@@ -491,7 +491,9 @@ func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byt
 		return nil, 0, false, err
 	}
 	t.written = true
-	h := fsverity.New(r.alg)
+	// Pooled like the buffer below: a Hasher is 5 KiB and more.
+	h := fsverity.Get(r.alg)
+	defer fsverity.Put(h)
 	// MultiWriter keeps io.Copy from using copy_file_range, which would
 	// skip the hasher. The buffer is pooled: io.Copy would allocate 32
 	// KiB per object, 3 GiB of garbage for an image of 100k files.

@@ -310,3 +310,40 @@ func FuzzDigest(f *testing.F) {
 		}
 	})
 }
+
+// TestGetPut checks that a Hasher given back with Put, whatever it was in
+// the middle of, digests the next file as a new one does.
+func TestGetPut(t *testing.T) {
+	reused := 0
+	for _, alg := range []Algorithm{SHA256, SHA512} {
+		for i, size := range boundarySizes {
+			h := Get(alg)
+			// Leave it mid-stream: a partial block and, for the larger
+			// sizes, tree levels holding hashes.
+			h.Write(randomBytes(size+129*4096+7, uint64(i+100)))
+			Put(h)
+			data := randomBytes(size, uint64(i))
+			g := Get(alg)
+			if g == h {
+				reused++
+			}
+			if g.Algorithm() != alg {
+				t.Fatalf("Get(%v) gave a %v Hasher", alg, g.Algorithm())
+			}
+			g.Write(data)
+			if got, want := g.Sum(nil), referenceDigest(data, alg); !bytes.Equal(got, want) {
+				t.Errorf("%v, %d bytes after a Put: %x, want %x", alg, size, got, want)
+			}
+			Put(g)
+		}
+	}
+	if reused == 0 {
+		t.Error("Get never gave back a Hasher that Put kept")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Get of an invalid algorithm did not panic")
+		}
+	}()
+	Get(Algorithm(3))
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"hash"
+	"sync"
 )
 
 // descriptorSize is the size of struct fsverity_descriptor; the file digest
@@ -67,6 +68,32 @@ func New(alg Algorithm) *Hasher {
 		panic("fsverity.New: invalid " + alg.String())
 	}
 	return h
+}
+
+// pools keep Hashers for Get, one pool per algorithm (indexed by its
+// number). A Hasher is about 5 KiB, plus 4 KiB per tree level and its
+// block hash: a writer that makes one per object, as a pull does for
+// each of 100k files, otherwise allocates about a gigabyte, most of it
+// zeroed, for the garbage collector to trace and sweep.
+var pools [SHA512 + 1]sync.Pool
+
+// Get is New(alg), reusing a Hasher that Put gave back when there is
+// one. It panics on an invalid alg, as New does.
+func Get(alg Algorithm) *Hasher {
+	if alg == SHA256 || alg == SHA512 {
+		if h, ok := pools[alg].Get().(*Hasher); ok {
+			return h
+		}
+	}
+	return New(alg)
+}
+
+// Put resets h and keeps it for a later Get. The caller must not use h
+// (or a slice Sum returned into h's own storage: Sum never does that)
+// afterwards.
+func Put(h *Hasher) {
+	h.Reset()
+	pools[h.alg].Put(h)
 }
 
 // Algorithm is the hash algorithm h was made with.
