@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"reflect"
@@ -272,5 +273,60 @@ func TestRefsSharingAPrefix(t *testing.T) {
 		if !bytes.Equal(c.External, ids[i]) {
 			t.Fatalf("chunk refers to %x, want %x", c.External, ids[i])
 		}
+	}
+}
+
+// TestStreamBytesStable pins the bytes a Writer produces for 40 MB of
+// inline data shaped like a layer's tar headers, with repeats from up to
+// 7 MB back (within the encoder's window) and object references between
+// them. A repository names a layer's stream by its diff ID, not by these
+// bytes, so they could change unnoticed; they must not change with a
+// tuning of the encoder's memory, which is meant to leave the output as
+// it is.
+func TestStreamBytesStable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("40 MB of compression")
+	}
+	rng := rand.New(rand.NewSource(11))
+	words := make([][]byte, 512)
+	for i := range words {
+		words[i] = make([]byte, 4+rng.Intn(12))
+		for j := range words[i] {
+			words[i][j] = 'a' + byte(rng.Intn(26))
+		}
+	}
+	w, err := NewWriter(2, ContentOCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var past []byte
+	for len(past) < 40<<20 {
+		var rec []byte
+		if len(past) > 8<<20 && rng.Intn(4) == 0 {
+			off := len(past) - 1 - rng.Intn(7<<20)
+			rec = past[off : off+512+rng.Intn(4096)]
+		} else {
+			for len(rec) < 512 {
+				rec = append(rec, words[rng.Intn(len(words))]...)
+				rec = append(rec, byte(rng.Intn(256)))
+			}
+		}
+		past = append(past, rec...)
+		w.Write(rec)
+		if rng.Intn(8) == 0 {
+			var id [64]byte
+			rng.Read(id[:])
+			if err := w.WriteExternal(id[:], int64(1+rng.Intn(1<<20))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "463fc8438798d7027c2034bfeea87746ec01abda61d3e63fd224ccac2f90744e"
+	if got := fmt.Sprintf("%x", sha512.Sum512_256(out)); got != want {
+		t.Errorf("stream of %d bytes has SHA-512/256 %s, want %s", len(out), got, want)
 	}
 }
