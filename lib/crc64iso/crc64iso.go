@@ -45,7 +45,10 @@ func (c *Digest) Reset() { c.crc = 0 }
 func Checksum(p []byte) uint64 { return Update(0, p) }
 
 // Update is crc64.Update(crc, ISO table, p).
-func Update(crc uint64, p []byte) uint64 {
+func Update(crc uint64, p []byte) uint64 { return update(crc, p) }
+
+// updateWords is Update a word at a time, in Go.
+func updateWords(crc uint64, p []byte) uint64 {
 	n := len(p) &^ 7
 	if n > 0 {
 		crc = ^crc
