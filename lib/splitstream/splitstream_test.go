@@ -280,9 +280,8 @@ func TestRefsSharingAPrefix(t *testing.T) {
 // inline data shaped like a layer's tar headers, with repeats from up to
 // 7 MB back (within the encoder's window) and object references between
 // them. A repository names a layer's stream by its diff ID, not by these
-// bytes, so they could change unnoticed; they must not change with a
-// tuning of the encoder's memory, which is meant to leave the output as
-// it is.
+// bytes, so they could change unnoticed, with an option of the encoder
+// or an upgrade of it; this makes such a change a decision.
 func TestStreamBytesStable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("40 MB of compression")
