@@ -40,11 +40,15 @@ func tarSplitOf(t testing.TB, names []string) []byte {
 		t.Fatal(err)
 	}
 	var ts bytes.Buffer
-	rc, err := asm.NewInputTarStream(&tarBuf, tsstorage.NewJSONPacker(&ts), nil)
+	rc, done, err := asm.NewInputTarStreamWithDone(&tarBuf, tsstorage.NewJSONPacker(&ts), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	// The packer may still be writing ts when the copy has read the end.
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	return ts.Bytes()
