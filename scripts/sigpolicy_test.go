@@ -1,7 +1,6 @@
 package scripts
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -9,15 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"go.podman.io/image/v5/copy"
-	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/signature"
-	"go.podman.io/image/v5/signature/signer"
-	"go.podman.io/image/v5/signature/sigstore"
-	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 
 	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/internal/testsign"
 )
 
 // treeListing is every path under root with its mode and, for files, its
@@ -103,50 +97,6 @@ func refusedUpgrade(t *testing.T, sysroot string, env []string, want []string, a
 	}
 }
 
-// newSigningKey makes a fresh sigstore key pair (passphrase "pass") and
-// returns the files of its private and public keys.
-func newSigningKey(t *testing.T) (string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	keys, err := sigstore.GenerateKeyPair([]byte("pass"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return putFile(t, dir, "key.private", string(keys.PrivateKey)), putFile(t, dir, "key.pub", string(keys.PublicKey))
-}
-
-// signInRegistry signs ref (docker://HOST/REPO:TAG, already pushed) in
-// place with a sigstore signature by the key in priv, stored as a sigstore
-// attachment; registriesD must enable use-sigstore-attachments for the
-// registry.
-func signInRegistry(t *testing.T, ref, registriesD, priv string) {
-	t.Helper()
-	sgn, err := sigstore.NewSigner(sigstore.WithPrivateKeyFile(priv, []byte("pass")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sgn.Close()
-	named, err := reference.ParseNormalizedNamed(strings.TrimPrefix(ref, "docker://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := alltransports.ParseImageName(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer policy.Destroy()
-	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue, RegistriesDirPath: registriesD}
-	if _, err := copy.Image(context.Background(), policy, img, img, &copy.Options{
-		SourceCtx: sys, DestinationCtx: sys, Signers: []*signer.Signer{sgn}, SignIdentity: named,
-	}); err != nil {
-		t.Fatalf("signing %s: %v", ref, err)
-	}
-}
-
 // TestUpgradeSignedOrigin: an ostree host whose origin is
 // ostree-image-signed: is upgraded as bootc upgrades it. A policy whose
 // default accepts anything is refused before anything is pulled, the host
@@ -184,11 +134,12 @@ func TestUpgradeSignedOrigin(t *testing.T) {
 
 	// A policy requiring a signature by a fresh key: the unsigned release
 	// is refused with containers/image's reason; signed, it is deployed.
-	priv, pub := newSigningKey(t)
-	sigstorePolicy := putFile(t, policies, "sigstore.json", `{"default":[{"type":"sigstoreSigned","keyPath":"`+pub+`","signedIdentity":{"type":"matchRepoDigestOrExact"}}]}`)
+	key := testsign.NewKey(t)
+	sigstorePolicy := putFile(t, policies, "sigstore.json", `{"default":[{"type":"sigstoreSigned","keyPath":"`+key.Public+`","signedIdentity":{"type":"matchRepoDigestOrExact"}}]}`)
 	refusedUpgrade(t, h.sysroot, withPolicy(sigstorePolicy), []string{"refused by the signature policy", "signature was required"},
 		"--cmdline", h.cmdline)
-	signInRegistry(t, "docker://"+h.imageRef, registriesD, priv)
+	ref := "docker://" + h.imageRef
+	testsign.Copy(t, key, ref, ref, h.imageRef, &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue, RegistriesDirPath: registriesD})
 	r := must(t, sh(t, withPolicy(sigstorePolicy), "cfs-upgrade", "--sysroot", h.sysroot, "--cmdline", h.cmdline), "cfs-upgrade of the signed image")
 	commit := strings.TrimSpace(r.stdout)
 	deployed, _ := filepath.Glob(filepath.Join(h.sysroot, "ostree/deploy/default/deploy/"+commit+".*[0-9]"))

@@ -1,22 +1,16 @@
 package main
 
 import (
-	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"go.podman.io/image/v5/copy"
-	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/signature"
-	"go.podman.io/image/v5/signature/signer"
-	"go.podman.io/image/v5/signature/sigstore"
-	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 
 	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/internal/testsign"
 )
 
 // policyFile writes a containers-policy.json for --signature-policy.
@@ -177,46 +171,8 @@ func TestInstallConfigChecksAfterPull(t *testing.T) {
 // public key's file.
 func signedCopy(t *testing.T, ref, identity string) (string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	keys, err := sigstore.GenerateKeyPair([]byte("pass"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, pub := filepath.Join(dir, "key.private"), filepath.Join(dir, "key.pub")
-	if err := os.WriteFile(priv, keys.PrivateKey, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pub, keys.PublicKey, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sgn, err := sigstore.NewSigner(sigstore.WithPrivateKeyFile(priv, []byte("pass")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sgn.Close()
-	named, err := reference.ParseNormalizedNamed(identity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed := "dir:" + filepath.Join(dir, "signed")
-	src, err := alltransports.ParseImageName(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := alltransports.ParseImageName(signed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer policy.Destroy()
-	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
-	if _, err := copy.Image(context.Background(), policy, dst, src, &copy.Options{
-		SourceCtx: sys, Signers: []*signer.Signer{sgn}, SignIdentity: named,
-	}); err != nil {
-		t.Fatalf("signing %s into %s: %v", ref, signed, err)
-	}
-	return signed, pub
+	key := testsign.NewKey(t)
+	signed := "dir:" + filepath.Join(t.TempDir(), "signed")
+	testsign.Copy(t, key, ref, signed, identity, &types.SystemContext{DockerInsecureSkipTLSVerify: types.OptionalBoolTrue})
+	return signed, key.Public
 }
