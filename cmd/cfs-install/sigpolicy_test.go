@@ -13,16 +13,6 @@ import (
 	"github.com/cfs-project/cfs/internal/testsign"
 )
 
-// policyFile writes a containers-policy.json for --signature-policy.
-func policyFile(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // listing is every path under root with its type and size: what "ROOT
 // as it was" compares.
 func listing(t *testing.T, root string) string {
@@ -83,10 +73,10 @@ func acceptRegistry(tg *target) string {
 // bootc's signed origin.
 func TestEnforceContainerSigpolicy(t *testing.T) {
 	tg := newTarget(t, "xfs", nil)
-	insecure := policyFile(t, insecureDefault)
+	insecure := testsign.PolicyFile(t, insecureDefault)
 	tg.refused(t, []string{insecure, "insecureAcceptAnything", "--enforce-container-sigpolicy"},
 		"--enforce-container-sigpolicy", "--signature-policy", insecure)
-	reject := policyFile(t, rejectDefault)
+	reject := testsign.PolicyFile(t, rejectDefault)
 	for _, flags := range [][]string{{"--enforce-container-sigpolicy"}, nil} {
 		tg.refused(t, []string{"refused by the signature policy", "is rejected by policy"},
 			append(flags, "--signature-policy", reject)...)
@@ -100,7 +90,7 @@ func TestEnforceContainerSigpolicy(t *testing.T) {
 	// with the key (in a dir: layout) installs.
 	name := strings.TrimPrefix(tg.ref, "docker://")
 	signed, pub := signedCopy(t, tg.ref, name)
-	accept := policyFile(t, `{"default":[{"type":"sigstoreSigned","keyPath":"`+pub+
+	accept := testsign.PolicyFile(t, `{"default":[{"type":"sigstoreSigned","keyPath":"`+pub+
 		`","signedIdentity":{"type":"exactReference","dockerReference":"`+name+`"}}]}`)
 	tg.refused(t, []string{"refused by the signature policy", "signature was required"},
 		"--enforce-container-sigpolicy", "--signature-policy", accept)
@@ -133,7 +123,7 @@ func TestEnforceContainerSigpolicy(t *testing.T) {
 func TestInstallConfigChecksAfterPull(t *testing.T) {
 	frag := "usr/lib/bootc/install/50-sigpolicy.toml"
 	tg := newTarget(t, "xfs", map[string]string{frag: "[install]\nenforce-container-sigpolicy = true\n"})
-	insecure := policyFile(t, insecureDefault)
+	insecure := testsign.PolicyFile(t, insecureDefault)
 	tg.refused(t, []string{insecure, "insecureAcceptAnything", "image:/" + frag}, "--signature-policy", insecure)
 
 	bad, err := testimage.Generate(testimage.Options{Seed: 14, Version: "1.0", Bootable: true,
@@ -150,7 +140,7 @@ func TestInstallConfigChecksAfterPull(t *testing.T) {
 	}
 	tg.ref = good
 
-	r := cfsInstall("to-filesystem", "--tls-verify=false", "--json", "--signature-policy", policyFile(t, acceptRegistry(tg)), tg.root, tg.ref)
+	r := cfsInstall("to-filesystem", "--tls-verify=false", "--json", "--signature-policy", testsign.PolicyFile(t, acceptRegistry(tg)), tg.root, tg.ref)
 	if r.code != 0 {
 		t.Fatalf("cfs-install: exit %d\n%s", r.code, r.stderr)
 	}

@@ -7,16 +7,8 @@ import (
 	"testing"
 
 	"github.com/cfs-project/cfs/internal/testimage"
+	"github.com/cfs-project/cfs/internal/testsign"
 )
-
-func policyFile(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // TestEnforceContainerSigpolicy: with --enforce-container-sigpolicy a
 // policy accepting anything by default is refused, naming the file found
@@ -25,7 +17,7 @@ func policyFile(t *testing.T, body string) string {
 // nothing by default lets the pull go on, still checked.
 func TestEnforceContainerSigpolicy(t *testing.T) {
 	_, src := ociLayout(t, testimage.Options{Seed: 21})
-	insecure := policyFile(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)
+	insecure := testsign.PolicyFile(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)
 	t.Setenv("CONTAINERS_POLICY_JSON", insecure)
 	repo := filepath.Join(t.TempDir(), "composefs")
 
@@ -61,12 +53,12 @@ func TestEnforceContainerSigpolicy(t *testing.T) {
 
 	// Rejecting by default passes the check; the image is then held to
 	// the policy: refused, or accepted by its transport's scope.
-	reject := policyFile(t, `{"default":[{"type":"reject"}]}`)
+	reject := testsign.PolicyFile(t, `{"default":[{"type":"reject"}]}`)
 	code, _, stderr = cfsPullIn("--repo", repo, "--quiet", "--enforce-container-sigpolicy", "--signature-policy", reject, src)
 	if code == 0 || !strings.Contains(stderr, "refused by the signature policy") {
 		t.Errorf("a rejecting policy: exit %d\n%s", code, stderr)
 	}
-	acceptOCI := policyFile(t, `{"default":[{"type":"reject"}],"transports":{"oci":{"":[{"type":"insecureAcceptAnything"}]}}}`)
+	acceptOCI := testsign.PolicyFile(t, `{"default":[{"type":"reject"}],"transports":{"oci":{"":[{"type":"insecureAcceptAnything"}]}}}`)
 	code, out, stderr = cfsPullIn("--signature-policy", acceptOCI, "--enforce-container-sigpolicy", "--print-signature-policy")
 	if code != 0 || string(out) != acceptOCI+"\n" {
 		t.Errorf("--print-signature-policy with --signature-policy: exit %d, %q %s", code, out, stderr)

@@ -1,6 +1,6 @@
-// Package testsign signs test images with sigstore keys made on the spot,
-// for tests of signature policies against the real containers/image
-// verification.
+// Package testsign signs test images with sigstore keys made on the spot
+// and writes signature policies, for tests of policies against the real
+// containers/image verification.
 package testsign
 
 import (
@@ -78,4 +78,15 @@ func Copy(t testing.TB, k Key, src, dst, identity string, sys *types.SystemConte
 	}); err != nil {
 		t.Fatalf("signing %s into %s: %v", src, dst, err)
 	}
+}
+
+// PolicyFile writes body as a containers-policy.json in a temporary
+// directory of t and returns its path.
+func PolicyFile(t testing.TB, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -4,28 +4,20 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.podman.io/image/v5/types"
-)
 
-func writePolicy(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+	"github.com/cfs-project/cfs/internal/testsign"
+)
 
 // TestEnforceRefusedBeforeRoot: --enforce-container-sigpolicy with a
 // policy accepting anything is refused before the image is opened or ROOT
 // is written.
 func TestEnforceRefusedBeforeRoot(t *testing.T) {
 	root := t.TempDir()
-	p := writePolicy(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)
+	p := testsign.PolicyFile(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)
 	_, err := Install(context.Background(), Options{
 		Root: root, Source: "oci:/nonexistent:latest", EnforceContainerSigpolicy: true,
 		Sys: &types.SystemContext{SignaturePolicyPath: p},

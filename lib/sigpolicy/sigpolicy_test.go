@@ -2,13 +2,13 @@ package sigpolicy
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+
+	"github.com/cfs-project/cfs/internal/testsign"
 )
 
 // TestAcceptsAnything: only a default made of insecureAcceptAnything
@@ -35,19 +35,10 @@ func TestAcceptsAnything(t *testing.T) {
 	}
 }
 
-func writePolicy(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestLoadSigPolicyNamesFile: the policy is found where containers/image
 // looks (here $CONTAINERS_POLICY_JSON) and the refusal names that file.
 func TestLoadSigPolicyNamesFile(t *testing.T) {
-	p := writePolicy(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)
+	p := testsign.PolicyFile(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)
 	t.Setenv("CONTAINERS_POLICY_JSON", p)
 	sp, err := Load(&types.SystemContext{}, false)
 	if err != nil {
@@ -58,11 +49,11 @@ func TestLoadSigPolicyNamesFile(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 	// --signature-policy wins over the search.
-	strict := writePolicy(t, `{"default":[{"type":"reject"}]}`)
+	strict := testsign.PolicyFile(t, `{"default":[{"type":"reject"}]}`)
 	if sp, err = Load(&types.SystemContext{SignaturePolicyPath: strict}, false); err != nil || sp.File != strict || sp.AssertNotInsecure("x") != nil {
 		t.Errorf("--signature-policy: %+v %v", sp, err)
 	}
-	bad := writePolicy(t, `{"default":[]}`)
+	bad := testsign.PolicyFile(t, `{"default":[]}`)
 	if _, err := Load(&types.SystemContext{SignaturePolicyPath: bad}, false); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Errorf("an invalid policy: %v", err)
 	}
