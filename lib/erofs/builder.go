@@ -13,20 +13,17 @@ import (
 // image is the one Write makes of the same tree.
 type Builder struct {
 	b       builder
-	root    *Entry
+	root    *inode
 	version int
+	count   int // inodes added, for layout
 }
 
 // Entry is an inode added to a Builder: a directory to add entries to, or
-// a leaf to link to again.
-type Entry struct {
-	in *inode
-	// path names a directory in messages; leaves do not keep theirs.
-	path string
-	// fixed says the leaf's Nlink was given, so further names do not
-	// count.
-	fixed bool
-}
+// a leaf to link to again. It is the writer's inode itself, so adding an
+// entry allocates nothing more.
+type Entry inode
+
+func (e *Entry) inode() *inode { return (*inode)(e) }
 
 // NewBuilder starts an image. The version must be decided up front:
 // opts.MaxVersion may not exceed opts.Version (mkcomposefs's choice
@@ -50,12 +47,13 @@ func (b *Builder) Root(n *Node) (*Entry, error) {
 	if !n.IsDir() {
 		return nil, fmt.Errorf("erofs: root must be a directory")
 	}
-	in, err := b.b.convertNode(n, nil, "/")
+	in, err := b.b.convertNode(n, nil, where{full: "/"}, nil)
 	if err != nil {
 		return nil, err
 	}
-	b.root = &Entry{in: in, path: "/"}
-	return b.root, nil
+	b.root = in
+	b.count = 1
+	return (*Entry)(in), nil
 }
 
 // Add puts the inode of n under the directory dir with n's name. n's
@@ -63,46 +61,64 @@ func (b *Builder) Root(n *Node) (*Entry, error) {
 // is not kept: the inode shares n's content, payload, xattr names and
 // values, which must not change afterwards.
 func (b *Builder) Add(dir *Entry, n *Node) (*Entry, error) {
-	if dir == nil || dir.in.typ() != TypeDir {
+	return b.add(dir, n, nil)
+}
+
+// AddExternal is Add of n made an external file by
+// n.SetExternalShared(digest, n.Size), without the payload string that
+// makes: the image has the object path only in the overlay redirect
+// xattr, made from digest when it is written. digest is kept without a
+// copy and must not change afterwards.
+func (b *Builder) AddExternal(dir *Entry, n *Node, digest []byte) (*Entry, error) {
+	if l := len(digest); l != 32 && l != 64 {
+		c := *n
+		c.SetExternalShared(digest, n.Size)
+		return b.add(dir, &c, nil)
+	}
+	return b.add(dir, n, digest)
+}
+
+func (b *Builder) add(dir *Entry, n *Node, obj []byte) (*Entry, error) {
+	if dir == nil || dir.inode().typ() != TypeDir {
 		return nil, fmt.Errorf("erofs: %s: not added to a directory", n.Name)
 	}
-	p := childPath(dir.path, n.Name)
+	d := dir.inode()
 	if err := ValidName(n.Name); err != nil {
-		return nil, fmt.Errorf("erofs: %s: %w", p, err)
+		return nil, fmt.Errorf("erofs: %s: %w", where{dir: d, name: n.Name}, err)
 	}
-	in, err := b.b.convertNode(n, dir.in, p)
+	in, err := b.b.convertNode(n, d, where{dir: d, name: n.Name}, obj)
 	if err != nil {
 		return nil, err
 	}
-	dir.in.dirents = append(dir.in.dirents, dirent{n.Name, in, false})
-	e := &Entry{in: in}
-	if in.typ() == TypeDir {
-		e.path = p
-	} else if n.Nlink != 0 {
-		in.nlink, e.fixed = n.Nlink, true
-	} else {
-		in.nlink = 1
+	d.dirents = append(d.dirents, dirent{n.Name, in, false})
+	b.count++
+	if in.typ() != TypeDir {
+		if n.Nlink != 0 {
+			in.nlink, in.fixed = n.Nlink, true
+		} else {
+			in.nlink = 1
+		}
 	}
-	return e, nil
+	return (*Entry)(in), nil
 }
 
 // Link gives target, a leaf added before, the further name name in dir: a
 // hardlink.
 func (b *Builder) Link(dir *Entry, name string, target *Entry) error {
-	if dir == nil || dir.in.typ() != TypeDir {
+	if dir == nil || dir.inode().typ() != TypeDir {
 		return fmt.Errorf("erofs: %s: not linked in a directory", name)
 	}
-	p := childPath(dir.path, name)
+	d, t := dir.inode(), target.inode()
 	if err := ValidName(name); err != nil {
-		return fmt.Errorf("erofs: %s: %w", p, err)
+		return fmt.Errorf("erofs: %s: %w", where{dir: d, name: name}, err)
 	}
-	if target.in.typ() == TypeDir {
-		return fmt.Errorf("erofs: %s: hardlink to a directory", p)
+	if t.typ() == TypeDir {
+		return fmt.Errorf("erofs: %s: hardlink to a directory", where{dir: d, name: name})
 	}
-	if !target.fixed {
-		target.in.nlink++
+	if !t.fixed {
+		t.nlink++
 	}
-	dir.in.dirents = append(dir.in.dirents, dirent{name: name, target: target.in, link: true})
+	d.dirents = append(d.dirents, dirent{name: name, target: t, link: true})
 	return nil
 }
 
@@ -114,18 +130,22 @@ func (b *Builder) Link(dir *Entry, name string, target *Entry) error {
 // hash it on another goroutine. SetDigest may run concurrently with Add
 // and Link of other entries; all calls must have returned before Write.
 func (e *Entry) SetDigest(digest []byte) error {
-	in := e.in
-	if !in.external || in.digest != nil || in.virt != 0 {
+	in := e.inode()
+	if !in.external || in.data != nil || in.virt != 0 {
 		return fmt.Errorf("erofs: SetDigest on an entry that is not an external file without a digest")
 	}
 	if l := len(digest); l != 32 && l != 64 {
 		return fmt.Errorf("erofs: digest of %d bytes is neither SHA-256 nor SHA-512", len(digest))
 	}
-	in.digest = digest
+	in.data = digest
 	in.virt = virtMetacopy | virtRedirect
 	// Add set the metacopy xattr of a file without a digest; its
 	// placeholder replaces it, and the redirect follows (layout sorts
 	// xattrs by name).
+	if in.staticX {
+		in.xattrs = xattrsVirtual
+		return nil
+	}
 	in.setXattr(xattrMetacopy, nil)
 	in.setXattr(xattrRedirect, nil)
 	return nil
@@ -136,14 +156,14 @@ func (b *Builder) Write(w io.Writer) error {
 	if b.root == nil {
 		return fmt.Errorf("erofs: no root")
 	}
-	r := b.root.in
+	r := b.root
 	b.root = nil
 	r.setXattr(xattrOpaque, []byte("y"))
 	addStubs(r)
 	if err := finishDirs(r); err != nil {
 		return err
 	}
-	return emitImage(w, r, b.version)
+	return emitImage(w, r, b.version, b.count+256)
 }
 
 func childPath(dir, name string) string {

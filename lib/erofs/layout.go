@@ -9,9 +9,13 @@ import (
 
 // image is a fully laid-out composefs image, ready to be emitted.
 type image struct {
-	version    int
-	inodes     []*inode // BFS order; index = i_ino
-	shared     []Xattr
+	version int
+	inodes  []*inode // BFS order; index = i_ino
+	shared  []Xattr
+	// sharedOffs holds, for each inode with a shared xattr
+	// (inode.shared), the offset in the shared table of each of its
+	// xattrs, or -1.
+	sharedOffs []int64
 	sharedSize uint64
 	inodesEnd  uint64
 	dataStart  uint64
@@ -19,6 +23,8 @@ type image struct {
 	minSec     int64
 	minNsec    uint32
 	hasACL     bool
+	// tooManyXattrs is an inode whose xattrs the format cannot hold.
+	tooManyXattrs *inode
 }
 
 // chunking returns the chunk size bits and chunk count of an external
@@ -35,10 +41,19 @@ func chunking(size uint64) (chunkBits uint32, count uint64) {
 	return chunkBits, (size + (1 << chunkBits) - 1) >> chunkBits
 }
 
-func layout(root *inode, version int) *image {
-	img := &image{version: version, inodes: []*inode{root}}
+// layout numbers and places the inodes under root; count, the number of
+// inodes if known, sizes the table.
+func layout(root *inode, version int, count int) *image {
+	img := &image{version: version, inodes: make([]*inode, 1, max(count, 1))}
+	img.inodes[0] = root
+	// Breadth first, each directory's entries in name order; a
+	// hardlink's inode is where its first name is.
 	for i := 0; i < len(img.inodes); i++ {
-		img.inodes = append(img.inodes, img.inodes[i].children...)
+		for _, d := range img.inodes[i].dirents {
+			if !d.link {
+				img.inodes = append(img.inodes, d.target)
+			}
+		}
 	}
 	img.minSec, img.minNsec = root.mtimeSec, root.mtimeNsec
 	for i, in := range img.inodes {
@@ -83,7 +98,7 @@ func (img *image) computeShared() {
 		for j := range in.xattrs {
 			x := &in.xattrs[j]
 			v := x.Value
-			if in.virtual(x) != 0 {
+			if in.virt != 0 && in.virtual(x) != 0 {
 				v = in.xattrValue(x, vbuf)
 				vbuf = v
 			}
@@ -162,22 +177,42 @@ func (img *image) computeShared() {
 		}
 		ids := flat[:len(in.xattrs)]
 		flat = flat[len(in.xattrs):]
-		in.sharedOffs = make([]int64, len(in.xattrs))
+		in.shared = 0
+		some := false
+		for _, id := range ids {
+			if offsets[id] >= 0 {
+				some = true
+				break
+			}
+		}
+		if !some {
+			continue
+		}
+		in.shared = uint32(len(img.sharedOffs)) + 1
 		n := 0
-		for j, id := range ids {
+		for _, id := range ids {
 			if o := offsets[id]; o >= 0 && n < maxSharedPerInode {
-				in.sharedOffs[j] = o
+				img.sharedOffs = append(img.sharedOffs, o)
 				n++
 			} else {
-				in.sharedOffs[j] = -1
+				img.sharedOffs = append(img.sharedOffs, -1)
 			}
 		}
 	}
 }
 
-func (in *inode) xattrCounts() (nShared int, local uint64) {
+// sharedOff is the offset in the shared table of in's xattr j, or -1
+// when the inode stores it.
+func (img *image) sharedOff(in *inode, j int) int64 {
+	if in.shared == 0 {
+		return -1
+	}
+	return img.sharedOffs[int(in.shared)-1+j]
+}
+
+func (img *image) xattrCounts(in *inode) (nShared int, local uint64) {
 	for i := range in.xattrs {
-		if in.sharedOffs[i] >= 0 {
+		if img.sharedOff(in, i) >= 0 {
 			nShared++
 		} else {
 			x := &in.xattrs[i]
@@ -217,25 +252,28 @@ func (in *inode) sizeClass() {
 	switch in.typ() {
 	case TypeDir:
 		full, _, last := dirGroups(in.dirents)
-		in.nb = uint64(len(full))
-		in.tail = last
+		in.nb = uint32(len(full))
+		in.tail = uint32(last)
 		// Never inline more than half a block.
 		if in.tail > BlockSize/2 {
 			in.nb++
 			in.tail = 0
 		}
 	case TypeSymlink:
-		in.tail = uint64(len(in.symlink))
+		in.tail = uint32(len(in.symlink()))
 	case TypeRegular:
 		if in.stSize == 0 {
 			return
 		}
 		if in.external {
+			// At most maxChunks (convertNode).
 			_, count := chunking(in.stSize)
-			in.tail = count * 4
+			in.tail = uint32(count * 4)
 		} else {
-			in.nb = in.stSize / BlockSize
-			in.tail = in.stSize % BlockSize
+			// Inline bytes the caller holds in memory: their block
+			// count fits.
+			in.nb = uint32(in.stSize / BlockSize)
+			in.tail = uint32(in.stSize % BlockSize)
 			if in.tail > BlockSize/2 {
 				in.nb++
 				in.tail = 0
@@ -253,7 +291,7 @@ func (img *image) fitsCompact(in *inode) bool {
 	}
 	size := in.stSize
 	if in.typ() == TypeDir {
-		size = in.nb*BlockSize + in.tail
+		size = uint64(in.nb)*BlockSize + uint64(in.tail)
 	}
 	return size <= 0xFFFFFFFF
 }
@@ -269,16 +307,21 @@ func (img *image) place() {
 		if in.compact {
 			isz = compactSize
 		}
-		in.xattrSize = 0
+		var xattrSize uint64
 		if len(in.xattrs) > 0 {
-			ns, local := in.xattrCounts()
-			in.xattrSize = roundUp(xattrHdrSize+uint64(ns)*4+local, 4)
+			ns, local := img.xattrCounts(in)
+			xattrSize = roundUp(xattrHdrSize+uint64(ns)*4+local, 4)
+			if icount(xattrSize) > 0xFFFF && img.tooManyXattrs == nil {
+				img.tooManyXattrs = in
+			}
 		}
+		in.xattrSize = uint32(xattrSize)
+		tail := uint64(in.tail)
 		ppos := pos
 		pos = roundUp(pos, slotSize)
 		var extra uint64
 		if in.typ() == TypeSymlink {
-			total := isz + in.xattrSize + in.tail
+			total := isz + xattrSize + tail
 			if total/BlockSize > 0 {
 				in.nb++
 				in.tail = 0
@@ -288,11 +331,11 @@ func (img *image) place() {
 				extra = roundUp(pos, BlockSize) - pos
 			}
 		} else {
-			rem := BlockSize - (pos+isz+in.xattrSize)%BlockSize
-			if rem < in.tail {
+			rem := BlockSize - (pos+isz+xattrSize)%BlockSize
+			if rem < tail {
 				ep := roundUp(rem, slotSize)
-				rem2 := BlockSize - (pos+isz+in.xattrSize+ep)%BlockSize
-				if in.tail <= rem2 {
+				rem2 := BlockSize - (pos+isz+xattrSize+ep)%BlockSize
+				if tail <= rem2 {
 					extra = ep
 				} else {
 					in.nb++
@@ -301,19 +344,21 @@ func (img *image) place() {
 				}
 			}
 		}
-		in.ipad = pos - ppos + extra
+		in.ipad = uint32(pos - ppos + extra)
 		pos += extra
 		in.nid = pos / slotSize
-		img.dataBlocks += in.nb
-		pos += isz + in.xattrSize + in.tail
+		img.dataBlocks += uint64(in.nb)
+		pos += isz + xattrSize + uint64(in.tail)
 	}
 	img.inodesEnd = roundUp(pos, slotSize)
 	img.dataStart = roundUp(img.inodesEnd+img.sharedSize, BlockSize)
+	// The addresses are 32 bits on disk; check rejects an image whose
+	// blocks do not all have one.
 	cur := img.dataStart / BlockSize
 	for _, in := range img.inodes {
 		if in.nb > 0 {
-			in.blkaddr = cur
-			cur += in.nb
+			in.blkaddr = uint32(cur)
+			cur += uint64(in.nb)
 		}
 	}
 }

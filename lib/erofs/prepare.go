@@ -3,11 +3,16 @@ package erofs
 import (
 	"bytes"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
+	"unsafe"
 )
 
 // inode is the writer's private, rewritten copy of one inode: the caller's
-// tree is never modified.
+// tree is never modified. A tree of 100k entries has as many of these,
+// alive together with the caller's tree while the image is made: the
+// struct is kept small and holds no slice it does not need (a pull's
+// heap is limited, and every collection of it scans them all).
 type inode struct {
 	mode      uint32
 	uid, gid  uint32
@@ -17,31 +22,51 @@ type inode struct {
 	rdev      uint32
 	// stSize is the size mkcomposefs tests against the compact-inode
 	// limit: the dumpfile size even for devices.
-	stSize   uint64
-	content  []byte
-	symlink  string
-	xattrs   []Xattr
-	dirents  []dirent
-	children []*inode // real (non-link) children in name order: BFS feed
-	// digest is an external file's fs-verity digest, shared with the
-	// caller. Its overlay metacopy and redirect xattrs are placeholders
-	// in xattrs (virt says which) whose values are made from it when
-	// they are needed: kept, they were about 220 bytes per external
-	// file, a fifth of the writer's memory on a tree of 100k files.
-	digest []byte
+	stSize uint64
+	// data is, by type: the bytes of an inline regular file; the target
+	// of a symlink (the string's bytes, never written); the fs-verity
+	// digest of an external file, shared with the caller, from which its
+	// overlay metacopy and redirect xattrs (placeholders in xattrs, virt
+	// says which) are made when they are needed: kept, they were about
+	// 220 bytes per external file, a fifth of the writer's memory on a
+	// tree of 100k files.
+	data    []byte
+	xattrs  []Xattr
+	dirents []dirent
 
-	ino      uint32
+	ino uint32
+	// shared is 0 when none of the inode's xattrs is in the shared
+	// table, else 1 + the index in image.sharedOffs of its xattrs'
+	// offsets there (-1 for one stored in the inode). Filled by layout.
+	shared uint32
+	// Layout, filled by layout().
+	nb, tail  uint32
+	xattrSize uint32
+	ipad      uint32
+	nid       uint64
+	blkaddr   uint32
+
 	external bool
 	compact  bool
 	virt     uint8 // virtMetacopy | virtRedirect
-	// Layout, filled by layout().
-	nb, tail   uint64
-	xattrSize  uint64
-	sharedOffs []int64 // per xattr: offset in the shared table, or -1
-	ipad       uint64
-	nid        uint64
-	blkaddr    uint64
+	// fixed says a leaf's nlink was given (Node.Nlink), so further names
+	// (Builder.Link) do not count; staticX that xattrs is one of the
+	// read-only slices below, shared by many inodes (setXattr copies it).
+	fixed, staticX bool
 }
+
+// The xattrs of most external files: the two placeholders alone, or,
+// until Entry.SetDigest, the empty metacopy of a file without a digest.
+// Shared by every such inode instead of a slice each (80 bytes per
+// file); never written (inode.setXattr copies them first).
+var (
+	xattrsVirtual  = []Xattr{{Name: xattrMetacopy}, {Name: xattrRedirect}}
+	xattrsNoDigest = []Xattr{{Name: xattrMetacopy, Value: []byte{}}}
+	filterVirtual  = xattrFilter(xattrsVirtual)
+)
+
+// symlink is the target of a symlink inode.
+func (in *inode) symlink() []byte { return in.data }
 
 // Placeholder xattrs of an external file (inode.virt).
 const (
@@ -68,9 +93,9 @@ func (in *inode) virtual(x *Xattr) uint8 {
 func (in *inode) xattrValue(x *Xattr, buf []byte) []byte {
 	switch in.virtual(x) {
 	case virtMetacopy:
-		return appendMetacopy(buf[:0], in.digest)
+		return appendMetacopy(buf[:0], in.data)
 	case virtRedirect:
-		return appendObjectPath(append(buf[:0], '/'), in.digest)
+		return appendObjectPath(append(buf[:0], '/'), in.data)
 	}
 	return x.Value
 }
@@ -79,9 +104,9 @@ func (in *inode) xattrValue(x *Xattr, buf []byte) []byte {
 func (in *inode) xattrValueLen(x *Xattr) int {
 	switch in.virtual(x) {
 	case virtMetacopy:
-		return 4 + len(in.digest)
+		return 4 + len(in.data)
 	case virtRedirect:
-		return 2 + 2*len(in.digest)
+		return 2 + 2*len(in.data)
 	}
 	return len(x.Value)
 }
@@ -96,7 +121,13 @@ type dirent struct {
 
 func (in *inode) typ() uint32 { return in.mode & TypeMask }
 
-func (in *inode) setXattr(name string, value []byte) { in.xattrs = setXattr(in.xattrs, name, value) }
+func (in *inode) setXattr(name string, value []byte) {
+	if in.staticX {
+		in.xattrs = append(make([]Xattr, 0, len(in.xattrs)+1), in.xattrs...)
+		in.staticX = false
+	}
+	in.xattrs = setXattr(in.xattrs, name, value)
+}
 
 // builder turns a Node tree into inodes, applying the composefs rewrite
 // (mkcomposefs rewrite_tree_for_erofs) on the way.
@@ -145,26 +176,28 @@ func effectiveVersion(root *Node, opts Options) int {
 	return v
 }
 
-func buildInodes(root *Node, version int) (*inode, error) {
+// buildInodes converts the tree under root and returns its root inode and
+// about how many inodes there are.
+func buildInodes(root *Node, version int) (*inode, int, error) {
 	if root == nil || !root.IsDir() {
-		return nil, fmt.Errorf("erofs: root must be a directory")
+		return nil, 0, fmt.Errorf("erofs: root must be a directory")
 	}
 	b := &builder{version: version, inodes: map[*Node]*inode{}, nameCnt: map[*Node]uint32{}}
 	r, err := b.convert(root, nil, "/")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for _, l := range b.links {
 		t := l.target.Inode()
 		if t.LinkTo != nil {
-			return nil, fmt.Errorf("erofs: %s: hardlink cycle", l.path)
+			return nil, 0, fmt.Errorf("erofs: %s: hardlink cycle", l.path)
 		}
 		if t.IsDir() {
-			return nil, fmt.Errorf("erofs: %s: hardlink to a directory", l.path)
+			return nil, 0, fmt.Errorf("erofs: %s: hardlink to a directory", l.path)
 		}
 		ti, ok := b.inodes[t]
 		if !ok {
-			return nil, fmt.Errorf("erofs: %s: hardlink target is not in the tree", l.path)
+			return nil, 0, fmt.Errorf("erofs: %s: hardlink target is not in the tree", l.path)
 		}
 		b.nameCnt[t]++
 		l.dir.dirents = append(l.dir.dirents, dirent{name: l.name, target: ti, link: true})
@@ -182,9 +215,9 @@ func buildInodes(root *Node, version int) (*inode, error) {
 	r.setXattr(xattrOpaque, []byte("y"))
 	addStubs(r)
 	if err := finishDirs(r); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return r, nil
+	return r, len(b.inodes) + 256, nil
 }
 
 // convert copies n (a non-link node) and its subtree, escaping and adding
@@ -199,7 +232,7 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 	if len(n.Children) > 0 && !n.IsDir() {
 		return nil, fmt.Errorf("erofs: %s: only directories can have children", path)
 	}
-	in, err := b.convertNode(n, parent, path)
+	in, err := b.convertNode(n, parent, where{full: path}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -232,17 +265,64 @@ func (b *builder) convert(n *Node, parent *inode, path string) (*inode, error) {
 	return in, nil
 }
 
+// where names an entry in messages, made only for one: the builder of a
+// 100k-entry tree would otherwise make as many path strings for nothing.
+type where struct {
+	dir  *inode // the directory the entry is added to (nil: full is the path)
+	name string
+	full string
+}
+
+func (w where) String() string {
+	if w.dir == nil {
+		return w.full
+	}
+	return childPath(w.dir.path(), w.name)
+}
+
+// path is the path of a directory inode, found through the ".." entries
+// and the names in each parent (for messages only).
+func (in *inode) path() string {
+	parent := in.dotdot()
+	if parent == nil || parent == in {
+		return "/"
+	}
+	for _, d := range parent.dirents {
+		if d.target == in && !d.link {
+			return childPath(parent.path(), d.name)
+		}
+	}
+	return "?"
+}
+
+func (in *inode) dotdot() *inode {
+	for _, d := range in.dirents {
+		if d.name == ".." && d.link {
+			return d.target
+		}
+	}
+	return nil
+}
+
 // convertNode makes the inode of n alone, not of its children: the
 // escaped xattrs, the overlayfs xattrs mkcomposefs adds, and for a
-// directory its "." and ".." entries. parent is nil for the root.
-func (b *builder) convertNode(n *Node, parent *inode, path string) (*inode, error) {
-	if !ValidType(n.Mode) {
-		return nil, fmt.Errorf("erofs: %s: invalid file mode %o", path, n.Mode)
+// directory its "." and ".." entries. parent is nil for the root. A
+// non-nil obj, a SHA-256 or SHA-512 digest, makes n the external file
+// n.SetExternalShared(obj, n.Size) would, without the payload string.
+func (b *builder) convertNode(n *Node, parent *inode, path where, obj []byte) (*inode, error) {
+	mode, content, digest, payload := n.Mode, n.Content, n.Digest, n.Payload
+	if obj != nil {
+		mode, content, digest, payload = TypeRegular|n.Mode&0o7777, nil, obj, ""
+	}
+	if !ValidType(mode) {
+		return nil, fmt.Errorf("erofs: %s: invalid file mode %o", path, mode)
 	}
 	in := &inode{
-		mode: n.Mode, uid: n.UID, gid: n.GID, mtimeSec: n.MtimeSec, mtimeNsec: n.MtimeNsec,
+		mode: mode, uid: n.UID, gid: n.GID, mtimeSec: n.MtimeSec, mtimeNsec: n.MtimeNsec,
 		stSize: n.Size, rdev: uint32(n.Rdev),
-		xattrs: make([]Xattr, 0, len(n.Xattrs)+2),
+	}
+	if len(n.Xattrs) > 0 {
+		in.xattrs = make([]Xattr, 0, len(n.Xattrs)+2)
 	}
 	for _, x := range n.Xattrs {
 		if len(x.Name) == 0 || len(x.Name) > maxXattrName {
@@ -259,53 +339,70 @@ func (b *builder) convertNode(n *Node, parent *inode, path string) (*inode, erro
 		}
 		in.setXattr(name, x.Value)
 	}
-	switch n.Mode & TypeMask {
+	switch mode & TypeMask {
 	case TypeRegular:
-		if len(n.Content) > 0 {
-			if uint64(len(n.Content)) != n.Size {
-				return nil, fmt.Errorf("erofs: %s: inline content is %d bytes but size is %d", path, len(n.Content), n.Size)
+		if len(content) > 0 {
+			if uint64(len(content)) != n.Size {
+				return nil, fmt.Errorf("erofs: %s: inline content is %d bytes but size is %d", path, len(content), n.Size)
 			}
-			in.content = n.Content
+			in.data = content
 		} else if n.Size > 0 {
 			in.external = true
 			if _, count := chunking(n.Size); count > maxChunks {
 				return nil, fmt.Errorf("erofs: %s: file size %d too large for an external file", path, n.Size)
 			}
-			if l := len(n.Digest); l == 32 || l == 64 {
-				in.digest = n.Digest
+			var mc []byte
+			if l := len(digest); l == 32 || l == 64 {
+				in.data = digest
 				in.virt |= virtMetacopy
-				in.setXattr(xattrMetacopy, nil)
 			} else {
-				mc, err := metacopyValue(n.Digest)
-				if err != nil {
+				var err error
+				if mc, err = metacopyValue(digest); err != nil {
 					return nil, fmt.Errorf("erofs: %s: %w", path, err)
 				}
-				in.setXattr(xattrMetacopy, mc)
 			}
-			if n.Payload != "" {
-				if in.digest != nil && isObjectPath(n.Payload, in.digest) {
+			redirect, rv := obj != nil || payload != "", []byte(nil)
+			if redirect {
+				if obj != nil || in.data != nil && isObjectPath(payload, in.data) {
 					in.virt |= virtRedirect
-					in.setXattr(xattrRedirect, nil)
 				} else {
-					in.setXattr(xattrRedirect, n.redirectValue())
+					rv = n.redirectValue()
+				}
+			}
+			switch {
+			case in.xattrs != nil:
+				in.setXattr(xattrMetacopy, mc)
+				if redirect {
+					in.setXattr(xattrRedirect, rv)
+				}
+			case in.virt == virtMetacopy|virtRedirect:
+				in.xattrs, in.staticX = xattrsVirtual, true
+			case in.virt == 0 && !redirect:
+				in.xattrs, in.staticX = xattrsNoDigest, true
+			default:
+				in.xattrs = make([]Xattr, 0, 2)
+				in.setXattr(xattrMetacopy, mc)
+				if redirect {
+					in.setXattr(xattrRedirect, rv)
 				}
 			}
 		}
 	case TypeSymlink:
-		if n.Payload == "" {
+		if payload == "" {
 			return nil, fmt.Errorf("erofs: %s: symlink with empty target", path)
 		}
-		if len(n.Payload) > maxPayloadLen {
+		if len(payload) > maxPayloadLen {
 			return nil, fmt.Errorf("erofs: %s: symlink target longer than %d bytes", path, maxPayloadLen)
 		}
-		in.symlink = n.Payload
-		in.stSize = uint64(len(n.Payload))
+		// The string's bytes, never written.
+		in.data = unsafe.Slice(unsafe.StringData(payload), len(payload))
+		in.stSize = uint64(len(payload))
 	case TypeChar:
 		if n.Rdev == 0 {
 			// A whiteout would be swallowed by the outer overlay, so it is
 			// stored as an escaped-whiteout regular file.
 			in.stSize = 0
-			in.mode = TypeRegular | n.Mode&0o7777
+			in.mode = TypeRegular | mode&0o7777
 			in.setXattr(xattrEscWhiteout, []byte{})
 			in.setXattr(xattrUserWhiteout, []byte{})
 			p := parent
@@ -320,7 +417,7 @@ func (b *builder) convertNode(n *Node, parent *inode, path string) (*inode, erro
 			}
 		}
 	}
-	if n.IsDir() {
+	if mode&TypeMask == TypeDir {
 		self := parent
 		if self == nil {
 			self = in
@@ -403,23 +500,19 @@ func addStubs(root *inode) {
 }
 
 // finishDirs sorts every directory's entries, rejects duplicates and
-// computes the directory link counts and the BFS feed of real children.
+// computes the directory link counts.
 func finishDirs(root *inode) error {
 	queue := []*inode{root}
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
-		sort.Slice(d.dirents, func(i, j int) bool { return d.dirents[i].name < d.dirents[j].name })
+		sortDirents(d.dirents)
 		nlink := uint32(2)
 		for i, e := range d.dirents {
 			if i > 0 && d.dirents[i-1].name == e.name {
 				return fmt.Errorf("erofs: duplicate directory entry %q", e.name)
 			}
-			if e.link {
-				continue
-			}
-			d.children = append(d.children, e.target)
-			if e.target.typ() == TypeDir {
+			if !e.link && e.target.typ() == TypeDir {
 				nlink++
 				queue = append(queue, e.target)
 			}
@@ -429,9 +522,36 @@ func finishDirs(root *inode) error {
 	return nil
 }
 
-func sortXattrs(xs []Xattr) {
-	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
+// sortDirents sorts a directory's entries by name. Most come sorted
+// already (a Builder's callers add them in order, after "." and ".."):
+// those are only checked.
+func sortDirents(d []dirent) {
+	for i := 1; i < len(d); i++ {
+		if d[i-1].name > d[i].name {
+			slices.SortFunc(d, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+			return
+		}
+	}
 }
+
+// sortXattrs sorts by name (unique in a list). It never writes to a
+// sorted list (some are shared, see xattrsVirtual) and allocates nothing:
+// most lists are short, and sorted already.
+func sortXattrs(xs []Xattr) {
+	if len(xs) > 16 {
+		if !slices.IsSortedFunc(xs, cmpXattrName) {
+			slices.SortFunc(xs, cmpXattrName)
+		}
+		return
+	}
+	for i := 1; i < len(xs); i++ {
+		for j := i; j > 0 && xs[j].Name < xs[j-1].Name; j-- {
+			xs[j], xs[j-1] = xs[j-1], xs[j]
+		}
+	}
+}
+
+func cmpXattrName(a, b Xattr) int { return strings.Compare(a.Name, b.Name) }
 
 // sharedLess orders the shared table as mkcomposefs does: descending by
 // name, then by value length, then by value bytes.

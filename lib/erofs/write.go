@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"unsafe"
 )
 
 // Options select the composefs format version. mkcomposefs's defaults are
@@ -25,16 +26,17 @@ func Write(w io.Writer, root *Node, opts Options) error {
 		return fmt.Errorf("erofs: unsupported composefs version %d (max %d)", opts.Version, opts.MaxVersion)
 	}
 	version := effectiveVersion(root, opts)
-	r, err := buildInodes(root, version)
+	r, count, err := buildInodes(root, version)
 	if err != nil {
 		return err
 	}
-	return emitImage(w, r, version)
+	return emitImage(w, r, version, count)
 }
 
-// emitImage lays out the inodes under r and writes the image to w.
-func emitImage(w io.Writer, r *inode, version int) error {
-	img := layout(r, version)
+// emitImage lays out the inodes under r, about count of them, and writes
+// the image to w.
+func emitImage(w io.Writer, r *inode, version int, count int) error {
+	img := layout(r, version, count)
 	if err := img.check(); err != nil {
 		return err
 	}
@@ -51,15 +53,13 @@ func (img *image) check() error {
 	if img.dataStart/BlockSize+img.dataBlocks > 0xFFFFFFFF {
 		return fmt.Errorf("erofs: image too large")
 	}
-	for _, in := range img.inodes {
-		if icount(in.xattrSize) > 0xFFFF {
-			return fmt.Errorf("erofs: inode %d: too many xattrs", in.ino)
-		}
+	if in := img.tooManyXattrs; in != nil {
+		return fmt.Errorf("erofs: inode %d: too many xattrs", in.ino)
 	}
 	return nil
 }
 
-func icount(xattrSize uint64) uint64 {
+func icount[T uint32 | uint64](xattrSize T) T {
 	if xattrSize == 0 {
 		return 0
 	}
@@ -93,15 +93,27 @@ func (e *emitter) writeString(s string) {
 
 var zeros [BlockSize]byte
 
-func (e *emitter) pad(n uint64) {
+// pad writes n bytes of fill, 0 or 0xff (the holes of a chunk map).
+func (e *emitter) pad(n uint64, fill byte) {
+	src := zeros[:]
+	if fill == 0xff {
+		src = holes[:]
+	}
 	for n > 0 {
 		k := min(n, BlockSize)
-		e.write(zeros[:k])
+		e.write(src[:k])
 		n -= k
 	}
 }
 
-func (e *emitter) align(a uint64) { e.pad(roundUp(e.n, a) - e.n) }
+var holes = func() (b [BlockSize]byte) {
+	for i := range b {
+		b[i] = 0xff
+	}
+	return
+}()
+
+func (e *emitter) align(a uint64) { e.pad(roundUp(e.n, a)-e.n, 0) }
 
 func (img *image) emit(e *emitter) {
 	le := binary.LittleEndian
@@ -113,7 +125,7 @@ func (img *image) emit(e *emitter) {
 	}
 	le.PutUint32(hdr[12:], uint32(img.version))
 	e.write(hdr[:])
-	e.pad(superOffset - 32)
+	e.pad(superOffset-32, 0)
 
 	var sb [superSize]byte
 	le.PutUint32(sb[0:], erofsMagic)
@@ -142,7 +154,7 @@ func (img *image) emit(e *emitter) {
 
 func (img *image) emitInode(e *emitter, in *inode) {
 	le := binary.LittleEndian
-	e.pad(in.ipad)
+	e.pad(uint64(in.ipad), 0)
 	layout := uint16(layoutFlatPlain)
 	if in.tail > 0 {
 		layout = layoutFlatInline
@@ -153,7 +165,7 @@ func (img *image) emitInode(e *emitter, in *inode) {
 	chunkCount := uint64(0)
 	switch in.typ() {
 	case TypeDir:
-		size = in.nb*BlockSize + in.tail
+		size = uint64(in.nb)*BlockSize + uint64(in.tail)
 	case TypeRegular:
 		size = in.stSize
 		if in.external {
@@ -165,7 +177,7 @@ func (img *image) emitInode(e *emitter, in *inode) {
 	case TypeSymlink:
 		size = in.stSize
 		if in.nb == 0 {
-			size = in.tail
+			size = uint64(in.tail)
 		}
 	case TypeChar, TypeBlock:
 		iu = in.rdev
@@ -173,7 +185,7 @@ func (img *image) emitInode(e *emitter, in *inode) {
 	switch in.typ() {
 	case TypeDir, TypeRegular, TypeSymlink:
 		if in.nb > 0 {
-			iu = uint32(in.blkaddr)
+			iu = in.blkaddr
 		}
 		if layout == layoutChunkBased {
 			// i_u is a union: the chunk format overlays the low half of
@@ -219,16 +231,14 @@ func (img *image) emitInode(e *emitter, in *inode) {
 		}
 	case TypeSymlink:
 		if in.nb == 0 {
-			e.writeString(in.symlink)
+			e.write(in.data)
 		}
 	case TypeRegular:
 		if in.tail > 0 {
 			if in.external {
-				for i := uint64(0); i < chunkCount; i++ {
-					e.write([]byte{0xff, 0xff, 0xff, 0xff})
-				}
+				e.pad(chunkCount*4, 0xff)
 			} else {
-				e.write(in.content[in.stSize-in.tail:])
+				e.write(in.data[in.stSize-uint64(in.tail):])
 			}
 		}
 	}
@@ -236,28 +246,32 @@ func (img *image) emitInode(e *emitter, in *inode) {
 
 func (img *image) emitXattrBody(e *emitter, in *inode) {
 	le := binary.LittleEndian
-	var filter uint32
+	filter := filterVirtual
+	if !in.staticX || &in.xattrs[0] != &xattrsVirtual[0] {
+		filter = xattrFilter(in.xattrs)
+	}
 	nShared := 0
-	for i, x := range in.xattrs {
-		idx, suffix := xattrIndex(x.Name)
-		filter |= 1 << (xxh32([]byte(suffix), xattrFilterSeed+uint32(idx)) & 31)
-		if in.sharedOffs[i] >= 0 {
+	for i := range in.xattrs {
+		if img.sharedOff(in, i) >= 0 {
 			nShared++
 		}
 	}
-	var h [xattrHdrSize]byte
+	// Headers are made in e.buf: a local array would escape (the
+	// bufio.Writer may pass it on) and cost an allocation each.
+	h := e.buf[:xattrHdrSize]
+	clear(h)
 	le.PutUint32(h[0:], ^filter)
 	h[4] = byte(nShared)
-	e.write(h[:])
-	var id [4]byte
+	e.write(h)
 	for i := range in.xattrs {
-		if o := in.sharedOffs[i]; o >= 0 {
-			le.PutUint32(id[:], uint32((img.inodesEnd%BlockSize+uint64(o))/4))
-			e.write(id[:])
+		if o := img.sharedOff(in, i); o >= 0 {
+			id := e.buf[:4]
+			le.PutUint32(id, uint32((img.inodesEnd%BlockSize+uint64(o))/4))
+			e.write(id)
 		}
 	}
 	for i, x := range in.xattrs {
-		if in.sharedOffs[i] < 0 {
+		if img.sharedOff(in, i) < 0 {
 			if in.virtual(&x) != 0 {
 				e.value = in.xattrValue(&x, e.value)
 				x.Value = e.value
@@ -267,13 +281,24 @@ func (img *image) emitXattrBody(e *emitter, in *inode) {
 	}
 }
 
+// xattrFilter is the bloom filter of the names of xs, before its
+// inversion in the xattr header.
+func xattrFilter(xs []Xattr) uint32 {
+	var filter uint32
+	for _, x := range xs {
+		idx, suffix := xattrIndex(x.Name)
+		filter |= 1 << (xxh32(unsafe.Slice(unsafe.StringData(suffix), len(suffix)), xattrFilterSeed+uint32(idx)) & 31)
+	}
+	return filter
+}
+
 func emitXattr(e *emitter, x Xattr) {
 	idx, suffix := xattrIndex(x.Name)
-	var h [4]byte
+	h := e.buf[:4]
 	h[0] = byte(len(suffix))
 	h[1] = idx
 	binary.LittleEndian.PutUint16(h[2:], uint16(len(x.Value)))
-	e.write(h[:])
+	e.write(h)
 	e.writeString(suffix)
 	e.write(x.Value)
 	e.align(4)
@@ -284,13 +309,13 @@ func emitXattr(e *emitter, x Xattr) {
 func emitDirents(e *emitter, d []dirent) {
 	le := binary.LittleEndian
 	nameoff := uint16(len(d) * direntSize)
-	var rec [direntSize]byte
+	rec := e.buf[:direntSize]
 	for _, de := range d {
 		le.PutUint64(rec[0:], de.target.nid)
 		le.PutUint16(rec[8:], nameoff)
 		rec[10] = fileType(de.target.mode)
 		rec[11] = 0
-		e.write(rec[:])
+		e.write(rec)
 		nameoff += uint16(len(de.name))
 	}
 	for _, de := range d {
@@ -311,7 +336,7 @@ func emitDataBlocks(e *emitter, in *inode) {
 			e.align(BlockSize)
 			start = next
 		}
-		if uint64(len(full)) < in.nb {
+		if len(full) < int(in.nb) {
 			emitDirents(e, in.dirents[last:])
 			e.align(BlockSize)
 		}
@@ -321,19 +346,17 @@ func emitDataBlocks(e *emitter, in *inode) {
 		}
 		if in.external {
 			// A chunk map too big for the inode: one block of holes.
-			for i := 0; i < BlockSize/4; i++ {
-				e.write([]byte{0xff, 0xff, 0xff, 0xff})
-			}
+			e.pad(BlockSize, 0xff)
 			return
 		}
-		for i := uint64(0); i < in.nb; i++ {
+		for i := uint64(0); i < uint64(in.nb); i++ {
 			end := min((i+1)*BlockSize, in.stSize)
-			e.write(in.content[i*BlockSize : end])
+			e.write(in.data[i*BlockSize : end])
 			e.align(BlockSize)
 		}
 	case TypeSymlink:
 		if in.nb > 0 {
-			e.writeString(in.symlink)
+			e.write(in.data)
 			e.align(BlockSize)
 		}
 	}
