@@ -65,10 +65,29 @@ func BuildCheckedTree(repo *composefs.Repository, diffIDs []string) (*fstree.Dir
 	return mergeLayers(repo, diffIDs, false)
 }
 
+// BuildCheckedTreeFrom is BuildCheckedTree taking the members of layer i
+// from logs[i] where that is the complete log of its import
+// (ImportLayerLogged), and reading the stored stream of the others: the
+// same tree, errors and ImpliedDirs, without parsing again the tars a
+// pull has just imported.
+func BuildCheckedTreeFrom(repo *composefs.Repository, diffIDs []string, logs []*MemberLog) (*fstree.Dir, *Merger, error) {
+	return mergeLayersFrom(repo, diffIDs, logs, false)
+}
+
 func mergeLayers(repo *composefs.Repository, diffIDs []string, check bool) (*fstree.Dir, *Merger, error) {
+	return mergeLayersFrom(repo, diffIDs, nil, check)
+}
+
+func mergeLayersFrom(repo *composefs.Repository, diffIDs []string, logs []*MemberLog, check bool) (*fstree.Dir, *Merger, error) {
 	mg := NewMerger()
-	for _, d := range diffIDs {
-		if err := readLayer(repo, d, mg.Apply, check); err != nil {
+	for i, d := range diffIDs {
+		var err error
+		if i < len(logs) && logs[i].usable() {
+			err = logs[i].Replay(mg.Apply)
+		} else {
+			err = readLayer(repo, d, mg.Apply, check)
+		}
+		if err != nil {
 			return nil, nil, fmt.Errorf("layer %s: %w", d, err)
 		}
 	}

@@ -44,6 +44,17 @@ type ObjectWriter func(m *Member, body io.Reader) (id []byte, n int64, created b
 // by objects instead of copied into the repository (nil: copied), for
 // sources whose bytes are already in files that can be cloned.
 func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error, objects ObjectWriter) (LayerStats, error) {
+	return importLayer(repo, tarStream, diffID, member, objects, nil)
+}
+
+// ImportLayerLogged is ImportLayer without a member callback that also
+// records the members in log, a new one, for BuildCheckedTreeFrom. The
+// log is complete once this returns without error.
+func ImportLayerLogged(repo *composefs.Repository, tarStream io.Reader, diffID string, log *MemberLog) (LayerStats, error) {
+	return importLayer(repo, tarStream, diffID, nil, nil, log)
+}
+
+func importLayer(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error, objects ObjectWriter, log *MemberLog) (LayerStats, error) {
 	// Without a member callback or an object writer of the caller's, the
 	// bodies are stored by workers (pipeline.go) and the splitstream is
 	// assembled by asm; otherwise everything happens here, in order.
@@ -77,7 +88,7 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	var asm *assembler
 	if pipelined {
 		bp = newBodyPipeline(repo)
-		asm = newAssembler(ss, &stats, diffID)
+		asm = newAssembler(ss, &stats, diffID, log)
 		defer func() {
 			bp.close()
 			asm.close()
@@ -133,6 +144,9 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 				stats.ObjectsPresent++
 			}
 			m.Object = id
+			if log != nil {
+				log.addObject(id)
+			}
 			if err := ss.WriteExternal(id, n); err != nil {
 				return stats, err
 			}
@@ -151,6 +165,9 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 			}
 		}
 		write(tr.RawBytes())
+		if log != nil {
+			log.add(m)
+		}
 		if member != nil {
 			if err := member(m); err != nil {
 				return stats, err
@@ -175,6 +192,9 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	}
 	if _, err := repo.WriteStream(composefs.LayerContentID(diffID), ss); err != nil {
 		return stats, fmt.Errorf("layer %s: %w", diffID, err)
+	}
+	if log != nil {
+		log.complete = true
 	}
 	return stats, nil
 }

@@ -171,7 +171,8 @@ type assembler struct {
 	counts  LayerStats  // the assembler goroutine's own
 	merged  bool
 	diffID  string
-	buf     []byte // inline bytes not yet sent
+	log     *MemberLog // gets each object id in order, if not nil
+	buf     []byte     // inline bytes not yet sent
 	ops     chan asmOp
 	done    chan struct{}
 	err     error
@@ -184,8 +185,8 @@ type asmOp struct {
 	name   string // the member, for messages
 }
 
-func newAssembler(ss *splitstream.Writer, stats *LayerStats, diffID string) *assembler {
-	a := &assembler{ss: ss, stats: stats, diffID: diffID, ops: make(chan asmOp, 256), done: make(chan struct{})}
+func newAssembler(ss *splitstream.Writer, stats *LayerStats, diffID string, log *MemberLog) *assembler {
+	a := &assembler{ss: ss, stats: stats, diffID: diffID, log: log, ops: make(chan asmOp, 256), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		for op := range a.ops {
@@ -210,6 +211,9 @@ func newAssembler(ss *splitstream.Writer, stats *LayerStats, diffID string) *ass
 				a.counts.BytesNew += j.n
 			} else {
 				a.counts.ObjectsPresent++
+			}
+			if a.log != nil {
+				a.log.addObject(j.id)
 			}
 			a.err = a.ss.WriteExternal(j.id, j.n)
 		}
