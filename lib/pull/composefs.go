@@ -67,6 +67,11 @@ type Result struct {
 	Present     int              // layers not fetched because they were stored
 	Implied     int              // parent directories layers left implied
 	ObjectsIn   int
+
+	// logs[i] records the members of layer i when this pull imported it,
+	// for finishImage to merge without reading the layer back; nil for
+	// the others.
+	logs []*oci.MemberLog
 }
 
 // blobAsFile lets an external inflater read a blob that is a regular
@@ -76,6 +81,9 @@ var blobAsFile = true
 // haveLayer is oci.HaveLayer; a test makes it fail while a layer is
 // being written.
 var haveLayer = oci.HaveLayer
+
+// buildTree is oci.BuildCheckedTreeFrom; a test sees which logs it gets.
+var buildTree = oci.BuildCheckedTreeFrom
 
 // ToComposefs stores the image in the repository: layers not yet there
 // (fetched, verified, decompressed and split in one pass each), the EROFS
@@ -98,7 +106,7 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 		return nil, err
 	}
 	inflate := inflaterChoice{prog: inflaterProg, filesOnly: opts.Decompressor == "" || opts.Decompressor == DecompressDefault}
-	res := &Result{Source: src, DiffIDs: diffIDs, Layers: make([]oci.LayerStats, len(src.Layers))}
+	res := &Result{Source: src, DiffIDs: diffIDs, Layers: make([]oci.LayerStats, len(src.Layers)), logs: make([]*oci.MemberLog, len(src.Layers))}
 	// Objects are made durable and named by batches on another goroutine
 	// while the layers go on; done, on every return, waits for the batch
 	// in flight, so nothing writes into the repository after this returns.
@@ -153,11 +161,11 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 			onBytes := func(n int64) {
 				progress(Event{Kind: "layer-bytes", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Done: n})
 			}
-			stats, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes, inflate)
+			stats, log, err := fetchLayer(gctx, repo, src, blob, diffID, onBytes, inflate)
 			if err != nil {
 				return fmt.Errorf("%s: %w", src.Name, err)
 			}
-			res.Layers[i] = stats // each goroutine its own element
+			res.Layers[i], res.logs[i] = stats, log // each goroutine its own element
 			progress(Event{Kind: "layer-done", Layer: i, Layers: len(src.Layers), Digest: blob.Digest.String(), Bytes: blob.Size, Stats: stats})
 			return nil
 		})
@@ -179,8 +187,10 @@ func ToComposefs(ctx context.Context, repo *composefs.Repository, src *Source, o
 // tree, the EROFS image, the config and manifest streams, and the tag,
 // each named only after what it refers to.
 func finishImage(repo *composefs.Repository, res *Result, name string, manifest []byte, manifestDigest string, config []byte, tag string, progress func(Event)) error {
-	// Every layer was written by this pull or checked by HaveLayer.
-	tree, merger, err := oci.BuildCheckedTree(repo, res.DiffIDs)
+	// Every layer was written by this pull or checked by HaveLayer; those
+	// written come from their logs, the others from their streams.
+	tree, merger, err := buildTree(repo, res.DiffIDs, res.logs)
+	res.logs = nil // the tree holds what it needs of them
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -240,16 +250,16 @@ func writeBootImage(repo *composefs.Repository, res *Result) error {
 // inflaterProg when one is given; when that program cannot decide (see
 // inflater), the blob is fetched again and inflated in process, which
 // then has the last word.
-func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice) (oci.LayerStats, error) {
-	stats, refused, err := fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflate)
+func fetchLayer(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice) (oci.LayerStats, *oci.MemberLog, error) {
+	stats, log, refused, err := fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflate)
 	if refused == nil || ctx.Err() != nil {
-		return stats, err
+		return stats, log, err
 	}
-	stats, _, err = fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflaterChoice{})
+	stats, log, _, err = fetchLayerWith(ctx, repo, src, blob, diffID, onBytes, inflaterChoice{})
 	if err != nil {
-		return stats, fmt.Errorf("%w (before that, %v)", err, refused)
+		return stats, nil, fmt.Errorf("%w (before that, %v)", err, refused)
 	}
-	return stats, nil
+	return stats, log, nil
 }
 
 // inflaterChoice is the external program that inflates gzip blobs (""
@@ -260,8 +270,18 @@ type inflaterChoice struct {
 }
 
 // fetchLayerWith is one attempt of fetchLayer; refused is set when the
-// external inflater left the decision to the in-process one.
-func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice) (stats oci.LayerStats, refused, err error) {
+// external inflater left the decision to the in-process one. The log
+// records the layer's members (complete only without error).
+func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice) (stats oci.LayerStats, log *oci.MemberLog, refused, err error) {
+	log = new(oci.MemberLog)
+	stats, refused, err = fetchLayerInto(ctx, repo, src, blob, diffID, onBytes, inflate, log)
+	if err != nil {
+		log = nil
+	}
+	return stats, log, refused, err
+}
+
+func fetchLayerInto(ctx context.Context, repo *composefs.Repository, src *Source, blob types.BlobInfo, diffID string, onBytes func(int64), inflate inflaterChoice, log *oci.MemberLog) (stats oci.LayerStats, refused, err error) {
 	blobReader, err := src.OpenBlob(ctx, blob)
 	if err != nil {
 		return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
@@ -290,7 +310,7 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 		if err != nil {
 			return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 		}
-		stats, err = oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: in}, diffID, nil)
+		stats, err = oci.ImportLayerLogged(repo, &ctxReader{ctx: ctx, r: in}, diffID, log)
 		in.Close()
 		if err != nil {
 			return stats, in.refused, fmt.Errorf("blob %s: %w", blob.Digest, err)
@@ -310,7 +330,7 @@ func fetchLayerWith(ctx context.Context, repo *composefs.Repository, src *Source
 		}
 	}
 	defer tarStream.Close()
-	stats, err = oci.ImportLayer(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, nil)
+	stats, err = oci.ImportLayerLogged(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, log)
 	if err != nil {
 		return stats, nil, fmt.Errorf("blob %s: %w", blob.Digest, err)
 	}
