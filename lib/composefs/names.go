@@ -182,7 +182,8 @@ func (r *Repository) WriteImage(image []byte) ([]byte, error) {
 
 // WriteImageFrom is WriteImage for an image that write produces, streamed
 // to disk and hashed on the way instead of held in memory: the image of a
-// 100k-entry tree is tens of MiB, more than the rest of a pull keeps. An
+// 100k-entry tree is tens of MiB, more than the rest of a pull keeps. The
+// writing and hashing run on a goroutine of their own (imagePipe). An
 // object already stored under the image's id is kept only if its own
 // bytes have that digest.
 func (r *Repository) WriteImageFrom(write func(io.Writer) error) ([]byte, error) {
@@ -191,16 +192,21 @@ func (r *Repository) WriteImageFrom(write func(io.Writer) error) ([]byte, error)
 		return nil, err
 	}
 	t.written = true
-	h := fsverity.New(r.alg)
-	cw := &countingWriter{w: io.MultiWriter(t.File, h)}
-	if err := write(cw); err != nil {
+	h := fsverity.Get(r.alg)
+	defer fsverity.Put(h)
+	p := newImagePipe(t.File, h)
+	err = write(p)
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		t.discard()
 		return nil, err
 	}
 	id := h.Sum(nil)
 	replace := false
 	if !r.isPending(id) {
-		switch err := r.checkStored(id, cw.n); {
+		switch err := r.checkStored(id, p.n); {
 		case err == nil:
 			got, derr := fsverity.DigestFile(r.ObjectPath(id), r.alg)
 			replace = derr != nil || !bytes.Equal(got, id)
@@ -208,7 +214,7 @@ func (r *Repository) WriteImageFrom(write func(io.Writer) error) ([]byte, error)
 			replace = true
 		}
 	}
-	if _, err := r.finishObject(t, id, cw.n, replace); err != nil {
+	if _, err := r.finishObject(t, id, p.n, replace); err != nil {
 		return nil, fmt.Errorf("storing image %x: %w", id, err)
 	}
 	if err := r.Flush(); err != nil {
@@ -218,17 +224,6 @@ func (r *Repository) WriteImageFrom(write func(io.Writer) error) ([]byte, error)
 		return nil, fmt.Errorf("naming image %x: %w", id, err)
 	}
 	return id, nil
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // HasImage reports whether images/<hex> resolves to an object.
