@@ -78,7 +78,10 @@ func layout(root *inode, version int, count int) *image {
 // 100k files has few distinct pairs (SELinux labels) but many uses, and
 // as many unique ones as external files (their digest and object path).
 // The index is keyed by a hash of the pair, not by a copy of it, and
-// candidates are compared with the pair itself.
+// candidates are compared with the pair itself. An overlay metacopy or
+// redirect value made from a digest (pairDigest) is hashed and compared
+// by its kind and digest, without making the value: an external file's
+// two placeholders are then found with one lookup of its digest.
 func (img *image) computeShared() {
 	nx := 0
 	for _, in := range img.inodes {
@@ -91,51 +94,92 @@ func (img *image) computeShared() {
 	next := make([]int32, 0, nx)        // per distinct pair: the previous one with its hash, or -1
 	count := make([]int32, 0, nx)
 	flat := make([]int32, 0, nx) // every inode's pair ids, in inode order
+	seed := maphash.MakeSeed()
 	var h maphash.Hash
-	h.SetSeed(maphash.MakeSeed())
-	var vbuf, dbuf []byte // placeholder values are made here
+	h.SetSeed(seed)
+	var pbuf, cbuf []byte // digests decoded from stored redirect values
+	// same reports whether distinct pair d is (kind, dig) or, for kind
+	// 0, x.
+	same := func(d xattrRef, kind uint8, dig []byte, x *Xattr) bool {
+		dx := &d.in.xattrs[d.j]
+		var dk uint8
+		var dd []byte
+		dk, dd, cbuf = pairDigest(d.in, dx, cbuf)
+		if kind != 0 || dk != 0 {
+			return kind == dk && bytes.Equal(dig, dd)
+		}
+		return dx.Name == x.Name && bytes.Equal(dx.Value, x.Value)
+	}
+	add := func(in *inode, j int, prev int32) int32 {
+		id := int32(len(distinct))
+		next = append(next, prev)
+		distinct = append(distinct, xattrRef{in, int32(j)})
+		count = append(count, 0)
+		return id
+	}
 	for _, in := range img.inodes {
+		// The chain of the inode's digest, looked up once for both of
+		// its placeholders and stored back once.
+		var dk uint64
+		dhead, dset, dirty := int32(-1), false, false
 		for j := range in.xattrs {
 			x := &in.xattrs[j]
-			v := x.Value
-			if in.virt != 0 && in.virtual(x) != 0 {
-				v = in.xattrValue(x, vbuf)
-				vbuf = v
-			}
-			h.Reset()
-			h.WriteString(x.Name)
-			h.WriteByte(0)
-			h.Write(v)
-			k := h.Sum64()
-			id, ok := head[k]
-			for ok && id >= 0 {
-				d := distinct[id]
-				dx := &d.in.xattrs[d.j]
-				if dx.Name == x.Name {
-					dv := dx.Value
-					if d.in.virtual(dx) != 0 {
-						dv = d.in.xattrValue(dx, dbuf)
-						dbuf = dv
+			kind, dig, buf := pairDigest(in, x, pbuf)
+			pbuf = buf
+			var id int32
+			if kind != 0 {
+				placeholder := in.virtual(x) != 0
+				if !dset || !placeholder {
+					if dirty {
+						head[dk] = dhead
 					}
-					if bytes.Equal(dv, v) {
-						break
+					dk = maphash.Bytes(seed, dig)
+					var ok bool
+					if dhead, ok = head[dk]; !ok {
+						dhead = -1
 					}
+					dset, dirty = placeholder, false
 				}
-				id = next[id]
-			}
-			if !ok || id < 0 {
-				prev := int32(-1)
-				if ok {
-					prev = head[k]
+				for id = dhead; id >= 0 && !same(distinct[id], kind, dig, x); id = next[id] {
 				}
-				id = int32(len(distinct))
-				head[k] = id
-				next = append(next, prev)
-				distinct = append(distinct, xattrRef{in, int32(j)})
-				count = append(count, 0)
+				if id < 0 {
+					id = add(in, j, dhead)
+					dhead, dirty = id, true
+				}
+				if !placeholder {
+					if dirty {
+						head[dk] = dhead
+					}
+					dset, dirty = false, false
+				}
+			} else {
+				// The digest chain's head goes back first: this pair's
+				// hash could be the digest's.
+				if dirty {
+					head[dk] = dhead
+				}
+				dset, dirty = false, false
+				h.Reset()
+				h.WriteString(x.Name)
+				h.WriteByte(0)
+				h.Write(x.Value)
+				k := h.Sum64()
+				first, ok := head[k]
+				if !ok {
+					first = -1
+				}
+				for id = first; id >= 0 && !same(distinct[id], 0, nil, x); id = next[id] {
+				}
+				if id < 0 {
+					id = add(in, j, first)
+					head[k] = id
+				}
 			}
 			count[id]++
 			flat = append(flat, id)
+		}
+		if dirty {
+			head[dk] = dhead
 		}
 	}
 	// The shared pairs, with their values made: few, and each written
@@ -220,6 +264,54 @@ func (img *image) xattrCounts(in *inode) (nShared int, local uint64) {
 		}
 	}
 	return
+}
+
+// pairDigest reports whether x, one of in's xattrs, is an overlay metacopy
+// (kind virtMetacopy) or redirect (virtRedirect) value made from a
+// SHA-256 or SHA-512 digest, and returns that digest: a placeholder's,
+// or one a stored value spells out exactly, so that equal values are
+// found equal however they are held. A redirect's digest is decoded into
+// buf, which is returned for reuse.
+func pairDigest(in *inode, x *Xattr, buf []byte) (kind uint8, digest, rbuf []byte) {
+	if v := in.virtual(x); v != 0 {
+		return v, in.data, buf
+	}
+	switch x.Name {
+	case xattrMetacopy:
+		v := x.Value
+		if (len(v) == 4+32 && v[3] == fsverityAlgSHA256 || len(v) == 4+64 && v[3] == fsverityAlgSHA512) &&
+			v[0] == 0 && v[1] == byte(len(v)) && v[2] == 0 {
+			return virtMetacopy, v[4:], buf
+		}
+	case xattrRedirect:
+		// "/" + ObjectPath(digest): "/xx/" and the rest, lowercase.
+		v := x.Value
+		if (len(v) == 2+2*32 || len(v) == 2+2*64) && v[0] == '/' && v[3] == '/' {
+			buf = buf[:0]
+			for i := 1; i < len(v); i += 2 {
+				if i == 3 {
+					i++
+				}
+				hi, lo := lowerHex(v[i]), lowerHex(v[i+1])
+				if hi < 0 || lo < 0 {
+					return 0, nil, buf
+				}
+				buf = append(buf, byte(hi<<4|lo))
+			}
+			return virtRedirect, buf, buf
+		}
+	}
+	return 0, nil, buf
+}
+
+func lowerHex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
 }
 
 // xattrRef is one of an inode's xattrs.
