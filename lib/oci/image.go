@@ -91,7 +91,7 @@ func mergeLayersFrom(repo *composefs.Repository, diffIDs []string, logs []*Membe
 			return nil, nil, fmt.Errorf("layer %s: %w", d, err)
 		}
 	}
-	if err := TransformForOCI(mg.Root, AllowlistOnly); err != nil {
+	if err := mg.transformForOCI(AllowlistOnly); err != nil {
 		return nil, nil, err
 	}
 	return mg.Root, mg, nil

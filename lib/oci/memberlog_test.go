@@ -320,6 +320,28 @@ func checkSameTree(t *testing.T, repo *composefs.Repository, ids []string, logs 
 		}
 	}
 	wantTree, wantMg, wantErr := BuildCheckedTree(repo, ids)
+	// And the merge itself against the plainest one: every parent found
+	// from the root, every inode's xattrs filtered by a walk.
+	plain := NewMerger()
+	var plainErr error
+	for _, d := range ids {
+		if plainErr = ReadLayer(repo, d, func(m *Member) error {
+			plain.lastDir = nil
+			return plain.Apply(m)
+		}); plainErr != nil {
+			plainErr = fmt.Errorf("layer %s: %w", d, plainErr)
+			break
+		}
+	}
+	if plainErr == nil {
+		plainErr = TransformForOCI(plain.Root, AllowlistOnly)
+	}
+	if fmt.Sprint(plainErr) != fmt.Sprint(wantErr) {
+		t.Fatalf("error %v, merging plainly %v", wantErr, plainErr)
+	}
+	if wantErr == nil && (dumpTree(plain.Root) != dumpTree(wantTree) || plain.ImpliedDirs != wantMg.ImpliedDirs) {
+		t.Fatalf("tree:\n%s\nmerged plainly:\n%s", dumpTree(wantTree), dumpTree(plain.Root))
+	}
 	some := make([]*MemberLog, len(logs))
 	for i := range logs {
 		if i%2 == 1 {
@@ -385,7 +407,9 @@ func TestMemberLogBuildsTheSameTree(t *testing.T) {
 }
 
 // TestMemberLogSameErrors: layers the merge refuses are refused with the
-// same words from their logs.
+// same words from their logs; and the directory the merge remembers as
+// the last parent is still right after a later member took it, or one
+// above it, out of the tree.
 func TestMemberLogSameErrors(t *testing.T) {
 	usr := tm{name: "usr/", typ: tar.TypeDir}
 	cases := map[string]struct {
@@ -401,6 +425,16 @@ func TestMemberLogSameErrors(t *testing.T) {
 		"usr whited out":       {[][]tm{{usr}, {{name: ".wh.usr"}}}, "no /usr"},
 		"root made opaque":     {[][]tm{{usr}, {{name: ".wh..wh..opq"}}}, "no /usr"},
 		"whiteout, then again": {[][]tm{{usr, {name: "usr/a", body: "a"}}, {{name: "usr/.wh.a"}, {name: "usr/a/", typ: tar.TypeDir}}}, ""},
+		"parent now a file":    {[][]tm{{usr, {name: "a/", typ: tar.TypeDir}, {name: "a/x", body: "x"}}, {{name: "a", body: "f"}, {name: "a/y", body: "y"}}}, "parent /a is a file"},
+		"ancestor now a link":  {[][]tm{{usr, {name: "a/b/", typ: tar.TypeDir}, {name: "a/b/x", body: "x"}}, {{name: "a", link: "usr", typ: tar.TypeSymlink}, {name: "a/b/y", body: "y"}}}, "parent /a is a symlink"},
+		"parent now hardlink":  {[][]tm{{usr, {name: "f", body: "f"}, {name: "a/", typ: tar.TypeDir}, {name: "a/x", body: "x"}}, {{name: "a", link: "f", typ: tar.TypeLink}, {name: "a/y", body: "y"}}}, "parent /a is a file"},
+		"parent whited out":    {[][]tm{{usr, {name: "a/", typ: tar.TypeDir}, {name: "a/x", body: "x"}}, {{name: ".wh.a"}, {name: "a/y", body: "y"}}}, ""},
+		"ancestor made opaque": {[][]tm{{usr, {name: "a/b/", typ: tar.TypeDir}, {name: "a/b/x", body: "x"}}, {{name: "a/.wh..wh..opq"}, {name: "a/b/y", body: "y"}}}, ""},
+		"sibling replaced":     {[][]tm{{usr, {name: "a/", typ: tar.TypeDir}, {name: "ab/", typ: tar.TypeDir}, {name: "ab/x", body: "x"}}, {{name: "a", body: "f"}, {name: "ab/y", body: "y"}}}, ""},
+		"xattrs dir over dir": {[][]tm{
+			{{name: "usr/", typ: tar.TypeDir, xattrs: map[string]string{"user.a": "1"}}, {name: "usr/d/", typ: tar.TypeDir}, {name: "usr/f", body: "f", xattrs: map[string]string{"security.selinux": "s", "security.capability": capNetRaw}}},
+			{{name: "usr/", typ: tar.TypeDir, xattrs: map[string]string{"security.selinux": "u", "security.capability": capNetRaw}}, {name: "usr/d/", typ: tar.TypeDir, xattrs: map[string]string{"security.selinux": "u"}}, {name: "usr/g", link: "usr/f", typ: tar.TypeLink, xattrs: map[string]string{"user.b": "2"}}},
+		}, ""},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -19,6 +19,18 @@ type Merger struct {
 	// they are created as 0755 root:root directories, as
 	// containers-storage does. composefs-rs refuses such layers.
 	ImpliedDirs int
+
+	// The directory the last member went into, and its path: a layer
+	// lists a directory's entries together, so the next member's parent
+	// is usually the same, found without a walk from the root. It stays
+	// in the tree at that path: a member changes only the entries of the
+	// directory it goes into, never that directory or one above it.
+	lastParent string
+	lastDir    *fstree.Dir
+	// The metadata of every inode a member with xattrs made or changed:
+	// the only ones transformForOCI has to filter (a walk of the whole
+	// tree for the few that have xattrs took a quarter of a merge).
+	withXattrs []*fstree.Stat
 }
 
 // NewMerger starts an empty tree whose root metadata is set by the first
@@ -31,6 +43,9 @@ func NewMerger() *Merger {
 func (mg *Merger) Apply(m *Member) error {
 	if m.Path == "/" {
 		mg.Root.Stat = m.Stat
+		if m.Stat.Xattrs != nil {
+			mg.withXattrs = append(mg.withXattrs, &mg.Root.Stat)
+		}
 		return nil
 	}
 	dir, name, err := mg.parent(m.Path)
@@ -62,6 +77,22 @@ func (mg *Merger) Apply(m *Member) error {
 	default:
 		in = &fstree.Leaf{Stat: m.Stat, Kind: m.Kind, Size: m.Size, Inline: m.Inline, Object: m.Object, Target: m.Target, Rdev: m.Rdev}
 	}
+	if m.Stat.Xattrs != nil {
+		// The metadata that will be in the tree: a directory over a
+		// directory goes into the one there.
+		switch in := in.(type) {
+		case *fstree.Dir:
+			if old, ok := dir.Get(name).(*fstree.Dir); ok {
+				mg.withXattrs = append(mg.withXattrs, &old.Stat)
+			} else {
+				mg.withXattrs = append(mg.withXattrs, &in.Stat)
+			}
+		case *fstree.Leaf:
+			if m.Hardlink == "" { // a hardlink's own metadata is not used
+				mg.withXattrs = append(mg.withXattrs, &in.Stat)
+			}
+		}
+	}
 	// A copy of the name: the member's whole path is not to stay alive
 	// in the tree for each entry.
 	dir.Merge(strings.Clone(name), in)
@@ -71,9 +102,18 @@ func (mg *Merger) Apply(m *Member) error {
 // parent finds the directory that will hold p, creating implied parents.
 // A parent path that runs through a non-directory is an error.
 func (mg *Merger) parent(p string) (*fstree.Dir, string, error) {
+	t := strings.Trim(p, "/")
+	i := strings.LastIndexByte(t, '/')
+	parentPath, name := "", t
+	if i >= 0 {
+		parentPath, name = t[:i], t[i+1:]
+	}
+	if mg.lastDir != nil && parentPath == mg.lastParent {
+		return mg.lastDir, name, nil
+	}
 	cur := mg.Root
-	parts := strings.Split(strings.Trim(p, "/"), "/")
-	for i, c := range parts[:len(parts)-1] {
+	for rest := parentPath; rest != ""; {
+		c, after, _ := strings.Cut(rest, "/")
 		switch next := cur.Get(c).(type) {
 		case *fstree.Dir:
 			cur = next
@@ -83,10 +123,12 @@ func (mg *Merger) parent(p string) (*fstree.Dir, string, error) {
 			mg.ImpliedDirs++
 			cur = d
 		case *fstree.Leaf:
-			return nil, "", fmt.Errorf("%s: parent /%s is a %s, not a directory (a member may not go through a symlink)", p, strings.Join(parts[:i+1], "/"), next.Kind)
+			return nil, "", fmt.Errorf("%s: parent /%s is a %s, not a directory (a member may not go through a symlink)", p, t[:len(parentPath)-len(rest)+len(c)], next.Kind)
 		}
+		rest = after
 	}
-	return cur, parts[len(parts)-1], nil
+	mg.lastParent, mg.lastDir = parentPath, cur
+	return cur, name, nil
 }
 
 // XattrPolicy says which xattrs survive TransformForOCI.
@@ -110,6 +152,37 @@ func (policy XattrPolicy) keeps(name string) bool {
 // layer's root entry, so it cannot be trusted), /run is emptied with
 // /usr's mtime, and xattrs are filtered by policy.
 func TransformForOCI(root *fstree.Dir, policy XattrPolicy) error {
+	return transformForOCI(root, policy, func(filter func(*fstree.Stat)) error {
+		filtered := make(map[*fstree.Leaf]bool)
+		return root.Walk(func(_ string, in fstree.Inode, _ string) error {
+			switch in := in.(type) {
+			case *fstree.Dir:
+				filter(&in.Stat)
+			case *fstree.Leaf:
+				if !filtered[in] {
+					filtered[in] = true
+					filter(&in.Stat)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// transformForOCI is TransformForOCI for the tree the merger built: only
+// the inodes members gave xattrs to have any to filter.
+func (mg *Merger) transformForOCI(policy XattrPolicy) error {
+	return transformForOCI(mg.Root, policy, func(filter func(*fstree.Stat)) error {
+		for _, st := range mg.withXattrs {
+			filter(st)
+		}
+		return nil
+	})
+}
+
+// transformForOCI is TransformForOCI with the inodes below the root
+// filtered by each.
+func transformForOCI(root *fstree.Dir, policy XattrPolicy, each func(filter func(*fstree.Stat)) error) error {
 	usr, ok := root.Get("usr").(*fstree.Dir)
 	if !ok {
 		return errors.New("image has no /usr directory (composefs-rs requires one for an OCI image)")
@@ -130,19 +203,7 @@ func TransformForOCI(root *fstree.Dir, policy XattrPolicy) error {
 		}
 	}
 	filter(&root.Stat)
-	filtered := make(map[*fstree.Leaf]bool)
-	return root.Walk(func(_ string, in fstree.Inode, _ string) error {
-		switch in := in.(type) {
-		case *fstree.Dir:
-			filter(&in.Stat)
-		case *fstree.Leaf:
-			if !filtered[in] {
-				filtered[in] = true
-				filter(&in.Stat)
-			}
-		}
-		return nil
-	})
+	return each(filter)
 }
 
 func cloneXattrs(x map[string][]byte) map[string][]byte {
