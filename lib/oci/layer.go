@@ -194,7 +194,7 @@ func importLayer(repo *composefs.Repository, tarStream io.Reader, diffID string,
 		return stats, fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	if log != nil {
-		log.complete = true
+		log.finish()
 	}
 	return stats, nil
 }
