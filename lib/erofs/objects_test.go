@@ -66,3 +66,18 @@ func TestSetExternalPayload(t *testing.T) {
 		t.Fatalf("payload of an empty digest: %q", n.Payload)
 	}
 }
+
+// TestAppendObjectPath: the object path the writer makes in place is
+// ObjectPath's, for every digest length and after what the buffer holds.
+func TestAppendObjectPath(t *testing.T) {
+	d := make([]byte, 70)
+	for i := range d {
+		d[i] = byte(i*37 + 11)
+	}
+	for l := 0; l <= len(d); l++ {
+		got := appendObjectPath([]byte("/"), d[:l])
+		if want := "/" + ObjectPath(d[:l]); string(got) != want {
+			t.Fatalf("%d bytes: %q, want %q", l, got, want)
+		}
+	}
+}

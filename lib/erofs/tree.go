@@ -2,6 +2,7 @@ package erofs
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -131,11 +132,21 @@ func (n *Node) redirectValue() []byte {
 
 func appendObjectPath(b, digest []byte) []byte {
 	const hexd = "0123456789abcdef"
-	for i, c := range digest {
-		if i == 1 {
-			b = append(b, '/')
+	if len(digest) < 2 {
+		for _, c := range digest {
+			b = append(b, hexd[c>>4], hexd[c&15])
 		}
-		b = append(b, hexd[c>>4], hexd[c&15])
+		return b
+	}
+	// Grown once and filled by index: an image writes one per external
+	// file.
+	n := len(b)
+	b = slices.Grow(b, 2*len(digest)+1)[:n+2*len(digest)+1]
+	o := b[n:]
+	o[0], o[1], o[2] = hexd[digest[0]>>4], hexd[digest[0]&15], '/'
+	o = o[3:]
+	for i, c := range digest[1:] {
+		o[2*i], o[2*i+1] = hexd[c>>4], hexd[c&15]
 	}
 	return b
 }

@@ -1,7 +1,6 @@
 package erofs
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -40,11 +39,9 @@ func emitImage(w io.Writer, r *inode, version int, count int) error {
 	if err := img.check(); err != nil {
 		return err
 	}
-	e := &emitter{w: bufio.NewWriterSize(w, 1<<16)}
+	e := newEmitter(w)
 	img.emit(e)
-	if e.err == nil {
-		e.err = e.w.Flush()
-	}
+	e.flush()
 	return e.err
 }
 
@@ -66,29 +63,49 @@ func icount[T uint32 | uint64](xattrSize T) T {
 	return (xattrSize-xattrHdrSize)/4 + 1
 }
 
+// emitter collects the image in a buffer of its own and hands it to the
+// writer in large pieces: the image is made of a dozen small writes per
+// inode, which through a bufio.Writer cost more than making them.
 type emitter struct {
-	w   *bufio.Writer
-	n   uint64
+	w   io.Writer
+	b   []byte // not yet written to w
+	n   uint64 // bytes emitted, written or not
 	err error
 	buf [64]byte
 	// value holds the placeholder xattr value being written.
 	value []byte
 }
 
+// emitChunk is the size from which the emitter's buffer goes to the
+// writer.
+const emitChunk = 256 << 10
+
+func newEmitter(w io.Writer) *emitter {
+	return &emitter{w: w, b: make([]byte, 0, emitChunk+BlockSize)}
+}
+
 func (e *emitter) write(p []byte) {
-	if e.err != nil {
-		return
-	}
-	_, e.err = e.w.Write(p)
+	e.b = append(e.b, p...)
 	e.n += uint64(len(p))
+	if len(e.b) >= emitChunk {
+		e.flush()
+	}
 }
 
 func (e *emitter) writeString(s string) {
-	if e.err != nil {
-		return
-	}
-	_, e.err = e.w.WriteString(s)
+	e.b = append(e.b, s...)
 	e.n += uint64(len(s))
+	if len(e.b) >= emitChunk {
+		e.flush()
+	}
+}
+
+// flush writes the buffer out; after an error nothing more is written.
+func (e *emitter) flush() {
+	if e.err == nil && len(e.b) > 0 {
+		_, e.err = e.w.Write(e.b)
+	}
+	e.b = e.b[:0]
 }
 
 var zeros [BlockSize]byte
