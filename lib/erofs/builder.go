@@ -3,6 +3,7 @@ package erofs
 import (
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Builder makes an image one entry at a time, for a caller that already
@@ -100,6 +101,18 @@ func (b *Builder) add(dir *Entry, n *Node, obj []byte) (*Entry, error) {
 		}
 	}
 	return (*Entry)(in), nil
+}
+
+// Grow makes room in the directory e for n more entries, for a caller
+// that knows how many it will add: the entries are then kept in one
+// allocation of the right size instead of one grown by doubling (about
+// 9 MB of garbage for a tree of 100k entries, and up to twice the
+// memory kept).
+func (e *Entry) Grow(n int) {
+	in := e.inode()
+	if in.typ() == TypeDir && n > 0 {
+		in.dirents = slices.Grow(in.dirents, n)
+	}
 }
 
 // Link gives target, a leaf added before, the further name name in dir: a

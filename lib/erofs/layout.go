@@ -83,15 +83,19 @@ func layout(root *inode, version int, count int) *image {
 // by its kind and digest, without making the value: an external file's
 // two placeholders are then found with one lookup of its digest.
 func (img *image) computeShared() {
-	nx := 0
+	nx, keys := 0, 0
 	for _, in := range img.inodes {
 		nx += len(in.xattrs)
+		keys += len(in.xattrs)
+		if in.virt == virtMetacopy|virtRedirect {
+			keys-- // both placeholders are under the digest's hash
+		}
 	}
 	// Sized for the worst case (every pair distinct), so that none of
 	// these grows by copying while the tree's inodes are all in memory.
-	head := make(map[uint64]int32, nx)  // hash -> the latest distinct pair with it
-	distinct := make([]xattrRef, 0, nx) // into the inodes' own xattrs
-	next := make([]int32, 0, nx)        // per distinct pair: the previous one with its hash, or -1
+	head := make(map[uint64]int32, keys) // hash -> the latest distinct pair with it
+	distinct := make([]xattrRef, 0, nx)  // into the inodes' own xattrs
+	next := make([]int32, 0, nx)         // per distinct pair: the previous one with its hash, or -1
 	count := make([]int32, 0, nx)
 	flat := make([]int32, 0, nx) // every inode's pair ids, in inode order
 	seed := maphash.MakeSeed()

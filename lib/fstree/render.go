@@ -114,6 +114,7 @@ func WriteErofs(w io.Writer, root *Dir, opts erofs.Options) error {
 	if err != nil {
 		return err
 	}
+	rootEntry.Grow(root.Len())
 	first := make(map[*Leaf]*erofs.Entry) // leaves that may have several names
 	var walk func(d *Dir, parent *erofs.Entry) error
 	walk = func(d *Dir, parent *erofs.Entry) error {
@@ -126,6 +127,7 @@ func WriteErofs(w io.Writer, root *Dir, opts erofs.Options) error {
 				if err != nil {
 					return err
 				}
+				e.Grow(in.Len())
 				if err := walk(in, e); err != nil {
 					return err
 				}
