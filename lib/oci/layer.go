@@ -47,11 +47,12 @@ func ImportLayerWith(repo *composefs.Repository, tarStream io.Reader, diffID str
 	return importLayer(repo, tarStream, diffID, member, objects, nil)
 }
 
-// ImportLayerLogged is ImportLayer without a member callback that also
-// records the members in log, a new one, for BuildCheckedTreeFrom. The
-// log is complete once this returns without error.
-func ImportLayerLogged(repo *composefs.Repository, tarStream io.Reader, diffID string, log *MemberLog) (LayerStats, error) {
-	return importLayer(repo, tarStream, diffID, nil, nil, log)
+// ImportLayerLogged is ImportLayerWith without a member callback that
+// also records the members in log, a new one, for BuildCheckedTreeFrom.
+// objects may be nil, as for ImportLayerWith. The log is complete once
+// this returns without error.
+func ImportLayerLogged(repo *composefs.Repository, tarStream io.Reader, diffID string, objects ObjectWriter, log *MemberLog) (LayerStats, error) {
+	return importLayer(repo, tarStream, diffID, nil, objects, log)
 }
 
 func importLayer(repo *composefs.Repository, tarStream io.Reader, diffID string, member func(*Member) error, objects ObjectWriter, log *MemberLog) (LayerStats, error) {

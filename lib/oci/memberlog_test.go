@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand"
 	"reflect"
 	"sort"
@@ -278,16 +279,25 @@ func dumpTree(root *fstree.Dir) string {
 }
 
 // importLogged stores each layer with a log and returns the diff IDs and
-// logs.
+// logs. Every other layer has its bodies stored by an object writer of
+// the caller's, in tar order (as a containers-storage import does), the
+// others by the body workers.
 func importLogged(t *testing.T, repo *composefs.Repository, format tar.Format, layers [][]layerMember) ([]string, []*MemberLog) {
 	t.Helper()
 	var ids []string
 	var logs []*MemberLog
-	for _, l := range layers {
+	inOrder := func(m *Member, body io.Reader) ([]byte, int64, bool, error) {
+		return repo.WriteObjectWith(body, composefs.WriteOptions{})
+	}
+	for i, l := range layers {
 		data := tarOfHeaders(t, format, l)
 		d := digestOf(data)
 		log := new(MemberLog)
-		if _, err := ImportLayerLogged(repo, bytes.NewReader(data), d, log); err != nil {
+		var objects ObjectWriter
+		if i%2 == 1 {
+			objects = inOrder
+		}
+		if _, err := ImportLayerLogged(repo, bytes.NewReader(data), d, objects, log); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, d)
@@ -444,7 +454,7 @@ func TestMemberLogSameErrors(t *testing.T) {
 			for _, l := range c.layers {
 				data := tarOf(t, l...)
 				log := new(MemberLog)
-				if _, err := ImportLayerLogged(repo, bytes.NewReader(data), digestOf(data), log); err != nil {
+				if _, err := ImportLayerLogged(repo, bytes.NewReader(data), digestOf(data), nil, log); err != nil {
 					t.Fatal(err)
 				}
 				ids, logs = append(ids, digestOf(data)), append(logs, log)
@@ -464,10 +474,10 @@ func TestMemberLogIncomplete(t *testing.T) {
 	data := tarOf(t, tm{name: "usr/", typ: tar.TypeDir}, tm{name: "usr/f", body: strings.Repeat("f", 100)}, tm{name: "usr/g", body: "g"})
 	d := digestOf(data)
 	bad := new(MemberLog)
-	if _, err := ImportLayerLogged(repo, bytes.NewReader(data[:len(data)-1024]), d, bad); err == nil {
+	if _, err := ImportLayerLogged(repo, bytes.NewReader(data[:len(data)-1024]), d, nil, bad); err == nil {
 		t.Fatal("a truncated layer was imported")
 	}
-	if _, err := ImportLayerLogged(repo, bytes.NewReader(data), digestOf(data[:len(data)-1]), bad); err == nil {
+	if _, err := ImportLayerLogged(repo, bytes.NewReader(data), digestOf(data[:len(data)-1]), nil, bad); err == nil {
 		t.Fatal("a layer with the wrong diff ID was imported")
 	}
 	if _, err := ImportLayer(repo, bytes.NewReader(data), d, nil); err != nil {

@@ -310,7 +310,7 @@ func fetchLayerInto(ctx context.Context, repo *composefs.Repository, src *Source
 		if err != nil {
 			return stats, nil, fmt.Errorf("layer %s: %w", blob.Digest, err)
 		}
-		stats, err = oci.ImportLayerLogged(repo, &ctxReader{ctx: ctx, r: in}, diffID, log)
+		stats, err = oci.ImportLayerLogged(repo, &ctxReader{ctx: ctx, r: in}, diffID, nil, log)
 		in.Close()
 		if err != nil {
 			return stats, in.refused, fmt.Errorf("blob %s: %w", blob.Digest, err)
@@ -330,7 +330,7 @@ func fetchLayerInto(ctx context.Context, repo *composefs.Repository, src *Source
 		}
 	}
 	defer tarStream.Close()
-	stats, err = oci.ImportLayerLogged(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, log)
+	stats, err = oci.ImportLayerLogged(repo, &ctxReader{ctx: ctx, r: tarStream}, diffID, nil, log)
 	if err != nil {
 		return stats, nil, fmt.Errorf("blob %s: %w", blob.Digest, err)
 	}

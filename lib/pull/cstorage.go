@@ -61,7 +61,7 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 	if _, err := bootcconv.ParseConfig(img.Config); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	res := &Result{DiffIDs: img.DiffIDs(), Layers: make([]oci.LayerStats, len(img.Layers))}
+	res := &Result{DiffIDs: img.DiffIDs(), Layers: make([]oci.LayerStats, len(img.Layers)), logs: make([]*oci.MemberLog, len(img.Layers))}
 	stats := &CStorageStats{}
 	// As a registry pull: batches of objects are made durable and named
 	// on another goroutine while the layers go on; done, on every return,
@@ -132,10 +132,13 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 			}
 			var st oci.LayerStats
 			var err error
+			// The merged tree is built from the logs of the layers imported
+			// here, without reading them back (finishImage).
+			log := new(oci.MemberLog)
 			if l.TarSplit {
-				st, err = importClonedLayer(lctx, repo, store, img, i, opts.Policy, stats, onBytes)
+				st, err = importClonedLayer(lctx, repo, store, img, i, opts.Policy, stats, onBytes, log)
 			} else {
-				st, err = importDiffedLayer(lctx, repo, store, l, stats, onBytes)
+				st, err = importDiffedLayer(lctx, repo, store, l, stats, onBytes, log)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -149,7 +152,7 @@ func FromContainersStorage(ctx context.Context, repo *composefs.Repository, stor
 			if !l.TarSplit {
 				stats.LayersDiffed++
 			}
-			res.Layers[i] = st
+			res.Layers[i], res.logs[i] = st, log
 			serial(Event{Kind: "layer-done", Layer: i, Layers: len(img.Layers), Digest: l.DiffID, Bytes: st.TarBytes, Stats: st})
 		}()
 	}
@@ -192,7 +195,7 @@ func preflightShare(repo *composefs.Repository, store *cstorage.Store) error {
 }
 
 // importClonedLayer stores layer i from its tar-split and diff files.
-func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, i int, policy reflink.Policy, stats *CStorageStats, onBytes func(int64)) (oci.LayerStats, error) {
+func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, img *cstorage.Image, i int, policy reflink.Policy, stats *CStorageStats, onBytes func(int64), log *oci.MemberLog) (oci.LayerStats, error) {
 	l := img.Layers[i]
 	lt, err := store.OpenLayer(img, i)
 	if err != nil {
@@ -255,7 +258,7 @@ func importClonedLayer(ctx context.Context, repo *composefs.Repository, store *c
 		return id, n, created, nil
 	}
 	in := &countingReader{r: &ctxReader{ctx: ctx, r: lt}, report: onBytes}
-	st, err := oci.ImportLayerWith(repo, in, l.DiffID, nil, objects)
+	st, err := oci.ImportLayerLogged(repo, in, l.DiffID, objects, log)
 	if err != nil {
 		return st, fmt.Errorf("containers-storage layer %s: %w", l.ID, err)
 	}
@@ -285,14 +288,14 @@ func prefetchWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 // Store.Diff, uncompressed: a copy, allowed only under Auto. Its digest is
 // checked like any other layer's, so a diff that is not the original tar
 // fails here.
-func importDiffedLayer(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, l cstorage.Layer, stats *CStorageStats, onBytes func(int64)) (oci.LayerStats, error) {
+func importDiffedLayer(ctx context.Context, repo *composefs.Repository, store *cstorage.Store, l cstorage.Layer, stats *CStorageStats, onBytes func(int64), log *oci.MemberLog) (oci.LayerStats, error) {
 	rc, err := store.Diff(l.ID)
 	if err != nil {
 		return oci.LayerStats{}, fmt.Errorf("containers-storage layer %s: %w", l.ID, err)
 	}
 	defer rc.Close()
 	in := &countingReader{r: &ctxReader{ctx: ctx, r: rc}, report: onBytes}
-	st, err := oci.ImportLayer(repo, in, l.DiffID, nil)
+	st, err := oci.ImportLayerLogged(repo, in, l.DiffID, nil, log)
 	if err != nil {
 		return st, fmt.Errorf("containers-storage layer %s (no tar-split, read through Store.Diff): %w", l.ID, err)
 	}
