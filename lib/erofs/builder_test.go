@@ -10,6 +10,23 @@ import (
 	"github.com/cfs-project/cfs/lib/erofs"
 )
 
+// newBuilderWithDir starts a V1 builder with a 0755 root holding one
+// 0700 directory called name, as the trees the tests compare with.
+func newBuilderWithDir(t *testing.T, name string) (b *erofs.Builder, root, dir *erofs.Entry) {
+	t.Helper()
+	b, err := erofs.NewBuilder(erofs.V1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root, err = b.Root(erofs.NewDir("", 0o755)); err != nil {
+		t.Fatal(err)
+	}
+	if dir, err = b.Add(root, erofs.NewDir(name, 0o700)); err != nil {
+		t.Fatal(err)
+	}
+	return b, root, dir
+}
+
 // TestBuilderSetDigest: files added without a digest and given one later
 // make the image of the tree whose nodes had the digests from the start.
 func TestBuilderSetDigest(t *testing.T) {
@@ -49,18 +66,7 @@ func TestBuilderSetDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		b, err := erofs.NewBuilder(erofs.V1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := b.Root(erofs.NewDir("", 0o755))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := b.Add(r, erofs.NewDir("d", 0o700))
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, _, d := newBuilderWithDir(t, "d")
 		var entries []*erofs.Entry
 		for i, f := range files {
 			e, err := b.Add(d, &erofs.Node{Name: f.name, Mode: erofs.TypeRegular | 0o644, UID: uint32(i), Size: 5000 + uint64(i), Xattrs: f.xattrs})
@@ -136,18 +142,7 @@ func TestBuilderAddExternal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err := erofs.NewBuilder(erofs.V1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := b.Root(erofs.NewDir("", 0o755))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := b.Add(r, erofs.NewDir("sub", 0o700))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, r, d := newBuilderWithDir(t, "sub")
 	for i, f := range files {
 		// The mode's type and the content are what SetExternalShared
 		// replaces.
@@ -170,9 +165,7 @@ func TestBuilderAddExternal(t *testing.T) {
 		t.Errorf("the image made with AddExternal differs from Write's (%d vs %d bytes)", got.Len(), want.Len())
 	}
 
-	b, _ = erofs.NewBuilder(erofs.V1)
-	r, _ = b.Root(erofs.NewDir("", 0o755))
-	d, _ = b.Add(r, erofs.NewDir("sub", 0o700))
+	b, _, d = newBuilderWithDir(t, "sub")
 	d2, _ := b.Add(d, erofs.NewDir("deeper", 0o700))
 	if _, err := b.AddExternal(d2, &erofs.Node{Name: "f", Size: 5}, []byte{1, 2, 3}); err == nil || !strings.Contains(err.Error(), "/sub/deeper/f") {
 		t.Errorf("a 3-byte digest: %v", err)
