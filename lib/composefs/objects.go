@@ -537,6 +537,69 @@ func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byt
 	return id, size, created, nil
 }
 
+// Written is what WriteObjects says of one body: what WriteObjectWith
+// returns for it.
+type Written struct {
+	ID      []byte
+	Created bool
+	Err     error
+}
+
+// WriteObjects stores bodies held whole in memory as WriteObjectWith
+// would one after the other, body i with opts[i], and reports each in
+// the same order. Their fs-verity digests are computed together
+// (fsverity.DigestFiles), which for the small files most of an OS image
+// is made of costs less than one at a time. One body's error does not
+// stop the others.
+func (r *Repository) WriteObjects(bodies [][]byte, opts []WriteOptions) []Written {
+	ids := fsverity.DigestFiles(r.alg, bodies)
+	out := make([]Written, len(bodies))
+	for i, body := range bodies {
+		created, err := r.writeDigested(body, ids[i], opts[i])
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i] = Written{ID: ids[i], Created: created}
+	}
+	return out
+}
+
+// writeDigested stores body, whose fs-verity digest this process
+// computed as id.
+func (r *Repository) writeDigested(body, id []byte, opts WriteOptions) (created bool, err error) {
+	t, err := r.newTemp()
+	if err != nil {
+		return false, err
+	}
+	t.written = true
+	if _, err := t.File.Write(body); err != nil {
+		t.discard()
+		return false, err
+	}
+	if len(body) >= writebackFrom {
+		atomicfile.StartWriteback(t.File)
+	}
+	var rec *ObjectRecords
+	if (opts.RecordPrefix != nil && len(opts.RecordPrefix) <= MaxRecordPrefix) || opts.CRC64 {
+		rec = &ObjectRecords{}
+		if opts.RecordPrefix != nil && len(opts.RecordPrefix) <= MaxRecordPrefix {
+			rh := NewRecordHash(opts.RecordPrefix)
+			rh.Write(body)
+			rec.Content = []Record{{Prefix: opts.RecordPrefix}}
+			rh.Sum(rec.Content[0].Sum[:0])
+		}
+		if opts.CRC64 {
+			rec.CRC64, rec.HasCRC64 = crc64iso.Checksum(body), true
+		}
+	}
+	created, err = r.finishRecorded(t, id, int64(len(body)), false, rec)
+	if err != nil {
+		return false, fmt.Errorf("storing object %x: %w", id, err)
+	}
+	return created, nil
+}
+
 // copyBufferSize is a multiple of the fs-verity block size, so that
 // every full read is hashed in place.
 const copyBufferSize = 128 << 10

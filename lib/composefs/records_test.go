@@ -184,3 +184,71 @@ func TestObjectRecordsVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteObjectsAsOneByOne: bodies written together get what
+// WriteObjectWith gives each alone (id, "created", records), the same
+// body twice in one batch is one object with both records, and a body
+// whose record prefix is too long is stored without a content record.
+func TestWriteObjectsAsOneByOne(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("content records are trusted.* xattrs: root only")
+	}
+	batch, alone := newRepo(t), newRepo(t)
+	a := bytes.Repeat([]byte("a body "), 700)
+	b := bytes.Repeat([]byte("another "), 20)
+	long := bytes.Repeat([]byte{'p'}, MaxRecordPrefix+1)
+	bodies := [][]byte{a, b, a, bytes.Repeat([]byte("big "), 70000)}
+	opts := []WriteOptions{{RecordPrefix: []byte("A"), CRC64: true}, {RecordPrefix: long, CRC64: true}, {RecordPrefix: []byte("A2")}, {}}
+	got := batch.WriteObjects(bodies, opts)
+	if len(got) != len(bodies) {
+		t.Fatalf("%d results for %d bodies", len(got), len(bodies))
+	}
+	for i, body := range bodies {
+		id, _, created, err := alone.WriteObjectWith(bytes.NewReader(body), opts[i])
+		if err != nil || got[i].Err != nil {
+			t.Fatalf("body %d: %v / %v", i, got[i].Err, err)
+		}
+		if !bytes.Equal(got[i].ID, id) || got[i].Created != created {
+			t.Fatalf("body %d: %x created %v, alone %x created %v", i, got[i].ID, got[i].Created, id, created)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range bodies {
+		f, err := os.Open(batch.ObjectPath(got[i].ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := os.Open(alone.ObjectPath(got[i].ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err1 := ReadObjectRecords(f)
+		ra, err2 := ReadObjectRecords(g)
+		f.Close()
+		g.Close()
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(EncodeObjectRecords(rb), EncodeObjectRecords(ra)) {
+			t.Errorf("body %d: records %+v, alone %+v", i, rb, ra)
+		}
+	}
+	if rs, _ := readRecordsAt(t, batch, got[0].ID); len(rs) != 2 {
+		t.Errorf("the body written twice has %d content records, want 2", len(rs))
+	}
+}
+
+func readRecordsAt(t *testing.T, r *Repository, id []byte) ([]Record, error) {
+	t.Helper()
+	f, err := os.Open(r.ObjectPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return ReadRecords(f)
+}

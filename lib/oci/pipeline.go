@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/cfs-project/cfs/lib/composefs"
+	"github.com/cfs-project/cfs/lib/fsverity"
 	"github.com/cfs-project/cfs/lib/splitstream"
 )
 
@@ -109,24 +110,131 @@ type bodyPipeline struct {
 	wg        sync.WaitGroup
 	failed    atomic.Bool
 	closeOnce sync.Once
+	batchMax  int64 // the largest body stored in a batch
 }
 
 func newBodyPipeline(repo *composefs.Repository) *bodyPipeline {
-	p := &bodyPipeline{repo: repo, budget: semaphore.NewWeighted(pipelineBudget), jobs: make(chan *bodyJob, 64)}
-	for i := 0; i < pipelineWorkers; i++ {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for j := range p.jobs {
-				j.id, j.n, j.created, j.err = p.repo.WriteObjectWith(jobReader{j, p.budget}, composefs.WriteOptions{RecordPrefix: j.prefix, CRC64: true})
-				if j.err != nil {
-					p.failed.Store(true)
-				}
-				close(j.done)
-			}
-		}()
-	}
+	p := newIdlePipeline(repo)
+	p.startWorkers(pipelineWorkers)
 	return p
+}
+
+// newIdlePipeline is a pipeline without workers yet.
+func newIdlePipeline(repo *composefs.Repository) *bodyPipeline {
+	return &bodyPipeline{repo: repo, budget: semaphore.NewWeighted(pipelineBudget), jobs: make(chan *bodyJob, 64),
+		batchMax: min(int64(fsverity.BatchMax(repo.Algorithm())), pipelineChunk)}
+}
+
+func (p *bodyPipeline) startWorkers(n int) {
+	for range n {
+		p.wg.Add(1)
+		go p.work()
+	}
+}
+
+// Small bodies are stored in batches (composefs.WriteObjects), which
+// hashes their fs-verity trees together: a worker that takes a small
+// body also takes the small bodies queued behind it, up to batchBodies
+// of them and batchBytes in all, without waiting for more. Each is one
+// buffer, already in the budget or about to be: the tar reader fills the
+// queued bodies in order, so the last one of a batch comes.
+const (
+	batchBodies = 8
+	batchBytes  = 1 << 20
+)
+
+// batchedBodies counts the bodies stored in batches of two or more, so
+// that a test can tell batching ran.
+var batchedBodies atomic.Int64
+
+func (p *bodyPipeline) work() {
+	defer p.wg.Done()
+	var next *bodyJob
+	batch := make([]*bodyJob, 0, batchBodies)
+	for {
+		j := next
+		next = nil
+		if j == nil {
+			var ok bool
+			if j, ok = <-p.jobs; !ok {
+				return
+			}
+		}
+		if j.size > p.batchMax {
+			p.store(j)
+			continue
+		}
+		batch = append(batch[:0], j)
+		total := j.size
+	gather:
+		for len(batch) < batchBodies {
+			select {
+			case k, ok := <-p.jobs:
+				if !ok {
+					break gather
+				}
+				if k.size > p.batchMax || total+k.size > batchBytes {
+					next = k
+					break gather
+				}
+				batch = append(batch, k)
+				total += k.size
+			default:
+				break gather
+			}
+		}
+		p.storeBatch(batch)
+	}
+}
+
+// store writes one body as it streams in.
+func (p *bodyPipeline) store(j *bodyJob) {
+	j.id, j.n, j.created, j.err = p.repo.WriteObjectWith(jobReader{j, p.budget}, composefs.WriteOptions{RecordPrefix: j.prefix, CRC64: true})
+	p.done(j)
+}
+
+func (p *bodyPipeline) done(j *bodyJob) {
+	if j.err != nil {
+		p.failed.Store(true)
+	}
+	close(j.done)
+}
+
+// storeBatch writes bodies of one buffer each, together.
+func (p *bodyPipeline) storeBatch(batch []*bodyJob) {
+	var bodies [batchBodies][]byte
+	var opts [batchBodies]composefs.WriteOptions
+	var whole [batchBodies]*bodyJob
+	n := 0
+	for _, j := range batch {
+		b, ok := <-j.chunks
+		if !ok || int64(len(b)) != j.size {
+			// The tar ended inside the body: no object of what came.
+			if ok {
+				p.budget.Release(int64(cap(b)))
+				putChunk(b)
+			}
+			j.err = io.ErrUnexpectedEOF
+			p.done(j)
+			continue
+		}
+		bodies[n], opts[n], whole[n] = b, composefs.WriteOptions{RecordPrefix: j.prefix, CRC64: true}, j
+		n++
+	}
+	if n > 1 {
+		batchedBodies.Add(int64(n))
+	}
+	written := p.repo.WriteObjects(bodies[:n], opts[:n])
+	for i, w := range written {
+		j := whole[i]
+		j.id, j.created, j.err = w.ID, w.Created, w.Err
+		if w.Err == nil {
+			j.n = j.size
+		}
+		p.budget.Release(int64(cap(bodies[i])))
+		putChunk(bodies[i])
+		p.done(j)
+	}
 }
 
 // start reads a body of size bytes from body and queues it; the job's

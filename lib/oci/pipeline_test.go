@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -116,4 +117,84 @@ func TestPipelinedImportTruncated(t *testing.T) {
 	if len(objects) != 1 {
 		t.Fatalf("objects after the failed import: %v, want the one whole body", objects)
 	}
+}
+
+// TestBatchedBodies: small bodies queued before a worker takes them are
+// stored in batches, and each gets the id, the content record and the
+// CRC that WriteObjectWith gives it alone; a body cut short in the
+// middle of a batch fails alone; bodies too large for a batch, between
+// them, are stored as they stream.
+func TestBatchedBodies(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	repo, ref := newRepo(t), newRepo(t)
+	p := newIdlePipeline(repo)
+	limit := int(p.batchMax)
+	sizes := []int{65, 4096, 4097, 9000, 200000, limit, limit + 1, 3000, 70000, 100, 5000, 6000, 7000, 8000, 9000, 10000, 11000, 12000, 600000, 13000, limit - 1}
+	const cut = 9 // this body's tar ends 10 bytes early
+	bodies := make([][]byte, len(sizes))
+	jobs := make([]*bodyJob, len(sizes))
+	for i, n := range sizes {
+		bodies[i] = make([]byte, n)
+		rng.Read(bodies[i])
+		r := io.Reader(bytes.NewReader(bodies[i]))
+		if i == cut {
+			r = bytes.NewReader(bodies[i][:n-10])
+		}
+		j, err := p.start(r, int64(n), []byte{'p', byte(i)})
+		if (err != nil) != (i == cut) {
+			t.Fatalf("body %d: start: %v", i, err)
+		}
+		jobs[i] = j
+	}
+	before := batchedBodies.Load()
+	p.startWorkers(1)
+	for _, j := range jobs {
+		<-j.done
+	}
+	p.close()
+	if got := batchedBodies.Load() - before; got < int64(len(sizes)-4) {
+		t.Fatalf("%d bodies stored in batches of two or more, want all but the large ones", got)
+	}
+	if err := repo.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range jobs {
+		if i == cut {
+			if !errors.Is(j.err, io.ErrUnexpectedEOF) {
+				t.Fatalf("cut body: %v", j.err)
+			}
+			continue
+		}
+		if j.err != nil {
+			t.Fatalf("body %d (%d bytes): %v", i, sizes[i], j.err)
+		}
+		id, n, created, err := ref.WriteObjectWith(bytes.NewReader(bodies[i]), composefs.WriteOptions{RecordPrefix: []byte{'p', byte(i)}, CRC64: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(j.id, id) || j.n != n || j.created != created {
+			t.Fatalf("body %d (%d bytes): id %x, %d bytes, created %v; alone %x, %d, %v", i, sizes[i], j.id, j.n, j.created, id, n, created)
+		}
+		got, want := objectRecords(t, repo, id), objectRecords(t, ref, id)
+		if len(got.Content) != 1 || !got.HasCRC64 || !reflect.DeepEqual(got, want) {
+			t.Fatalf("body %d: records %+v, alone %+v", i, got, want)
+		}
+	}
+}
+
+func objectRecords(t *testing.T, repo *composefs.Repository, id []byte) composefs.ObjectRecords {
+	t.Helper()
+	if err := repo.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := repo.OpenObject(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o, err := composefs.ReadObjectRecords(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
