@@ -127,3 +127,47 @@ func BenchmarkHasherSmall(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDigestFiles cuts a buffer (the fuzz bytes, repeated) into files whose
+// lengths the fuzzer picks, from empty to past BatchMax, and checks every
+// digest DigestFiles gives against a Hasher of that file alone.
+func FuzzDigestFiles(f *testing.F) {
+	f.Add([]byte("x"), []byte{0, 1, 4, 255}, true)
+	f.Add(randomBytes(5000, 2), []byte{3, 200, 254, 255, 7, 7, 7, 7, 7}, false)
+	f.Fuzz(func(t *testing.T, unit, lengths []byte, useSHA512 bool) {
+		alg := SHA256
+		if useSHA512 {
+			alg = SHA512
+		}
+		if len(unit) == 0 || len(lengths) == 0 || len(lengths) > 10 {
+			return
+		}
+		// Length bytes up to 249 give files of up to 16 KiB (most files
+		// of an image), 250 to 255 the sizes around BatchMax.
+		var files [][]byte
+		off := 0
+		for i, l := range lengths {
+			n := int(l) * 67
+			if l >= 250 {
+				n = BatchMax(alg) + int(l) - 254
+			}
+			if off+n > BatchMax(SHA256)+BatchMax(SHA512) {
+				return // a run stays near a millisecond
+			}
+			file := make([]byte, n)
+			for k := range file {
+				file[k] = unit[(off+k)%len(unit)] ^ byte(i)
+			}
+			off += n
+			files = append(files, file)
+		}
+		got := DigestFiles(alg, files)
+		for i, file := range files {
+			h := New(alg)
+			h.Write(file)
+			if want := h.Sum(nil); !bytes.Equal(got[i], want) {
+				t.Fatalf("%v: file %d of %d (%d bytes): %x, alone %x", alg, i, len(files), len(file), got[i], want)
+			}
+		}
+	})
+}
