@@ -483,9 +483,6 @@ func (r *Repository) WriteObject(src io.Reader) (id []byte, size int64, created 
 
 // WriteObjectWith is WriteObject with WriteOptions.
 func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byte, size int64, created bool, err error) {
-	if len(opts.RecordPrefix) > MaxRecordPrefix {
-		opts.RecordPrefix = nil
-	}
 	t, err := r.newTemp()
 	if err != nil {
 		return nil, 0, false, err
@@ -497,17 +494,8 @@ func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byt
 	// MultiWriter keeps io.Copy from using copy_file_range, which would
 	// skip the hasher. The buffer is pooled: io.Copy would allocate 32
 	// KiB per object, 3 GiB of garbage for an image of 100k files.
-	sinks := []io.Writer{t.File, h}
-	var rh hash.Hash
-	if opts.RecordPrefix != nil {
-		rh = NewRecordHash(opts.RecordPrefix)
-		sinks = append(sinks, rh)
-	}
-	var crc *crc64iso.Digest
-	if opts.CRC64 {
-		crc = crc64iso.New()
-		sinks = append(sinks, crc)
-	}
+	rw := newRecordWriter(opts)
+	sinks := append([]io.Writer{t.File, h}, rw.sinks...)
 	buf := copyBuffers.Get().(*[copyBufferSize]byte)
 	size, err = io.CopyBuffer(io.MultiWriter(sinks...), src, buf[:])
 	copyBuffers.Put(buf)
@@ -519,22 +507,50 @@ func (r *Repository) WriteObjectWith(src io.Reader, opts WriteOptions) (id []byt
 		atomicfile.StartWriteback(t.File)
 	}
 	id = h.Sum(nil)
-	var rec *ObjectRecords
-	if rh != nil || crc != nil {
-		rec = &ObjectRecords{}
-		if rh != nil {
-			rec.Content = []Record{{Prefix: opts.RecordPrefix}}
-			rh.Sum(rec.Content[0].Sum[:0])
-		}
-		if crc != nil {
-			rec.CRC64, rec.HasCRC64 = crc.Sum64(), true
-		}
-	}
-	created, err = r.finishRecorded(t, id, size, false, rec)
+	created, err = r.finishRecorded(t, id, size, false, rw.records())
 	if err != nil {
 		return nil, size, false, fmt.Errorf("storing object %x: %w", id, err)
 	}
 	return id, size, created, nil
+}
+
+// recordWriter computes the records WriteOptions ask for from the bytes
+// written to its sinks.
+type recordWriter struct {
+	prefix []byte
+	rh     hash.Hash        // nil without a record prefix
+	crc    *crc64iso.Digest // nil without CRC64
+	sinks  []io.Writer
+}
+
+func newRecordWriter(opts WriteOptions) *recordWriter {
+	w := &recordWriter{}
+	if opts.RecordPrefix != nil && len(opts.RecordPrefix) <= MaxRecordPrefix {
+		w.prefix, w.rh = opts.RecordPrefix, NewRecordHash(opts.RecordPrefix)
+		w.sinks = append(w.sinks, w.rh)
+	}
+	if opts.CRC64 {
+		w.crc = crc64iso.New()
+		w.sinks = append(w.sinks, w.crc)
+	}
+	return w
+}
+
+// records is what was asked for, of everything written; nil when nothing
+// was.
+func (w *recordWriter) records() *ObjectRecords {
+	if w.rh == nil && w.crc == nil {
+		return nil
+	}
+	rec := &ObjectRecords{}
+	if w.rh != nil {
+		rec.Content = []Record{{Prefix: w.prefix}}
+		w.rh.Sum(rec.Content[0].Sum[:0])
+	}
+	if w.crc != nil {
+		rec.CRC64, rec.HasCRC64 = w.crc.Sum64(), true
+	}
+	return rec
 }
 
 // Written is what WriteObjects says of one body: what WriteObjectWith
@@ -580,20 +596,11 @@ func (r *Repository) writeDigested(body, id []byte, opts WriteOptions) (created 
 	if len(body) >= writebackFrom {
 		atomicfile.StartWriteback(t.File)
 	}
-	var rec *ObjectRecords
-	if (opts.RecordPrefix != nil && len(opts.RecordPrefix) <= MaxRecordPrefix) || opts.CRC64 {
-		rec = &ObjectRecords{}
-		if opts.RecordPrefix != nil && len(opts.RecordPrefix) <= MaxRecordPrefix {
-			rh := NewRecordHash(opts.RecordPrefix)
-			rh.Write(body)
-			rec.Content = []Record{{Prefix: opts.RecordPrefix}}
-			rh.Sum(rec.Content[0].Sum[:0])
-		}
-		if opts.CRC64 {
-			rec.CRC64, rec.HasCRC64 = crc64iso.Checksum(body), true
-		}
+	rw := newRecordWriter(opts)
+	for _, s := range rw.sinks {
+		s.Write(body)
 	}
-	created, err = r.finishRecorded(t, id, int64(len(body)), false, rec)
+	created, err = r.finishRecorded(t, id, int64(len(body)), false, rw.records())
 	if err != nil {
 		return false, fmt.Errorf("storing object %x: %w", id, err)
 	}
