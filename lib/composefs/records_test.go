@@ -219,36 +219,27 @@ func TestWriteObjectsAsOneByOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range bodies {
-		f, err := os.Open(batch.ObjectPath(got[i].ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := os.Open(alone.ObjectPath(got[i].ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rb, err1 := ReadObjectRecords(f)
-		ra, err2 := ReadObjectRecords(g)
-		f.Close()
-		g.Close()
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
+		rb, ra := recordsAt(t, batch, got[i].ID), recordsAt(t, alone, got[i].ID)
 		if !bytes.Equal(EncodeObjectRecords(rb), EncodeObjectRecords(ra)) {
 			t.Errorf("body %d: records %+v, alone %+v", i, rb, ra)
 		}
 	}
-	if rs, _ := readRecordsAt(t, batch, got[0].ID); len(rs) != 2 {
+	if rs := recordsAt(t, batch, got[0].ID).Content; len(rs) != 2 {
 		t.Errorf("the body written twice has %d content records, want 2", len(rs))
 	}
 }
 
-func readRecordsAt(t *testing.T, r *Repository, id []byte) ([]Record, error) {
+// recordsAt reads the records of a named object.
+func recordsAt(t *testing.T, r *Repository, id []byte) ObjectRecords {
 	t.Helper()
 	f, err := os.Open(r.ObjectPath(id))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return ReadRecords(f)
+	o, err := ReadObjectRecords(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

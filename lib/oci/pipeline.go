@@ -207,13 +207,10 @@ func (p *bodyPipeline) storeBatch(batch []*bodyJob) {
 	var whole [batchBodies]*bodyJob
 	n := 0
 	for _, j := range batch {
+		// start sends a body of at most pipelineChunk whole, or nothing
+		// when the tar ended inside it: then no object of what came.
 		b, ok := <-j.chunks
-		if !ok || int64(len(b)) != j.size {
-			// The tar ended inside the body: no object of what came.
-			if ok {
-				p.budget.Release(int64(cap(b)))
-				putChunk(b)
-			}
+		if !ok {
 			j.err = io.ErrUnexpectedEOF
 			p.done(j)
 			continue
